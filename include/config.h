@@ -1,0 +1,121 @@
+/* Gateway configuration (certgate.json), parsed with jansson into a plain struct.
+ *
+ * Relative paths in the file are resolved against the config file's directory,
+ * so the whole PKI folder can move. Every field has a safe default except the ones
+ * marked required. See README "Configuration" for the file format. */
+#ifndef CERTGATE_CONFIG_H
+#define CERTGATE_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable list of owned strings (used for error reports and string arrays). */
+struct strlist {
+	char **v;
+	size_t n, cap;
+};
+/* Appends a printf-formatted copy. Returns 0/-1 (ENOMEM). */
+int strlist_addf(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strlist_free(struct strlist *l);
+
+struct config_pkcs11 {
+	char *module;         /* path to the PKCS#11 module (.so), required */
+	char *token;          /* token label, required */
+	char *pin_file;       /* user PIN read from this file (preferred) */
+	char *pin_env;        /* or from this environment variable */
+	char *softhsm2_conf;  /* optional: exported as SOFTHSM2_CONF before loading */
+};
+
+struct config_tls {
+	char *cert;                 /* server certificate chain (PEM file), required */
+	char *key;                  /* "pkcs11:..." URI, or a PEM file path (software key) */
+	char *ca;                   /* CA bundle that client certificates must chain to, required */
+	char *crl;                  /* CRL file (PEM); required unless crl_check is false */
+	int crl_check;              /* default 1 */
+	int allow_extractable_key;  /* default 0: refuse a token key with CKA_EXTRACTABLE */
+	int session_tickets;        /* default 1 (TLS 1.3 tickets) */
+	int min_version;            /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+};
+
+struct config_ca {
+	char *key;            /* "pkcs11:..." URI of the CA key */
+	char *cert;           /* CA certificate (PEM) */
+	char *db;             /* CA database, OpenSSL index.txt format */
+	char *certs_dir;      /* copies of issued certificates, SERIAL.pem */
+	char *crl;            /* where `ca crl` writes the CRL (normally == tls.crl) */
+	char *agents_dir;     /* DIR/agents: per-agent cert.pem/key.pem/ca.pem */
+	char *audit;          /* ca-audit.jsonl */
+	char *trust_domain;   /* SPIFFE trust domain, default "certgate.local" */
+	int crl_hours;        /* CRL nextUpdate distance, default 168 */
+	int default_hours;    /* agent certificate lifetime, default 24 */
+	int server_days;      /* server certificate lifetime, default 365 */
+	int ca_days;          /* CA certificate lifetime, default 3650 */
+};
+
+struct config_limits {
+	int handshake_timeout_ms;        /* default 10000 */
+	int header_timeout_ms;           /* default 10000 (slowloris) */
+	int body_timeout_ms;             /* default 30000 */
+	int idle_timeout_ms;             /* keep-alive idle, default 60000 */
+	int upstream_connect_timeout_ms; /* default 5000 */
+	int upstream_response_timeout_ms;/* time to response headers, default 60000 */
+	int stream_idle_timeout_ms;      /* SSE/streaming idle limit, default 300000 */
+	int grace_ms;                    /* shutdown grace, default 10000 */
+	int max_connections;             /* default 10000 */
+	int max_connections_per_ip;      /* default 1000 */
+	int max_header_bytes;            /* default 16384 */
+	int max_header_count;            /* default 100 */
+	long max_body_bytes;             /* default 4 MiB */
+};
+
+struct config_upstream {
+	char *url;            /* http://host:port/path or https://..., required */
+	int tls;              /* 1 for https */
+	char *host;           /* parsed from url */
+	uint16_t port;
+	char *path;           /* path prefix, "/" when none */
+	char *ca;             /* for https upstreams: CA bundle (default: system store) */
+	int pool_size;        /* idle keep-alive connections per worker, default 16 */
+};
+
+struct config {
+	char *path;           /* the file this came from */
+	char *dir;            /* its directory, for relative paths */
+
+	char *listen_host;    /* default 127.0.0.1 */
+	uint16_t listen_port; /* default 8443 */
+	char *admin_host;     /* NULL: admin listener disabled */
+	uint16_t admin_port;
+	int workers;          /* 0 = one per core */
+
+	struct config_upstream upstream;
+	struct config_pkcs11 pkcs11;
+	struct config_tls tls;
+	struct config_ca ca;
+	struct config_limits limits;
+
+	char *identity_map;   /* agents.json, required */
+	char *audit_file;     /* NULL or "-": stderr */
+	int audit_fail_open;  /* 0 (default): refuse requests when the audit log cannot be written */
+
+	double rate_per_second; /* default per-agent rate when the map gives none; default 50 */
+	double rate_burst;      /* default 100 */
+	int hsts_max_age;       /* default 31536000 */
+};
+
+/* flags for config_load/config_parse */
+#define CONFIG_CHECK_FILES 0x1  /* files the gateway reads must exist (serve, check) */
+
+/* Reads and validates PATH as a whole. On success *out is a new config (free with
+ * config_free) and 0 is returned. On failure -1 is returned, *out is NULL and every
+ * problem found is appended to errs as "PATH:LINE: $.json.path: message" (LINE is 0
+ * when unknown). Without CONFIG_CHECK_FILES, files are not required to exist yet
+ * (the `ca` commands create them). Does not touch the token. */
+int config_load(const char *path, int flags, struct config **out, struct strlist *errs);
+
+/* Same, from a string; name is used in messages, dir to resolve relative paths. */
+int config_parse(const char *text, size_t len, const char *name, const char *dir,
+    int flags, struct config **out, struct strlist *errs);
+
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,63 @@
+/* Identity: the agent map (agents.json) and the certificate -> agent lookup.
+ * Pure functions, no I/O except identity_map_load reading one file. A loaded map is
+ * immutable and may be shared read-only by every worker thread. */
+#ifndef CERTGATE_IDENTITY_H
+#define CERTGATE_IDENTITY_H
+#include <openssl/x509.h>
+#include <stddef.h>
+
+struct identity_agent {
+	char *id;
+	char *uri;            /* SAN URI to match, or NULL */
+	char *subject;        /* RFC 4514 subject to match, or NULL */
+	char **roles;
+	size_t nroles;
+	char **scopes;        /* effective: own scopes plus every role's, deduplicated */
+	size_t nscopes;
+	char *scopes_str;     /* the same, space-separated (X-Agent-Scopes) */
+	double rate_per_second; /* 0 when the map gives none (use the config default) */
+	double rate_burst;
+};
+
+struct identity_map {
+	struct identity_agent *agents;
+	size_t nagents;
+	/* private: lookup index */
+	void *index;
+};
+
+/* Parses an identity map. Validates: roles is an object of string arrays, agents an
+ * array of objects with a unique non-empty id, at least one of uri/subject, roles
+ * that exist, scopes that are well-formed (see policy.h), rate numbers > 0; uri and
+ * subject values unique across agents. Returns 0 and *out, or -1 with a message
+ * (including the JSON line when jansson knows it) in err. */
+int identity_map_parse(const char *json, size_t len, struct identity_map **out,
+    char *err, size_t errlen);
+int identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen);
+void identity_map_free(struct identity_map *m);
+
+/* What the gateway knows about a verified client certificate. */
+struct identity_peer {
+	char serial[80];      /* uppercase hex, no separators */
+	char *subject;        /* RFC 4514, e.g. "CN=research-bot,O=Example" */
+	char **uris;          /* SAN URIs */
+	size_t nuris;
+	char hash[65];        /* SHA-256 of the DER certificate, lowercase hex (XFCC Hash) */
+	long long not_after;  /* time_t of notAfter */
+};
+
+/* Fills p from a certificate. Returns 0/-1. Free with identity_peer_clear. */
+int identity_peer_from_cert(X509 *cert, struct identity_peer *p);
+void identity_peer_clear(struct identity_peer *p);
+
+/* The agent whose uri equals one of the peer's SAN URIs, else whose subject equals
+ * the peer's subject; NULL when none. The pointer lives as long as the map. */
+const struct identity_agent *identity_lookup(const struct identity_map *m,
+    const struct identity_peer *p);
+const struct identity_agent *identity_find_id(const struct identity_map *m, const char *id);
+
+/* Envoy-style X-Forwarded-Client-Cert value: Hash=...;Subject="...";URI=...
+ * (quotes and backslashes escaped). Returns malloc'd string or NULL. */
+char *identity_xfcc(const struct identity_peer *p);
+
+#endif

@@ -1,0 +1,90 @@
+/* PKCS#11 layer. The only file that includes libp11 (and the raw PKCS#11 API) is
+ * src/p11.c; everything else sees EVP_PKEY objects whose private operations run in
+ * the token.
+ *
+ * Object references are RFC 7512 URIs. Path attributes handled: token, manufacturer,
+ * serial, model, object, type (private|public|cert|secret-key|data), id (percent-
+ * encoded bytes), slot-id. Query attributes: pin-source (file path or
+ * "file:PATH"), pin-value, module-path, module-name. Anything else is an error. */
+#ifndef CERTGATE_P11_H
+#define CERTGATE_P11_H
+#include <openssl/evp.h>
+#include <stddef.h>
+
+struct p11_uri {
+	char *token;
+	char *manufacturer;
+	char *serial;
+	char *model;
+	char *object;        /* CKA_LABEL */
+	char *type;
+	unsigned char *id;   /* CKA_ID bytes */
+	size_t id_len;
+	long slot_id;        /* -1 when absent */
+	char *module_path;
+	char *module_name;
+	char *pin_source;
+	char *pin_value;     /* wiped by p11_uri_free */
+};
+
+/* Parses s into u (zeroed first). Returns 0, or -1 with a message in err naming
+ * the offending attribute (never the PIN value). Free with p11_uri_free even on error. */
+int p11_uri_parse(const char *s, struct p11_uri *u, char *err, size_t errlen);
+void p11_uri_free(struct p11_uri *u);
+
+/* Returns a malloc'd copy of the URI text with any pin-value replaced by "***",
+ * for messages. Never NULL on success; NULL on allocation failure. */
+char *p11_uri_redact(const char *uri);
+
+/* 1 when s starts with "pkcs11:" (case-insensitive scheme). */
+int p11_is_uri(const char *s);
+
+/* Where to find the token when a URI does not say: filled from the config. */
+struct p11_defaults {
+	const char *module;        /* module path */
+	const char *token;         /* token label */
+	const char *pin_file;      /* PIN file (preferred) */
+	const char *pin_env;       /* or environment variable name */
+	const char *softhsm2_conf; /* exported as SOFTHSM2_CONF before the module loads */
+};
+
+/* Loads the private key named by uri from the token (opening the module, finding the
+ * token by label and logging in on first use; the PIN is read from the URI's
+ * pin-source/pin-value or from defaults, and wiped right after C_Login).
+ * Reads CKA_SENSITIVE and CKA_EXTRACTABLE and fails if the key is extractable or not
+ * sensitive unless allow_extractable. On success *out holds a new reference the
+ * caller frees with EVP_PKEY_free. Errors are logged with the redacted URI and the
+ * PKCS#11 return code in words. Returns 0/-1. Thread-safe. */
+int p11_load_private_key(const struct p11_defaults *d, const char *uri,
+    int allow_extractable, EVP_PKEY **out);
+
+/* Generates an EC P-256 key pair inside the token, labelled and with CKA_ID taken
+ * from uri (object= is required; id= optional, random 16 bytes otherwise), private
+ * half CKA_SENSITIVE=true, CKA_EXTRACTABLE=false, CKA_TOKEN=true. Fails if an object
+ * with that label already exists. *out is the private key (as from
+ * p11_load_private_key), whose public half can be put into certificates. */
+int p11_generate_ec_key(const struct p11_defaults *d, const char *uri, EVP_PKEY **out);
+
+/* 1 if a private key matching uri exists in the token, 0 if not, -1 on error. */
+int p11_key_exists(const struct p11_defaults *d, const char *uri);
+
+/* Reads the key's CKA_SENSITIVE / CKA_EXTRACTABLE flags. Returns 0/-1. */
+int p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive, int *extractable);
+
+/* Token health for /healthz: 1 when a trivial call on the open session succeeds,
+ * 0 otherwise (after trying to re-open and log in again). */
+int p11_health(void);
+
+/* The PKCS#11 return code in words, e.g. "CKR_PIN_INCORRECT". Never NULL. */
+const char *p11_rv_str(unsigned long rv);
+
+/* Reads a secret (PIN) from a file (first line, trailing newline removed) or from an
+ * environment variable. *out is malloc'd; the caller wipes it with p11_secret_free.
+ * Returns 0/-1 with a message in err. */
+int p11_read_secret(const char *file, const char *env, char **out, char *err, size_t errlen);
+void p11_secret_free(char *s);
+
+/* Logs out and unloads every module. Safe to call when nothing is open. */
+void p11_shutdown(void);
+
+#endif

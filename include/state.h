@@ -1,0 +1,45 @@
+/* Reloadable runtime state: everything a reload replaces as one unit (SSL_CTX with
+ * the CA store and CRL, the revoked-serial set, the identity map). Readers take a
+ * reference with state_get() and drop it with state_put(); a reload builds a complete
+ * new state and swaps it in only if every part validated, otherwise the old one stays
+ * and the error is logged and counted. Thread-safe. */
+#ifndef CERTGATE_STATE_H
+#define CERTGATE_STATE_H
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config.h"
+#include "identity.h"
+
+struct gw_state {
+	int refs;                       /* atomic */
+	uint64_t generation;            /* increases with every successful reload */
+	SSL_CTX *ssl_ctx;               /* for new handshakes */
+	struct identity_map *map;
+	char **revoked;                 /* sorted uppercase hex serials from the CRL */
+	size_t nrevoked;
+	time_t crl_next_update;         /* 0 when no CRL */
+};
+
+/* Builds the first state. Start-up only; returns 0/-1 (logged). The server key is
+ * borrowed (it stays loaded for the process lifetime). */
+int state_init(const struct config *cfg, EVP_PKEY *server_key);
+
+/* Rebuilds from the files named in the config; swaps only on full success. */
+int state_reload(const char *why);
+
+/* Checks the mtimes of the identity map, CRL, CA and server certificate files and
+ * reloads when one changed. Called every second by the main loop. */
+void state_check_files(void);
+
+struct gw_state *state_get(void);
+void state_put(struct gw_state *st);
+
+/* 1 when serial (uppercase hex) is in the state's CRL. */
+int state_is_revoked(const struct gw_state *st, const char *serial);
+
+/* Frees the current state (shutdown). */
+void state_shutdown(void);
+
+#endif

@@ -1,0 +1,20 @@
+/* TLS: server SSL_CTX construction (mTLS, CA store with CRL, modern suites, tickets)
+ * and key loading. */
+#ifndef CERTGATE_TLS_H
+#define CERTGATE_TLS_H
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+/* Loads cfg->tls.key: a pkcs11: URI through p11.c, or a PEM file (software key, for
+ * benchmarks and tests). *out is a new reference. Returns 0/-1 (logged). */
+int tls_load_server_key(const struct config *cfg, EVP_PKEY **out);
+
+/* Builds a server SSL_CTX from the config files and the (borrowed) key: certificate
+ * chain, key match check, client verification against tls.ca with the CRL when
+ * crl_check, TLS >= 1.2, AEAD suites only, no renegotiation/compression, session
+ * tickets. *crl_out (may be NULL) receives a new reference to the CRL loaded.
+ * Returns NULL on failure (logged, file names included). */
+SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out);
+
+#endif
