@@ -1,0 +1,81 @@
+/* MCP JSON-RPC inspection: request bodies against the policy, error bodies, and
+ * filtering of listing responses (application/json and text/event-stream). Pure
+ * functions, no I/O: the proxy feeds bytes and writes what comes out. */
+#ifndef CERTGATE_MCP_H
+#define CERTGATE_MCP_H
+#include <jansson.h>
+#include <stddef.h>
+
+#include "policy.h"
+
+/* JSON-RPC error codes used in refusals. */
+#define MCP_ERR_PARSE        (-32700)
+#define MCP_ERR_INVALID      (-32600)
+#define MCP_ERR_FORBIDDEN    (-32001)
+#define MCP_ERR_RATE_LIMITED (-32002)
+#define MCP_ERR_GATEWAY      (-32003)
+
+/* Protocol revisions certgate knows (MCP-Protocol-Version header). 1 if known. */
+int mcp_protocol_version_known(const char *v);
+
+/* A listing request seen in the body whose response must be filtered. */
+struct mcp_pending_list {
+	json_t *id;            /* owned reference */
+	const char *method;    /* static: "tools/list", "prompts/list", "resources/list" */
+};
+
+struct mcp_inspect {
+	json_t *root;                 /* parsed body, owned */
+	int batch;                    /* body was an array */
+	size_t n;                     /* messages */
+	struct policy_result *res;    /* one per message */
+	int status;                   /* 0: forward; else HTTP status to answer (400/403) */
+	const char *reason;           /* on refusal: short reason for audit/metrics */
+	char *error_body;             /* on refusal: JSON-RPC error response body (malloc'd) */
+	const char *method;           /* first message's method (for audit), borrowed */
+	const char *name;             /* first message's tool/prompt/resource name, borrowed */
+	int has_initialize;           /* an initialize request is in the body */
+	int only_notifications;       /* no request with an id (upstream answers 202) */
+	struct mcp_pending_list *lists;
+	size_t nlists;
+};
+
+/* Parses and checks a POST body for an agent with the given effective scopes.
+ * Invalid JSON -> status 400, -32700; not JSON-RPC 2.0 (or empty batch) -> 400, -32600;
+ * any element denied -> 403 with one JSON-RPC error per denied request id (the whole
+ * request is refused); mcp_method/mcp_name (the Mcp-Method / Mcp-Name request headers,
+ * NULL when absent) must match the (single) message, else 400.
+ * Returns 0 (out filled, check out->status) or -1 on allocation failure.
+ * Free with mcp_inspect_free. */
+int mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscopes,
+    const char *mcp_method, const char *mcp_name, struct mcp_inspect *out);
+void mcp_inspect_free(struct mcp_inspect *in);
+
+/* A JSON-RPC error response {"jsonrpc":"2.0","id":id|null,"error":{code,message}}.
+ * id is borrowed (NULL -> null). Returns malloc'd text or NULL. */
+char *mcp_error_body(json_t *id, int code, const char *message);
+
+/* Rewrites a JSON response body (single or batch) so that responses to the pending
+ * listing requests only contain entries the scopes allow. Returns a malloc'd new body
+ * (*outlen set) when something changed, NULL when the body is to be passed unchanged
+ * (or is not JSON). */
+char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
+    size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen);
+
+/* Incremental text/event-stream filter. Bytes go in as they arrive; complete events
+ * come out through emit() unchanged, except an event whose data is a JSON-RPC response
+ * to one of the pending listing requests, which comes out filtered. Only the event being
+ * assembled is buffered (at most max_event bytes; a larger event that could be a listing
+ * response is replaced by a JSON-RPC error event rather than leaked unfiltered). */
+struct mcp_sse;
+typedef int (*mcp_emit_fn)(void *arg, const char *p, size_t n);
+/* lists/scopes are borrowed and must outlive the filter. */
+struct mcp_sse *mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists,
+    char *const *scopes, size_t nscopes, size_t max_event);
+/* Returns 0, or -1 when emit failed or memory ran out. */
+int mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void *arg);
+/* Emits whatever partial event is left (end of stream). */
+int mcp_sse_finish(struct mcp_sse *s, mcp_emit_fn emit, void *arg);
+void mcp_sse_free(struct mcp_sse *s);
+
+#endif

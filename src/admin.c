@@ -1,0 +1,1 @@
+/* STUB: admin listener (/healthz, /metrics) */
