@@ -17,10 +17,17 @@ struct audit_rec {
 	const char *session;   /* Mcp-Session-Id or NULL */
 };
 
-/* Opens path for appending (mode 0600), or stderr when path is NULL or "-". Returns 0/-1. */
+/* Opens path for appending (mode 0600), or stderr when path is NULL or "-". Returns 0/-1;
+ * on failure the previous destination (if any) stays in use. */
 int audit_open(const char *path);
-/* Re-opens the same path (log rotation, SIGHUP). */
+/* Re-opens the same path (log rotation, SIGHUP); a no-op for stderr. On failure the
+ * old descriptor stays in use. Returns 0/-1. */
 int audit_reopen(void);
+/* Cheap rotation check for the periodic file watcher: stats the path and re-opens
+ * it when the file vanished or its inode changed. Returns 0 when nothing changed
+ * (or audit goes to stderr), 1 after a successful re-open, -1 when re-opening failed
+ * (the old descriptor stays in use). */
+int audit_check_file(void);
 /* Writes one line. Returns 0, or -1 when the write failed (counted and logged once
  * per failure streak); the caller decides whether to refuse the request. */
 int audit_write(const struct audit_rec *r);

@@ -36,8 +36,10 @@ struct config_tls {
 	int min_version;            /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
 };
 
+/* Paths default to the pki-init layout under the config directory (ca/ca.pem,
+ * ca/index.txt, ca/certs, tls.crl or ca/crl.pem, agents, ca-audit.jsonl). */
 struct config_ca {
-	char *key;            /* "pkcs11:..." URI of the CA key */
+	char *key;            /* "pkcs11:..." URI of the CA key, NULL when absent */
 	char *cert;           /* CA certificate (PEM) */
 	char *db;             /* CA database, OpenSSL index.txt format */
 	char *certs_dir;      /* copies of issued certificates, SERIAL.pem */
@@ -83,7 +85,7 @@ struct config {
 
 	char *listen_host;    /* default 127.0.0.1 */
 	uint16_t listen_port; /* default 8443 */
-	char *admin_host;     /* NULL: admin listener disabled */
+	char *admin_host;     /* NULL: admin listener disabled ("admin" absent, null or "") */
 	uint16_t admin_port;
 	int workers;          /* 0 = one per core */
 
@@ -94,7 +96,7 @@ struct config {
 	struct config_limits limits;
 
 	char *identity_map;   /* agents.json, required */
-	char *audit_file;     /* NULL or "-": stderr */
+	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */
 	int audit_fail_open;  /* 0 (default): refuse requests when the audit log cannot be written */
 
 	double rate_per_second; /* default per-agent rate when the map gives none; default 50 */
@@ -117,5 +119,10 @@ int config_parse(const char *text, size_t len, const char *name, const char *dir
     int flags, struct config **out, struct strlist *errs);
 
 void config_free(struct config *cfg);
+
+/* The line (1-based) where the value at JSON path (e.g. "$.tls.key", "$.a[2]",
+ * "$[\"odd key\"]") starts in text, or the line of its nearest ancestor present
+ * in the text; 0 when unknown. Pure function (exposed for tests). */
+int config_line_of(const char *text, size_t len, const char *path);
 
 #endif

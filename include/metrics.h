@@ -27,13 +27,22 @@ void metrics_inc(enum metric_id id);
 void metrics_dec(enum metric_id id);
 void metrics_add(enum metric_id id, long n);
 long metrics_get(enum metric_id id);
+/* Sets a gauge (e.g. M_CONN_ACTIVE) to an absolute value. */
+void metrics_set(enum metric_id id, long v);
 
 /* Requests by HTTP status (any 100..599). */
 void metrics_status(int status);
 /* Upstream time to response headers, milliseconds (histogram). */
 void metrics_upstream_latency(double ms);
-/* Denials by agent and reason (agent may be NULL -> "-"). */
+/* Denials by agent and reason (agent may be NULL -> "-", reason NULL -> "unknown").
+ * Also counts M_REQ_DENIED: callers do not metrics_inc(M_REQ_DENIED) themselves.
+ * At most 10000 (agent, reason) pairs are kept; later agents count as "_other". */
 void metrics_deny(const char *agent, const char *reason);
+
+/* Registers fn, whose malloc'd result (Prometheus text, complete lines, or NULL) is
+ * appended to every metrics_render() output and freed there. fn runs on the thread
+ * that renders; NULL unregisters. */
+void metrics_set_extra(char *(*fn)(void));
 
 /* Renders every metric; malloc'd string the caller frees. NULL on ENOMEM. */
 char *metrics_render(void);

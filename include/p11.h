@@ -72,7 +72,10 @@ int p11_key_exists(const struct p11_defaults *d, const char *uri);
 int p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive, int *extractable);
 
 /* Token health for /healthz: 1 when a trivial call on the open session succeeds,
- * 0 otherwise (after trying to re-open and log in again). */
+ * 0 otherwise (after trying to re-open and log in again). Checks every token
+ * opened so far; 1 when none is open (nothing to check). Re-login reads the PIN
+ * again from its file or environment variable; a token opened with pin-value
+ * cannot be logged in again. Thread-safe. */
 int p11_health(void);
 
 /* The PKCS#11 return code in words, e.g. "CKR_PIN_INCORRECT". Never NULL. */
@@ -84,7 +87,8 @@ const char *p11_rv_str(unsigned long rv);
 int p11_read_secret(const char *file, const char *env, char **out, char *err, size_t errlen);
 void p11_secret_free(char *s);
 
-/* Logs out and unloads every module. Safe to call when nothing is open. */
+/* Logs out and unloads every module. Safe to call when nothing is open. Free
+ * every EVP_PKEY obtained from this module first: they refer to the token. */
 void p11_shutdown(void);
 
 #endif

@@ -1,7 +1,401 @@
-/* STUB */
+/* Request audit log: one JSON object per line, each written with one write(2)
+ * on an O_APPEND descriptor, so concurrent lines never interleave and nothing
+ * is lost in a user-space buffer when the process dies.
+ *
+ * Writers hold a read lock on the descriptor only for the write itself; a re-open
+ * (rotation) takes the write lock to swap descriptors. */
 #include "audit.h"
-int audit_open(const char *path) { (void)path; return -1; }
-int audit_reopen(void) { return -1; }
-int audit_write(const struct audit_rec *r) { (void)r; return -1; }
-int audit_failing(void) { return 1; }
-void audit_close(void) {}
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+
+/* Longest string field copied into a line (bytes of input); longer values are cut
+ * at a character boundary so one hostile name cannot make huge lines. */
+#define AUDIT_FIELD_MAX	4096
+
+static pthread_rwlock_t audit_lock = PTHREAD_RWLOCK_INITIALIZER;
+static int audit_fd = -1;
+static char *audit_path;	/* NULL: stderr */
+static dev_t audit_dev;
+static ino_t audit_ino;
+static atomic_int audit_fail;	/* 1 while in a failure streak */
+
+struct abuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+	char stack[2048];
+};
+
+static void
+abuf_init(struct abuf *b)
+{
+	b->p = b->stack;
+	b->len = 0;
+	b->cap = sizeof(b->stack);
+	b->oom = 0;
+}
+
+static void
+abuf_free(struct abuf *b)
+{
+	if (b->p != b->stack)
+		free(b->p);
+}
+
+static int
+abuf_reserve(struct abuf *b, size_t more)
+{
+	size_t ncap;
+	char *np;
+
+	if (b->oom)
+		return -1;
+	if (b->len + more <= b->cap)
+		return 0;
+	ncap = b->cap * 2;
+	while (ncap < b->len + more)
+		ncap *= 2;
+	if (b->p == b->stack) {
+		if ((np = malloc(ncap)) != NULL)
+			memcpy(np, b->p, b->len);
+	} else
+		np = realloc(b->p, ncap);
+	if (np == NULL) {
+		b->oom = 1;
+		return -1;
+	}
+	b->p = np;
+	b->cap = ncap;
+	return 0;
+}
+
+static void
+abuf_put(struct abuf *b, const char *s, size_t n)
+{
+	if (abuf_reserve(b, n) == -1)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void
+abuf_puts(struct abuf *b, const char *s)
+{
+	abuf_put(b, s, strlen(s));
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* Appends s as a JSON string (or null). Control characters are escaped and
+ * invalid UTF-8 becomes U+FFFD, so every line stays valid JSON whatever a client
+ * put in a tool name or a certificate. */
+static void
+put_jstr(struct abuf *b, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n, i = 0, k;
+	char esc[8];
+
+	if (str == NULL) {
+		abuf_puts(b, "null");
+		return;
+	}
+	n = strlen(str);
+	if (n > AUDIT_FIELD_MAX)
+		n = AUDIT_FIELD_MAX;
+	abuf_put(b, "\"", 1);
+	while (i < n) {
+		unsigned char c = s[i];
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			abuf_put(b, esc, 2);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			switch (c) {
+			case '\n': abuf_puts(b, "\\n"); break;
+			case '\r': abuf_puts(b, "\\r"); break;
+			case '\t': abuf_puts(b, "\\t"); break;
+			case '\b': abuf_puts(b, "\\b"); break;
+			case '\f': abuf_puts(b, "\\f"); break;
+			default:
+				snprintf(esc, sizeof(esc), "\\u%04x", c);
+				abuf_puts(b, esc);
+			}
+			i++;
+		} else if ((k = utf8_seq(s + i, n - i)) == 0) {
+			abuf_puts(b, "\\ufffd");
+			i++;
+		} else {
+			abuf_put(b, str + i, k);
+			i += k;
+		}
+	}
+	abuf_put(b, "\"", 1);
+}
+
+static void
+put_field(struct abuf *b, const char *key, const char *val)
+{
+	abuf_put(b, ",\"", 2);
+	abuf_puts(b, key);
+	abuf_put(b, "\":", 2);
+	put_jstr(b, val);
+}
+
+static void
+put_ts(struct abuf *b)
+{
+	struct timespec ts;
+	struct tm tm;
+	char t[64];
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(t, sizeof(t), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(t + n, sizeof(t) - n, ".%03ldZ\"", ts.tv_nsec / 1000000);
+	abuf_puts(b, t);
+}
+
+/* Builds the whole line (with its newline) into b. */
+static void
+audit_format(struct abuf *b, const struct audit_rec *r)
+{
+	char num[64];
+	double d = r->duration_ms;
+
+	put_ts(b);
+	put_field(b, "agent", r->agent);
+	put_field(b, "serial", r->serial);
+	put_field(b, "peer", r->peer);
+	put_field(b, "method", r->method);
+	put_field(b, "name", r->name);
+	put_field(b, "decision", r->decision);
+	if (r->reason != NULL)
+		put_field(b, "reason", r->reason);
+	if (!(d >= 0) || d > 1e12)	/* NaN and infinities are not JSON */
+		d = 0;
+	snprintf(num, sizeof(num), ",\"status\":%d,\"duration_ms\":%.3f", r->status, d);
+	abuf_puts(b, num);
+	if (r->session != NULL)
+		put_field(b, "session", r->session);
+	abuf_put(b, "}\n", 2);
+}
+
+/* Counts a failure and logs the first of a streak. Called with audit_lock held
+ * (read), so audit_path cannot be swapped away underneath. */
+static void
+audit_failed(const char *what, int err)
+{
+	metrics_inc(M_AUDIT_WRITE_FAIL);
+	if (atomic_exchange(&audit_fail, 1) == 0)
+		log_err("audit log %s: %s: %s", audit_path ? audit_path :
+		    audit_fd == -1 ? "(none)" : "(stderr)", what,
+		    err ? strerror(err) : "short write");
+}
+
+int
+audit_write(const struct audit_rec *r)
+{
+	struct abuf b;
+	ssize_t w = -1;
+	int err = 0, rc = -1;
+
+	abuf_init(&b);
+	audit_format(&b, r);
+	pthread_rwlock_rdlock(&audit_lock);
+	if (b.oom) {
+		audit_failed("cannot format line", ENOMEM);
+		goto fail;
+	}
+	if (audit_fd == -1) {
+		audit_failed("not open", EBADF);
+		goto fail;
+	}
+	do
+		w = write(audit_fd, b.p, b.len);
+	while (w == -1 && errno == EINTR);
+	err = w == -1 ? errno : 0;
+	if (w != (ssize_t)b.len) {
+		audit_failed("write failed", err);
+		goto fail;
+	}
+	if (atomic_exchange(&audit_fail, 0) == 1)
+		log_info("audit log %s: writable again", audit_path ? audit_path : "(stderr)");
+	rc = 0;
+fail:
+	pthread_rwlock_unlock(&audit_lock);
+	abuf_free(&b);
+	return rc;
+}
+
+static int
+audit_open_fd(const char *path, dev_t *dev, ino_t *ino)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd == -1) {
+		log_err("cannot open audit log %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		log_err("fstat %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return fd;
+}
+
+/* Swaps in a new descriptor (and path) under the write lock; closes the old one. */
+static void
+audit_swap(int fd, char *path, dev_t dev, ino_t ino)
+{
+	int old;
+	char *oldpath;
+
+	pthread_rwlock_wrlock(&audit_lock);
+	old = audit_fd;
+	oldpath = audit_path;
+	audit_fd = fd;
+	audit_path = path;
+	audit_dev = dev;
+	audit_ino = ino;
+	pthread_rwlock_unlock(&audit_lock);
+	if (old != -1 && old != STDERR_FILENO)
+		close(old);
+	if (oldpath != path)
+		free(oldpath);
+}
+
+int
+audit_open(const char *path)
+{
+	dev_t dev = 0;
+	ino_t ino = 0;
+	char *copy;
+	int fd;
+
+	if (path == NULL || strcmp(path, "-") == 0) {
+		audit_swap(STDERR_FILENO, NULL, 0, 0);
+		return 0;
+	}
+	if ((copy = strdup(path)) == NULL) {
+		log_err("strdup: %s", strerror(errno));
+		return -1;
+	}
+	if ((fd = audit_open_fd(copy, &dev, &ino)) == -1) {
+		free(copy);
+		return -1;
+	}
+	audit_swap(fd, copy, dev, ino);
+	return 0;
+}
+
+int
+audit_reopen(void)
+{
+	dev_t dev = 0;
+	ino_t ino = 0;
+	char *path;
+	int fd;
+
+	pthread_rwlock_rdlock(&audit_lock);
+	path = audit_path ? strdup(audit_path) : NULL;
+	fd = audit_fd;
+	pthread_rwlock_unlock(&audit_lock);
+	if (fd == STDERR_FILENO && path == NULL)
+		return 0;
+	if (path == NULL) {
+		log_err("audit log is not open");
+		return -1;
+	}
+	/* Open first: on failure the old descriptor keeps working. */
+	fd = audit_open_fd(path, &dev, &ino);
+	if (fd == -1) {
+		free(path);
+		return -1;
+	}
+	audit_swap(fd, path, dev, ino);
+	return 0;
+}
+
+int
+audit_check_file(void)
+{
+	struct stat st;
+	int changed;
+
+	pthread_rwlock_rdlock(&audit_lock);
+	if (audit_path == NULL) {
+		pthread_rwlock_unlock(&audit_lock);
+		return 0;
+	}
+	changed = stat(audit_path, &st) == -1 || st.st_dev != audit_dev ||
+	    st.st_ino != audit_ino;
+	pthread_rwlock_unlock(&audit_lock);
+	if (!changed)
+		return 0;
+	if (audit_reopen() == -1)
+		return -1;
+	log_info("audit log re-opened (file was moved or removed)");
+	return 1;
+}
+
+int
+audit_failing(void)
+{
+	return atomic_load(&audit_fail);
+}
+
+void
+audit_close(void)
+{
+	audit_swap(-1, NULL, 0, 0);
+	atomic_store(&audit_fail, 0);
+}

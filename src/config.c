@@ -1,10 +1,1653 @@
-/* STUB: replaced by the config implementation. */
+/* Gateway configuration: certgate.json parsed with jansson and validated as a
+ * whole, so an operator sees every problem at once, each as
+ * "FILE:LINE: $.json.path: message".
+ *
+ * jansson keeps no per-value positions, so a small tokenizer (config_linemap)
+ * walks the raw text once and maps every JSON path to the line where its value
+ * starts. Validation is table driven: unknown keys are errors, so a typo never
+ * silently falls back to a default. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "config.h"
-int strlist_addf(struct strlist *l, const char *fmt, ...) { (void)l; (void)fmt; return -1; }
-void strlist_free(struct strlist *l) { (void)l; }
-int config_load(const char *path, int flags, struct config **out, struct strlist *errs) { (void)path; (void)flags; (void)errs; *out = NULL; return -1; }
-int config_parse(const char *text, size_t len, const char *name, const char *dir, int flags, struct config **out, struct strlist *errs) { (void)text; (void)len; (void)name; (void)dir; (void)flags; (void)errs; *out = NULL; return -1; }
-void config_free(struct config *cfg) { (void)cfg; }
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "p11.h"
+
+#define CONFIG_MAX_BYTES	(1024 * 1024)
+#define CONFIG_MAX_DEPTH	64
+
+int
+strlist_addf(struct strlist *l, const char *fmt, ...)
+{
+	va_list ap;
+	char *s, **nv;
+	size_t ncap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	if (l->n == l->cap) {
+		ncap = l->cap ? l->cap * 2 : 8;
+		if ((nv = realloc(l->v, ncap * sizeof(*nv))) == NULL) {
+			free(s);
+			return -1;
+		}
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = s;
+	return 0;
+}
+
+void
+strlist_free(struct strlist *l)
+{
+	size_t i;
+
+	if (l == NULL)
+		return;
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+/* ---- growable string ------------------------------------------------------ */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static int
+sb_put(struct sbuf *b, const char *s, size_t n)
+{
+	size_t ncap;
+	char *np;
+
+	if (b->oom)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		ncap = b->cap ? b->cap : 64;
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		if ((np = realloc(b->p, ncap)) == NULL) {
+			b->oom = 1;
+			return -1;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static int
+sb_puts(struct sbuf *b, const char *s)
+{
+	return sb_put(b, s, strlen(s));
+}
+
+/* JSON path segment for an object member: .key when the key is a plain
+ * identifier, ["key"] (JSON-escaped) otherwise. The tokenizer and the validator
+ * both build paths with this, so lookups match byte for byte. */
+static int
+sb_key(struct sbuf *b, const char *key)
+{
+	const unsigned char *k = (const unsigned char *)key;
+	char esc[8];
+	int plain = isalpha(k[0]) || k[0] == '_';
+	size_t i;
+
+	for (i = 1; plain && k[i]; i++)
+		if (!isalnum(k[i]) && k[i] != '_' && k[i] != '-')
+			plain = 0;
+	if (plain) {
+		sb_put(b, ".", 1);
+		return sb_puts(b, key);
+	}
+	sb_puts(b, "[\"");
+	for (i = 0; k[i]; i++) {
+		if (k[i] == '"' || k[i] == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)k[i];
+			sb_put(b, esc, 2);
+		} else if (k[i] < 0x20 || k[i] == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", k[i]);
+			sb_puts(b, esc);
+		} else
+			sb_put(b, (const char *)k + i, 1);
+	}
+	return sb_puts(b, "\"]");
+}
+
+static int
+sb_idx(struct sbuf *b, size_t i)
+{
+	char t[32];
+
+	snprintf(t, sizeof(t), "[%zu]", i);
+	return sb_puts(b, t);
+}
+
+static char *
+path_child(const char *parent, const char *key)
+{
+	struct sbuf b = { 0 };
+
+	sb_puts(&b, parent);
+	if (sb_key(&b, key) == -1) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* ---- JSON path -> line map --------------------------------------------------- */
+
+struct lm_ent {
+	char *path;
+	int line;
+};
+
+struct linemap {
+	struct lm_ent *v;
+	size_t n, cap;
+};
+
+struct lm_scan {
+	const char *p, *end;
+	int line;
+	int depth;
+	struct sbuf path;
+	struct linemap *m;
+};
+
+static void
+linemap_free(struct linemap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		free(m->v[i].path);
+	free(m->v);
+	m->v = NULL;
+	m->n = m->cap = 0;
+}
+
+static int
+lm_add(struct lm_scan *s)
+{
+	struct linemap *m = s->m;
+	struct lm_ent *nv;
+	size_t ncap;
+
+	if (m->n == m->cap) {
+		ncap = m->cap ? m->cap * 2 : 64;
+		if ((nv = realloc(m->v, ncap * sizeof(*nv))) == NULL)
+			return -1;
+		m->v = nv;
+		m->cap = ncap;
+	}
+	if ((m->v[m->n].path = strdup(s->path.p)) == NULL)
+		return -1;
+	m->v[m->n++].line = s->line;
+	return 0;
+}
+
+static void
+lm_ws(struct lm_scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' ||
+	    *s->p == '\n')) {
+		if (*s->p == '\n')
+			s->line++;
+		s->p++;
+	}
+}
+
+static int
+lm_hex4(const char *p, const char *end, unsigned *out)
+{
+	unsigned v = 0;
+	int i;
+
+	if (end - p < 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		int c = (unsigned char)p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static void
+lm_utf8(struct sbuf *b, unsigned cp)
+{
+	char u[4];
+
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		sb_put(b, u, 1);
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		sb_put(b, u, 2);
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		sb_put(b, u, 3);
+	} else {
+		u[0] = (char)(0xf0 | (cp >> 18));
+		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[3] = (char)(0x80 | (cp & 0x3f));
+		sb_put(b, u, 4);
+	}
+}
+
+/* Decodes one escape after the backslash (s->p at the escape letter). */
+static int
+lm_escape(struct lm_scan *s, struct sbuf *out)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const char *f;
+	unsigned cp, lo;
+
+	if ((f = strchr(from, *s->p)) != NULL && *s->p != '\0') {
+		if (out)
+			sb_put(out, &to[f - from], 1);
+		s->p++;
+		return 0;
+	}
+	if (*s->p != 'u' || lm_hex4(s->p + 1, s->end, &cp) == -1)
+		return -1;
+	s->p += 5;
+	if (cp >= 0xd800 && cp <= 0xdbff && s->end - s->p >= 6 && s->p[0] == '\\' &&
+	    s->p[1] == 'u' && lm_hex4(s->p + 2, s->end, &lo) == 0 &&
+	    lo >= 0xdc00 && lo <= 0xdfff) {
+		cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+		s->p += 6;
+	}
+	if (out)
+		lm_utf8(out, cp);
+	return 0;
+}
+
+/* Consumes a string (s->p at the opening quote); decodes it into out when given. */
+static int
+lm_string(struct lm_scan *s, struct sbuf *out)
+{
+	const char *run;
+
+	s->p++;
+	while (s->p < s->end && *s->p != '"') {
+		if (*s->p == '\\') {
+			s->p++;
+			if (s->p >= s->end || lm_escape(s, out) == -1)
+				return -1;
+			continue;
+		}
+		run = s->p;
+		while (s->p < s->end && *s->p != '"' && *s->p != '\\') {
+			if (*s->p == '\n')
+				s->line++;
+			s->p++;
+		}
+		if (out)
+			sb_put(out, run, (size_t)(s->p - run));
+	}
+	if (s->p >= s->end)
+		return -1;
+	s->p++;
+	return 0;
+}
+
+static int lm_value(struct lm_scan *s);
+
+static int
+lm_object(struct lm_scan *s)
+{
+	size_t plen = s->path.len;
+	struct sbuf key = { 0 };
+	int rc = -1;
+
+	s->p++;
+	lm_ws(s);
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return 0;
+	}
+	for (;;) {
+		lm_ws(s);
+		if (s->p >= s->end || *s->p != '"')
+			goto fail;
+		key.len = 0;
+		sb_put(&key, "", 0);
+		if (lm_string(s, &key) == -1 || key.oom)
+			goto fail;
+		lm_ws(s);
+		if (s->p >= s->end || *s->p != ':')
+			goto fail;
+		s->p++;
+		if (sb_key(&s->path, key.p) == -1 || lm_value(s) == -1)
+			goto fail;
+		s->path.len = plen;
+		s->path.p[plen] = '\0';
+		lm_ws(s);
+		if (s->p < s->end && *s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == '}') {
+			s->p++;
+			break;
+		}
+		goto fail;
+	}
+	rc = 0;
+fail:
+	free(key.p);
+	return rc;
+}
+
+static int
+lm_array(struct lm_scan *s)
+{
+	size_t plen = s->path.len, i;
+
+	s->p++;
+	lm_ws(s);
+	if (s->p < s->end && *s->p == ']') {
+		s->p++;
+		return 0;
+	}
+	for (i = 0;; i++) {
+		if (sb_idx(&s->path, i) == -1 || lm_value(s) == -1)
+			return -1;
+		s->path.len = plen;
+		s->path.p[plen] = '\0';
+		lm_ws(s);
+		if (s->p < s->end && *s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == ']') {
+			s->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static int
+lm_value(struct lm_scan *s)
+{
+	int rc;
+
+	lm_ws(s);
+	if (s->p >= s->end || s->depth >= CONFIG_MAX_DEPTH)
+		return -1;
+	if (lm_add(s) == -1)
+		return -1;
+	switch (*s->p) {
+	case '{':
+		s->depth++;
+		rc = lm_object(s);
+		s->depth--;
+		return rc;
+	case '[':
+		s->depth++;
+		rc = lm_array(s);
+		s->depth--;
+		return rc;
+	case '"':
+		return lm_string(s, NULL);
+	default:
+		/* number, true, false, null: up to the next delimiter */
+		while (s->p < s->end && !strchr(",]} \t\r\n", *s->p))
+			s->p++;
+		return 0;
+	}
+}
+
+/* Maps every JSON path in text to the line (1-based) where its value starts.
+ * Pure: reads only text. On malformed input it keeps what it saw before the
+ * error (enough to locate a duplicate key) and returns -1. */
+static int
+config_linemap(const char *text, size_t len, struct linemap *m)
+{
+	struct lm_scan s = { .p = text, .end = text + len, .line = 1, .m = m };
+	int rc;
+
+	if (sb_puts(&s.path, "$") == -1)
+		return -1;
+	rc = lm_value(&s);
+	free(s.path.p);
+	return rc;
+}
+
+static int
+lm_find_exact(const struct linemap *m, const char *path, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (strncmp(m->v[i].path, path, n) == 0 && m->v[i].path[n] == '\0')
+			return m->v[i].line;
+	return 0;
+}
+
+/* Line of path, or of its nearest ancestor present in the text (a missing field
+ * is reported at the object that should hold it); 0 when even "$" is unknown. */
+static int
+linemap_line(const struct linemap *m, const char *path)
+{
+	size_t starts[CONFIG_MAX_DEPTH + 2], ns = 0, i, n = strlen(path);
+	int line;
+
+	for (i = 1; i < n && ns < CONFIG_MAX_DEPTH + 1;) {
+		starts[ns++] = i;
+		if (path[i] == '[' && i + 1 < n && path[i + 1] == '"') {
+			for (i += 2; i < n && path[i] != '"'; i++)
+				if (path[i] == '\\')
+					i++;
+			i += 2;	/* closing "] */
+		} else {
+			for (i++; i < n && path[i] != '.' && path[i] != '['; i++)
+				;
+		}
+	}
+	if ((line = lm_find_exact(m, path, n)) != 0)
+		return line;
+	while (ns > 0)
+		if ((line = lm_find_exact(m, path, starts[--ns])) != 0)
+			return line;
+	return 0;
+}
+
+int
+config_line_of(const char *text, size_t len, const char *path)
+{
+	struct linemap m = { 0 };
+	int line;
+
+	(void)config_linemap(text, len, &m);
+	line = linemap_line(&m, path);
+	linemap_free(&m);
+	return line;
+}
+
+/* ---- validation context ------------------------------------------------------ */
+
+struct cerr_ent {
+	int line;
+	size_t seq;
+	char *msg;
+};
+
+struct cctx {
+	const char *name;
+	const char *dir;
+	int flags;
+	struct linemap lm;
+	struct cerr_ent *e;
+	size_t ne, cape;
+	int oom;
+	json_t *root;
+};
+
+static void cerr(struct cctx *c, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+cerr(struct cctx *c, const char *path, const char *fmt, ...)
+{
+	struct cerr_ent *nv;
+	char *msg = NULL;
+	va_list ap;
+	size_t ncap;
+	int line, r;
+
+	line = linemap_line(&c->lm, path);
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		c->oom = 1;
+		return;
+	}
+	if (c->ne == c->cape) {
+		ncap = c->cape ? c->cape * 2 : 16;
+		if ((nv = realloc(c->e, ncap * sizeof(*nv))) == NULL) {
+			free(msg);
+			c->oom = 1;
+			return;
+		}
+		c->e = nv;
+		c->cape = ncap;
+	}
+	c->e[c->ne].line = line;
+	c->e[c->ne].seq = c->ne;
+	if (asprintf(&c->e[c->ne].msg, "%s:%d: %s: %s", c->name, line, path, msg) < 0) {
+		free(msg);
+		c->oom = 1;
+		return;
+	}
+	free(msg);
+	c->ne++;
+}
+
+static int
+cerr_cmp(const void *a, const void *b)
+{
+	const struct cerr_ent *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Hands the errors over in file order. */
+static void
+cerr_flush(struct cctx *c, struct strlist *errs)
+{
+	size_t i;
+
+	if (c->ne > 1)
+		qsort(c->e, c->ne, sizeof(*c->e), cerr_cmp);
+	for (i = 0; i < c->ne; i++) {
+		if (errs)
+			strlist_addf(errs, "%s", c->e[i].msg);
+		free(c->e[i].msg);
+	}
+	if (c->oom && errs)
+		strlist_addf(errs, "%s:0: $: out of memory", c->name);
+	free(c->e);
+	c->e = NULL;
+}
+
+/* A user-supplied value for a message: quoted, control characters escaped, cut. */
+static char *
+quote(const char *s, char *buf, size_t len)
+{
+	size_t o = 0, i;
+
+	buf[o++] = '"';
+	for (i = 0; s[i] && o + 8 < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch == 0x7f)
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+		else if (ch == '"' || ch == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)ch;
+		} else
+			buf[o++] = (char)ch;
+	}
+	if (s[i])
+		o += (size_t)snprintf(buf + o, len - o, "...");
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+/* ---- field tables -------------------------------------------------------------- */
+
+enum ftype {
+	FT_STR,		/* non-empty string */
+	FT_PATH,	/* non-empty string, resolved against the config directory */
+	FT_BOOL,
+	FT_INT,		/* int in [min, max] */
+	FT_LONG,	/* long in [min, max] */
+	FT_NUM,		/* finite number > 0 */
+	FT_OBJ,		/* object described by sub */
+	FT_SPECIAL	/* known key, validated by dedicated code */
+};
+
+struct field {
+	const char *key;
+	enum ftype type;
+	size_t off;
+	long long min, max;
+	const struct field *sub;
+};
+
+#define OFF(m) offsetof(struct config, m)
+
+static const struct field f_upstream[] = {
+	{ "url", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "ca", FT_PATH, OFF(upstream.ca), 0, 0, NULL },
+	{ "pool_size", FT_INT, OFF(upstream.pool_size), 0, 4096, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_pkcs11[] = {
+	{ "module", FT_PATH, OFF(pkcs11.module), 0, 0, NULL },
+	{ "token", FT_STR, OFF(pkcs11.token), 0, 0, NULL },
+	{ "pin_file", FT_PATH, OFF(pkcs11.pin_file), 0, 0, NULL },
+	{ "pin_env", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "softhsm2_conf", FT_PATH, OFF(pkcs11.softhsm2_conf), 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_tls[] = {
+	{ "cert", FT_PATH, OFF(tls.cert), 0, 0, NULL },
+	{ "key", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "ca", FT_PATH, OFF(tls.ca), 0, 0, NULL },
+	{ "crl", FT_PATH, OFF(tls.crl), 0, 0, NULL },
+	{ "crl_check", FT_BOOL, OFF(tls.crl_check), 0, 0, NULL },
+	{ "allow_extractable_key", FT_BOOL, OFF(tls.allow_extractable_key), 0, 0, NULL },
+	{ "session_tickets", FT_BOOL, OFF(tls.session_tickets), 0, 0, NULL },
+	{ "min_version", FT_SPECIAL, 0, 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_ca[] = {
+	{ "key", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "cert", FT_PATH, OFF(ca.cert), 0, 0, NULL },
+	{ "db", FT_PATH, OFF(ca.db), 0, 0, NULL },
+	{ "certs_dir", FT_PATH, OFF(ca.certs_dir), 0, 0, NULL },
+	{ "crl", FT_PATH, OFF(ca.crl), 0, 0, NULL },
+	{ "agents_dir", FT_PATH, OFF(ca.agents_dir), 0, 0, NULL },
+	{ "audit", FT_PATH, OFF(ca.audit), 0, 0, NULL },
+	{ "trust_domain", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "crl_hours", FT_INT, OFF(ca.crl_hours), 1, 87600, NULL },
+	{ "default_hours", FT_INT, OFF(ca.default_hours), 1, 87600, NULL },
+	{ "server_days", FT_INT, OFF(ca.server_days), 1, 36500, NULL },
+	{ "ca_days", FT_INT, OFF(ca.ca_days), 1, 36500, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_audit[] = {
+	{ "file", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "on_failure", FT_SPECIAL, 0, 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_rate[] = {
+	{ "per_second", FT_NUM, OFF(rate_per_second), 0, 0, NULL },
+	{ "burst", FT_NUM, OFF(rate_burst), 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+#define LIM(name) { #name, FT_INT, OFF(limits.name), 1, INT_MAX, NULL }
+static const struct field f_limits[] = {
+	LIM(handshake_timeout_ms),
+	LIM(header_timeout_ms),
+	LIM(body_timeout_ms),
+	LIM(idle_timeout_ms),
+	LIM(upstream_connect_timeout_ms),
+	LIM(upstream_response_timeout_ms),
+	LIM(stream_idle_timeout_ms),
+	LIM(grace_ms),
+	LIM(max_connections),
+	LIM(max_connections_per_ip),
+	LIM(max_header_bytes),
+	LIM(max_header_count),
+	{ "max_body_bytes", FT_LONG, OFF(limits.max_body_bytes), 1, LONG_MAX, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+#undef LIM
+
+static const struct field f_top[] = {
+	{ "listen", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "admin", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "workers", FT_INT, OFF(workers), 0, 256, NULL },
+	{ "upstream", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "pkcs11", FT_OBJ, 0, 0, 0, f_pkcs11 },
+	{ "tls", FT_OBJ, 0, 0, 0, f_tls },
+	{ "ca", FT_OBJ, 0, 0, 0, f_ca },
+	{ "identity_map", FT_PATH, OFF(identity_map), 0, 0, NULL },
+	{ "audit", FT_OBJ, 0, 0, 0, f_audit },
+	{ "rate", FT_OBJ, 0, 0, 0, f_rate },
+	{ "limits", FT_OBJ, 0, 0, 0, f_limits },
+	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+#undef OFF
+
+/* Edit distance for "did you mean"; keys are short. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j, prev, cur, up;
+	size_t row[65];
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			cur = prev + (tolower((unsigned char)a[i - 1]) !=
+			    tolower((unsigned char)b[j - 1]));
+			if (row[j] + 1 < cur)
+				cur = row[j] + 1;
+			if (row[j - 1] + 1 < cur)
+				cur = row[j - 1] + 1;
+			row[j] = cur;
+			prev = up;
+		}
+	}
+	return row[lb];
+}
+
+static void
+unknown_key(struct cctx *c, const char *path, const char *key, const struct field *tab)
+{
+	const struct field *f, *best = NULL;
+	size_t d, bestd = SIZE_MAX;
+
+	for (f = tab; f->key; f++)
+		if ((d = edit_distance(key, f->key)) < bestd) {
+			bestd = d;
+			best = f;
+		}
+	if (best && bestd <= 2 && bestd < strlen(best->key) / 2 + 1)
+		cerr(c, path, "unknown key (did you mean \"%s\"?)", best->key);
+	else
+		cerr(c, path, "unknown key");
+}
+
+/* ---- values ------------------------------------------------------------------ */
+
+static char *
+resolve_path(const char *dir, const char *p)
+{
+	char *out;
+
+	if (p[0] == '/')
+		return strdup(p);
+	while (p[0] == '.' && p[1] == '/')
+		p += 2;
+	if (asprintf(&out, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", p) < 0)
+		return NULL;
+	return out;
+}
+
+static const char *
+json_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	default: return "null";
+	}
+}
+
+/* A non-empty string value, or NULL after reporting the problem. */
+static const char *
+want_string(struct cctx *c, const char *path, const json_t *v)
+{
+	if (!json_is_string(v)) {
+		cerr(c, path, "must be a string, not %s", json_type_name(v));
+		return NULL;
+	}
+	if (json_string_length(v) == 0) {
+		cerr(c, path, "must not be empty");
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+static int
+set_str(struct cctx *c, char **dst, const char *val)
+{
+	char *s = strdup(val);
+
+	if (s == NULL) {
+		c->oom = 1;
+		return -1;
+	}
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int
+set_path(struct cctx *c, char **dst, const char *val)
+{
+	char *s = resolve_path(c->dir, val);
+
+	if (s == NULL) {
+		c->oom = 1;
+		return -1;
+	}
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static void
+set_int(struct cctx *c, const struct field *f, const char *path, const json_t *v, char *base)
+{
+	json_int_t i;
+
+	if (!json_is_integer(v)) {
+		cerr(c, path, "must be an integer, not %s", json_type_name(v));
+		return;
+	}
+	i = json_integer_value(v);
+	if (i < f->min || i > f->max) {
+		if (f->max == INT_MAX || f->max == LONG_MAX)
+			cerr(c, path, "must be at least %lld (got %lld)", f->min, (long long)i);
+		else
+			cerr(c, path, "must be between %lld and %lld (got %lld)", f->min, f->max,
+			    (long long)i);
+		return;
+	}
+	if (f->type == FT_INT)
+		*(int *)(base + f->off) = (int)i;
+	else
+		*(long *)(base + f->off) = (long)i;
+}
+
+static void walk_object(struct cctx *c, json_t *obj, const char *path,
+    const struct field *tab, struct config *cfg);
+
+static void
+set_field(struct cctx *c, const struct field *f, const char *path, json_t *v,
+    struct config *cfg)
+{
+	char *base = (char *)cfg;
+	const char *s;
+	double d;
+
+	switch (f->type) {
+	case FT_STR:
+	case FT_PATH:
+		if ((s = want_string(c, path, v)) == NULL)
+			return;
+		if (f->type == FT_STR)
+			set_str(c, (char **)(base + f->off), s);
+		else
+			set_path(c, (char **)(base + f->off), s);
+		break;
+	case FT_BOOL:
+		if (!json_is_boolean(v)) {
+			cerr(c, path, "must be true or false, not %s", json_type_name(v));
+			return;
+		}
+		*(int *)(base + f->off) = json_is_true(v);
+		break;
+	case FT_INT:
+	case FT_LONG:
+		set_int(c, f, path, v, base);
+		break;
+	case FT_NUM:
+		if (!json_is_number(v)) {
+			cerr(c, path, "must be a number, not %s", json_type_name(v));
+			return;
+		}
+		d = json_number_value(v);
+		if (!(d > 0) || !isfinite(d)) {
+			cerr(c, path, "must be greater than 0");
+			return;
+		}
+		*(double *)(base + f->off) = d;
+		break;
+	case FT_OBJ:
+		if (!json_is_object(v)) {
+			cerr(c, path, "must be an object, not %s", json_type_name(v));
+			return;
+		}
+		walk_object(c, v, path, f->sub, cfg);
+		break;
+	case FT_SPECIAL:
+		break;
+	}
+}
+
+/* Checks every member against tab and stores the plain ones; FT_SPECIAL members
+ * are left to the dedicated checks below. */
+static void
+walk_object(struct cctx *c, json_t *obj, const char *path, const struct field *tab,
+    struct config *cfg)
+{
+	const struct field *f;
+	const char *key;
+	json_t *v;
+	char *p;
+
+	json_object_foreach(obj, key, v) {
+		if ((p = path_child(path, key)) == NULL) {
+			c->oom = 1;
+			return;
+		}
+		for (f = tab; f->key && strcmp(f->key, key) != 0; f++)
+			;
+		if (f->key == NULL)
+			unknown_key(c, p, key, tab);
+		else
+			set_field(c, f, p, v, cfg);
+		free(p);
+	}
+}
+
+/* json value at a dotted list of keys under root, NULL when absent. */
+static json_t *
+jget(json_t *root, const char *a, const char *b)
+{
+	json_t *v = json_object_get(root, a);
+
+	if (v && b)
+		v = json_is_object(v) ? json_object_get(v, b) : NULL;
+	return v;
+}
+
+static int
+valid_hostname(const char *h, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 253)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.' && h[i] != '_')
+			return 0;
+	return 1;
+}
+
+static int
+parse_port(const char *s, size_t n, uint16_t *port)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	if (n == 0 || n > 5)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* "host" or "[v6]" at s..s+n into a malloc'd host without brackets. */
+static int
+parse_host(const char *s, size_t n, char **host, const char **why)
+{
+	char v6[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a6;
+
+	if (n > 0 && s[0] == '[') {
+		if (n < 3 || s[n - 1] != ']' || n - 2 >= sizeof(v6)) {
+			*why = "malformed [IPv6] address";
+			return -1;
+		}
+		memcpy(v6, s + 1, n - 2);
+		v6[n - 2] = '\0';
+		if (inet_pton(AF_INET6, v6, &a6) != 1) {
+			*why = "malformed [IPv6] address";
+			return -1;
+		}
+		s++;
+		n -= 2;
+	} else if (memchr(s, ':', n) != NULL) {
+		*why = "an IPv6 address needs brackets, e.g. [::1]:8443";
+		return -1;
+	} else if (n == 0) {
+		*why = "missing host";
+		return -1;
+	} else if (!valid_hostname(s, n)) {
+		*why = "invalid host name";
+		return -1;
+	}
+	if ((*host = strndup(s, n)) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT". */
+static int
+parse_hostport(const char *s, char **host, uint16_t *port, const char **why)
+{
+	const char *colon;
+	char *h = NULL;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		colon = rb ? rb + 1 : NULL;
+		if (colon == NULL || *colon != ':') {
+			*why = "must be HOST:PORT or [IPv6]:PORT";
+			return -1;
+		}
+	} else if ((colon = strrchr(s, ':')) == NULL) {
+		*why = "must be HOST:PORT (port missing)";
+		return -1;
+	}
+	if (parse_port(colon + 1, strlen(colon + 1), port) == -1) {
+		*why = "port must be a number between 1 and 65535";
+		return -1;
+	}
+	if (parse_host(s, (size_t)(colon - s), &h, why) == -1)
+		return -1;
+	free(*host);
+	*host = h;
+	return 0;
+}
+
+/* http[s]://host[:port][/path] into u (url, tls, host, port, path). */
+static int
+parse_url(const char *url, struct config_upstream *u, const char **why)
+{
+	const char *a, *end, *colon = NULL, *rb;
+	char *host = NULL, *path = NULL, *copy = NULL;
+	uint16_t port;
+	int tls;
+
+	if (strncasecmp(url, "http://", 7) == 0) {
+		tls = 0;
+		a = url + 7;
+	} else if (strncasecmp(url, "https://", 8) == 0) {
+		tls = 1;
+		a = url + 8;
+	} else {
+		*why = "URL scheme must be http:// or https://";
+		return -1;
+	}
+	if (strpbrk(url, "?#") != NULL) {
+		*why = "URL must not have a query or fragment";
+		return -1;
+	}
+	for (end = a; *end && *end != '/'; end++)
+		;
+	if (memchr(a, '@', (size_t)(end - a)) != NULL) {
+		*why = "user info in the URL is not supported";
+		return -1;
+	}
+	if (a < end && *a == '[') {
+		rb = memchr(a, ']', (size_t)(end - a));
+		if (rb && rb + 1 < end && rb[1] == ':')
+			colon = rb + 1;
+		else if (rb == NULL || rb + 1 != end) {
+			*why = "malformed [IPv6] host in URL";
+			return -1;
+		}
+	} else
+		colon = memchr(a, ':', (size_t)(end - a));
+	port = tls ? 443 : 80;
+	if (colon && parse_port(colon + 1, (size_t)(end - colon - 1), &port) == -1) {
+		*why = "URL port must be a number between 1 and 65535";
+		return -1;
+	}
+	if (parse_host(a, (size_t)((colon ? colon : end) - a), &host, why) == -1)
+		return -1;
+	if ((path = strdup(*end ? end : "/")) == NULL || (copy = strdup(url)) == NULL) {
+		free(host);
+		free(path);
+		*why = "out of memory";
+		return -1;
+	}
+	free(u->url);
+	free(u->host);
+	free(u->path);
+	u->url = copy;
+	u->host = host;
+	u->path = path;
+	u->port = port;
+	u->tls = tls;
+	return 0;
+}
+
+static int
+is_pkcs11(const char *s)
+{
+	return strncasecmp(s, "pkcs11:", 7) == 0;
+}
+
+/* Validates a pkcs11: URI; fills u on success (caller frees with p11_uri_free). */
+static int
+check_uri(struct cctx *c, const char *path, const char *uri, struct p11_uri *u)
+{
+	char err[256] = "";
+
+	/* The URI itself is not echoed: it may carry a pin-value. */
+	if (p11_uri_parse(uri, u, err, sizeof(err)) == 0)
+		return 0;
+	cerr(c, path, "invalid pkcs11: URI%s%s", err[0] ? ": " : "", err);
+	return -1;
+}
+
+static void
+do_listen(struct cctx *c, struct config *cfg)
+{
+	const char *s, *why = "";
+	char q[128];
+	json_t *v;
+
+	if ((v = json_object_get(c->root, "listen")) != NULL &&
+	    (s = want_string(c, "$.listen", v)) != NULL &&
+	    parse_hostport(s, &cfg->listen_host, &cfg->listen_port, &why) == -1)
+		cerr(c, "$.listen", "%s: %s", quote(s, q, sizeof(q)), why);
+	if ((v = json_object_get(c->root, "admin")) == NULL || json_is_null(v) ||
+	    (json_is_string(v) && json_string_length(v) == 0))
+		return;	/* admin listener disabled */
+	if ((s = want_string(c, "$.admin", v)) != NULL &&
+	    parse_hostport(s, &cfg->admin_host, &cfg->admin_port, &why) == -1)
+		cerr(c, "$.admin", "%s: %s", quote(s, q, sizeof(q)), why);
+}
+
+static void
+do_upstream(struct cctx *c, struct config *cfg)
+{
+	json_t *v = json_object_get(c->root, "upstream"), *url;
+	const char *s, *why = "", *upath = "$.upstream.url";
+	char q[128];
+
+	if (v == NULL) {
+		cerr(c, "$.upstream", "required field is missing");
+		return;
+	}
+	if (json_is_string(v)) {
+		url = v;
+		upath = "$.upstream";
+	} else if (json_is_object(v)) {
+		walk_object(c, v, "$.upstream", f_upstream, cfg);
+		if ((url = json_object_get(v, "url")) == NULL) {
+			cerr(c, upath, "required field is missing");
+			return;
+		}
+	} else {
+		cerr(c, "$.upstream", "must be a URL string or an object, not %s",
+		    json_type_name(v));
+		return;
+	}
+	if ((s = want_string(c, upath, url)) != NULL && parse_url(s, &cfg->upstream, &why) == -1)
+		cerr(c, upath, "%s: %s", quote(s, q, sizeof(q)), why);
+}
+
+static void
+do_simple_specials(struct cctx *c, struct config *cfg)
+{
+	json_t *v;
+	const char *s;
+	char q[128];
+	size_t i;
+
+	if ((v = jget(c->root, "tls", "min_version")) != NULL &&
+	    (s = want_string(c, "$.tls.min_version", v)) != NULL) {
+		if (strcmp(s, "1.2") == 0)
+			cfg->tls.min_version = TLS1_2_VERSION;
+		else if (strcmp(s, "1.3") == 0)
+			cfg->tls.min_version = TLS1_3_VERSION;
+		else
+			cerr(c, "$.tls.min_version", "must be \"1.2\" or \"1.3\", not %s",
+			    quote(s, q, sizeof(q)));
+	}
+	if ((v = jget(c->root, "audit", "file")) != NULL &&
+	    (s = want_string(c, "$.audit.file", v)) != NULL && strcmp(s, "-") != 0)
+		set_path(c, &cfg->audit_file, s);
+	if ((v = jget(c->root, "audit", "on_failure")) != NULL &&
+	    (s = want_string(c, "$.audit.on_failure", v)) != NULL) {
+		if (strcmp(s, "refuse") == 0)
+			cfg->audit_fail_open = 0;
+		else if (strcmp(s, "serve") == 0)
+			cfg->audit_fail_open = 1;
+		else
+			cerr(c, "$.audit.on_failure", "must be \"refuse\" or \"serve\", not %s",
+			    quote(s, q, sizeof(q)));
+	}
+	if ((v = jget(c->root, "pkcs11", "pin_env")) != NULL &&
+	    (s = want_string(c, "$.pkcs11.pin_env", v)) != NULL) {
+		for (i = 0; s[i] && (isalnum((unsigned char)s[i]) || s[i] == '_'); i++)
+			;
+		if (s[i] || isdigit((unsigned char)s[0]))
+			cerr(c, "$.pkcs11.pin_env", "%s is not an environment variable name",
+			    quote(s, q, sizeof(q)));
+		else
+			set_str(c, &cfg->pkcs11.pin_env, s);
+	}
+	if ((v = jget(c->root, "ca", "trust_domain")) != NULL &&
+	    (s = want_string(c, "$.ca.trust_domain", v)) != NULL) {
+		/* SPIFFE trust domain: lowercase letters, digits, '.', '-', '_' */
+		for (i = 0; s[i] && (islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
+		    s[i] == '.' || s[i] == '-' || s[i] == '_'); i++)
+			;
+		if (s[i] || i > 255)
+			cerr(c, "$.ca.trust_domain", "%s is not a SPIFFE trust domain "
+			    "(lowercase letters, digits, '.', '-', '_')", quote(s, q, sizeof(q)));
+		else
+			set_str(c, &cfg->ca.trust_domain, s);
+	}
+}
+
+/* stat + access: a message fragment on failure, NULL when readable. */
+static const char *
+unreadable(const char *file)
+{
+	struct stat st;
+
+	if (stat(file, &st) == -1 || access(file, R_OK) == -1)
+		return strerror(errno);
+	if (S_ISDIR(st.st_mode))
+		return "is a directory";
+	return NULL;
+}
+
+static void
+check_file(struct cctx *c, const char *path, const char *file)
+{
+	const char *why;
+
+	if (file && (c->flags & CONFIG_CHECK_FILES) && (why = unreadable(file)) != NULL)
+		cerr(c, path, "cannot read %s: %s", file, why);
+}
+
+/* tls.key: a pkcs11: URI (with what the token needs to be found) or a PEM file. */
+static void
+do_tls_key(struct cctx *c, struct config *cfg)
+{
+	json_t *v = jget(c->root, "tls", "key");
+	struct p11_uri u;
+	const char *s, *why;
+	int has_module, has_token, has_pin;
+
+	if (v == NULL) {
+		if (json_is_object(json_object_get(c->root, "tls")))
+			cerr(c, "$.tls.key", "required field is missing");
+		return;
+	}
+	if ((s = want_string(c, "$.tls.key", v)) == NULL)
+		return;
+	if (!is_pkcs11(s)) {
+		if (set_path(c, &cfg->tls.key, s) == 0 && (c->flags & CONFIG_CHECK_FILES) &&
+		    (why = unreadable(cfg->tls.key)) != NULL)
+			cerr(c, "$.tls.key", "not a pkcs11: URI or readable PEM file (%s: %s)",
+			    cfg->tls.key, why);
+		return;
+	}
+	if (set_str(c, &cfg->tls.key, s) == -1)
+		return;
+	memset(&u, 0, sizeof(u));
+	if (check_uri(c, "$.tls.key", s, &u) == -1) {
+		p11_uri_free(&u);
+		return;
+	}
+	has_module = jget(c->root, "pkcs11", "module") || u.module_path;
+	has_token = jget(c->root, "pkcs11", "token") || u.token;
+	has_pin = jget(c->root, "pkcs11", "pin_file") || jget(c->root, "pkcs11", "pin_env") ||
+	    u.pin_source || u.pin_value;
+	p11_uri_free(&u);
+	if (!has_module)
+		cerr(c, "$.pkcs11.module", "required: tls.key is a pkcs11: URI without "
+		    "module-path");
+	if (!has_token)
+		cerr(c, "$.pkcs11.token", "required: tls.key is a pkcs11: URI without token=");
+	if (!has_pin)
+		cerr(c, "$.pkcs11.pin_file", "pin_file or pin_env is required for a pkcs11: "
+		    "key (or pin-source in the URI)");
+}
+
+static void
+do_ca_key(struct cctx *c, struct config *cfg)
+{
+	json_t *v = jget(c->root, "ca", "key");
+	struct p11_uri u;
+	const char *s;
+	char q[128];
+
+	if (v == NULL || (s = want_string(c, "$.ca.key", v)) == NULL)
+		return;
+	if (!is_pkcs11(s)) {
+		/* The CA key never leaves the token. */
+		cerr(c, "$.ca.key", "must be a pkcs11: URI, not %s", quote(s, q, sizeof(q)));
+		return;
+	}
+	memset(&u, 0, sizeof(u));
+	if (check_uri(c, "$.ca.key", s, &u) == 0)
+		set_str(c, &cfg->ca.key, s);
+	p11_uri_free(&u);
+}
+
+static void
+do_required(struct cctx *c)
+{
+	json_t *tls = json_object_get(c->root, "tls"), *chk;
+
+	if (json_object_get(c->root, "identity_map") == NULL)
+		cerr(c, "$.identity_map", "required field is missing");
+	if (tls == NULL) {
+		cerr(c, "$.tls", "required field is missing");
+		return;
+	}
+	if (!json_is_object(tls))
+		return;
+	if (json_object_get(tls, "cert") == NULL)
+		cerr(c, "$.tls.cert", "required field is missing");
+	if (json_object_get(tls, "ca") == NULL)
+		cerr(c, "$.tls.ca", "required field is missing: client certificates (mTLS) "
+		    "are verified against it");
+	chk = json_object_get(tls, "crl_check");
+	if ((chk == NULL || json_is_true(chk)) && json_object_get(tls, "crl") == NULL)
+		cerr(c, "$.tls.crl", "required when crl_check is true "
+		    "(set \"crl_check\": false to run without revocation checks)");
+}
+
+static void
+do_files(struct cctx *c, struct config *cfg)
+{
+	check_file(c, "$.tls.cert", cfg->tls.cert);
+	check_file(c, "$.tls.ca", cfg->tls.ca);
+	if (cfg->tls.crl_check)
+		check_file(c, "$.tls.crl", cfg->tls.crl);
+	check_file(c, "$.identity_map", cfg->identity_map);
+	check_file(c, "$.pkcs11.module", cfg->pkcs11.module);
+	check_file(c, "$.pkcs11.pin_file", cfg->pkcs11.pin_file);
+	check_file(c, "$.pkcs11.softhsm2_conf", cfg->pkcs11.softhsm2_conf);
+	check_file(c, "$.upstream.ca", cfg->upstream.ca);
+}
+
+/* ca.* paths default to the layout scripts/pki-init creates, so the ca commands
+ * work with a minimal file; ca.crl follows tls.crl when only that is given. */
+static void
+do_ca_defaults(struct cctx *c, struct config *cfg)
+{
+	static const struct { size_t off; const char *rel; } d[] = {
+		{ offsetof(struct config, ca.cert), "ca/ca.pem" },
+		{ offsetof(struct config, ca.db), "ca/index.txt" },
+		{ offsetof(struct config, ca.certs_dir), "ca/certs" },
+		{ offsetof(struct config, ca.crl), "ca/crl.pem" },
+		{ offsetof(struct config, ca.agents_dir), "agents" },
+		{ offsetof(struct config, ca.audit), "ca-audit.jsonl" },
+	};
+	char **dst;
+	size_t i;
+
+	if (cfg->ca.crl == NULL && cfg->tls.crl != NULL && jget(c->root, "ca", "crl") == NULL)
+		set_str(c, &cfg->ca.crl, cfg->tls.crl);
+	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		dst = (char **)((char *)cfg + d[i].off);
+		if (*dst == NULL)
+			set_path(c, dst, d[i].rel);
+	}
+}
+
+static int
+config_defaults(struct config *cfg)
+{
+	cfg->listen_port = 8443;
+	cfg->workers = 0;
+	cfg->upstream.pool_size = 16;
+	cfg->tls.crl_check = 1;
+	cfg->tls.allow_extractable_key = 0;
+	cfg->tls.session_tickets = 1;
+	cfg->tls.min_version = TLS1_2_VERSION;
+	cfg->ca.crl_hours = 168;
+	cfg->ca.default_hours = 24;
+	cfg->ca.server_days = 365;
+	cfg->ca.ca_days = 3650;
+	cfg->limits.handshake_timeout_ms = 10000;
+	cfg->limits.header_timeout_ms = 10000;
+	cfg->limits.body_timeout_ms = 30000;
+	cfg->limits.idle_timeout_ms = 60000;
+	cfg->limits.upstream_connect_timeout_ms = 5000;
+	cfg->limits.upstream_response_timeout_ms = 60000;
+	cfg->limits.stream_idle_timeout_ms = 300000;
+	cfg->limits.grace_ms = 10000;
+	cfg->limits.max_connections = 10000;
+	cfg->limits.max_connections_per_ip = 1000;
+	cfg->limits.max_header_bytes = 16384;
+	cfg->limits.max_header_count = 100;
+	cfg->limits.max_body_bytes = 4L * 1024 * 1024;
+	cfg->audit_fail_open = 0;
+	cfg->rate_per_second = 50;
+	cfg->rate_burst = 100;
+	cfg->hsts_max_age = 31536000;
+	if ((cfg->listen_host = strdup("127.0.0.1")) == NULL ||
+	    (cfg->ca.trust_domain = strdup("certgate.local")) == NULL)
+		return -1;
+	return 0;
+}
+
+/* The duplicate reported by jansson: the path seen twice, preferably on line. */
+static const char *
+dup_path(const struct linemap *m, int line)
+{
+	const char *found = NULL;
+	size_t i, j;
+
+	for (i = 0; i < m->n; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(m->v[i].path, m->v[j].path) == 0) {
+				if (m->v[i].line == line)
+					return m->v[i].path;
+				if (found == NULL)
+					found = m->v[i].path;
+			}
+	return found;
+}
+
+static void
+report_json_error(struct cctx *c, const char *text, size_t len, const json_error_t *je,
+    struct strlist *errs)
+{
+	const char *dp;
+
+	if (strncmp(je->text, "duplicate object key", 20) == 0) {
+		(void)config_linemap(text, len, &c->lm);
+		if ((dp = dup_path(&c->lm, je->line)) != NULL) {
+			if (errs)
+				strlist_addf(errs, "%s:%d: %s: duplicate key", c->name,
+				    je->line > 0 ? je->line : 0, dp);
+			return;
+		}
+	}
+	if (errs)
+		strlist_addf(errs, "%s:%d: $: invalid JSON: %s (column %d)", c->name,
+		    je->line > 0 ? je->line : 0, je->text, je->column);
+}
+
+int
+config_parse(const char *text, size_t len, const char *name, const char *dir, int flags,
+    struct config **out, struct strlist *errs)
+{
+	struct cctx c = { .name = name ? name : "(config)", .flags = flags };
+	struct config *cfg = NULL;
+	char cwd[PATH_MAX];
+	json_error_t je;
+	int rc = -1;
+
+	*out = NULL;
+	if (dir == NULL)
+		dir = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+	c.dir = dir;
+	c.root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (c.root == NULL) {
+		report_json_error(&c, text, len, &je, errs);
+		goto fail;
+	}
+	(void)config_linemap(text, len, &c.lm);
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || config_defaults(cfg) == -1 ||
+	    (cfg->path = strdup(c.name)) == NULL || (cfg->dir = strdup(dir)) == NULL) {
+		c.oom = 1;
+		cerr_flush(&c, errs);
+		goto fail;
+	}
+	if (!json_is_object(c.root)) {
+		cerr(&c, "$", "the configuration must be a JSON object, not %s",
+		    json_type_name(c.root));
+		cerr_flush(&c, errs);
+		goto fail;
+	}
+	walk_object(&c, c.root, "$", f_top, cfg);
+	do_listen(&c, cfg);
+	do_upstream(&c, cfg);
+	do_simple_specials(&c, cfg);
+	do_tls_key(&c, cfg);
+	do_ca_key(&c, cfg);
+	do_required(&c);
+	do_files(&c, cfg);
+	do_ca_defaults(&c, cfg);
+	if (c.ne == 0 && !c.oom) {
+		*out = cfg;
+		cfg = NULL;
+		rc = 0;
+	}
+	cerr_flush(&c, errs);
+fail:
+	config_free(cfg);
+	json_decref(c.root);
+	linemap_free(&c.lm);
+	return rc;
+}
+
+/* Absolute directory of path (symlinks in the directory part resolved). */
+static char *
+config_dir_of(const char *path)
+{
+	char *copy, *slash, *dir;
+
+	if ((copy = strdup(path)) == NULL)
+		return NULL;
+	slash = strrchr(copy, '/');
+	if (slash == copy)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	dir = realpath(slash ? copy : ".", NULL);
+	free(copy);
+	return dir;
+}
+
+int
+config_load(const char *path, int flags, struct config **out, struct strlist *errs)
+{
+	struct stat st;
+	char *text = NULL, *dir = NULL, *abs;
+	ssize_t r;
+	size_t off = 0;
+	int fd = -1, rc = -1;
+
+	*out = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(fd, &st) == -1) {
+		if (errs)
+			strlist_addf(errs, "%s:0: $: cannot read: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_BYTES) {
+		if (errs)
+			strlist_addf(errs, "%s:0: $: %s", path, S_ISREG(st.st_mode) ?
+			    "file too large (limit 1 MiB)" : "not a regular file");
+		goto fail;
+	}
+	if ((text = malloc((size_t)st.st_size + 1)) == NULL)
+		goto oom;
+	while (off < (size_t)st.st_size) {
+		r = read(fd, text + off, (size_t)st.st_size - off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (errs)
+				strlist_addf(errs, "%s:0: $: read: %s", path,
+				    r == 0 ? "file shrank while reading" : strerror(errno));
+			goto fail;
+		}
+		off += (size_t)r;
+	}
+	if ((dir = config_dir_of(path)) == NULL) {
+		if (errs)
+			strlist_addf(errs, "%s:0: $: cannot resolve directory: %s", path,
+			    strerror(errno));
+		goto fail;
+	}
+	rc = config_parse(text, off, path, dir, flags, out, errs);
+	/* Keep an absolute path for reloads, whatever the working directory becomes. */
+	if (rc == 0 && (abs = realpath(path, NULL)) != NULL) {
+		free((*out)->path);
+		(*out)->path = abs;
+	}
+	goto done;
+oom:
+	if (errs)
+		strlist_addf(errs, "%s:0: $: out of memory", path);
+fail:
+	rc = -1;
+done:
+	if (fd != -1)
+		close(fd);
+	free(text);
+	free(dir);
+	return rc;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg->listen_host);
+	free(cfg->admin_host);
+	free(cfg->upstream.url);
+	free(cfg->upstream.host);
+	free(cfg->upstream.path);
+	free(cfg->upstream.ca);
+	free(cfg->pkcs11.module);
+	free(cfg->pkcs11.token);
+	free(cfg->pkcs11.pin_file);
+	free(cfg->pkcs11.pin_env);
+	free(cfg->pkcs11.softhsm2_conf);
+	free(cfg->tls.cert);
+	free(cfg->tls.key);
+	free(cfg->tls.ca);
+	free(cfg->tls.crl);
+	free(cfg->ca.key);
+	free(cfg->ca.cert);
+	free(cfg->ca.db);
+	free(cfg->ca.certs_dir);
+	free(cfg->ca.crl);
+	free(cfg->ca.agents_dir);
+	free(cfg->ca.audit);
+	free(cfg->ca.trust_domain);
+	free(cfg->identity_map);
+	free(cfg->audit_file);
+	free(cfg);
+}

@@ -1,11 +1,353 @@
-/* STUB */
-#include <stdlib.h>
+/* Process-wide metrics rendered in the Prometheus text exposition format.
+ * Plain counters, status counts and the latency histogram are lock-free atomics
+ * (hot paths touch them per request); only the labelled denial family takes a
+ * mutex, and only on denials. */
 #include "metrics.h"
-void metrics_inc(enum metric_id id) { (void)id; }
-void metrics_dec(enum metric_id id) { (void)id; }
-void metrics_add(enum metric_id id, long n) { (void)id; (void)n; }
-long metrics_get(enum metric_id id) { (void)id; return 0; }
-void metrics_status(int status) { (void)status; }
-void metrics_upstream_latency(double ms) { (void)ms; }
-void metrics_deny(const char *agent, const char *reason) { (void)agent; (void)reason; }
-char *metrics_render(void) { return NULL; }
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS_STATUS_MAX	600
+#define METRICS_DENY_MAX	10000
+#define METRICS_DENY_BUCKETS	1024
+
+static atomic_long metrics_ctr[M_METRIC_COUNT];
+static atomic_long metrics_status_ctr[METRICS_STATUS_MAX];
+
+/* Upstream latency buckets in ms; the last (implicit) bucket is +Inf. */
+static const double metrics_lat_bounds[] = {
+	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+#define METRICS_LAT_N (sizeof(metrics_lat_bounds) / sizeof(metrics_lat_bounds[0]))
+static atomic_long metrics_lat_bucket[METRICS_LAT_N + 1];	/* not cumulative */
+static atomic_llong metrics_lat_sum_us;	/* integer microseconds: no atomic double */
+static atomic_long metrics_lat_count;
+
+struct deny_ent {
+	char *agent;
+	char *reason;
+	long count;
+	struct deny_ent *next;
+};
+static pthread_mutex_t metrics_deny_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct deny_ent *metrics_deny_tab[METRICS_DENY_BUCKETS];
+static size_t metrics_deny_n;
+
+static char *(*_Atomic metrics_extra)(void);
+
+void
+metrics_inc(enum metric_id id)
+{
+	if ((unsigned)id < M_METRIC_COUNT)
+		atomic_fetch_add_explicit(&metrics_ctr[id], 1, memory_order_relaxed);
+}
+
+void
+metrics_dec(enum metric_id id)
+{
+	if ((unsigned)id < M_METRIC_COUNT)
+		atomic_fetch_sub_explicit(&metrics_ctr[id], 1, memory_order_relaxed);
+}
+
+void
+metrics_add(enum metric_id id, long n)
+{
+	if ((unsigned)id < M_METRIC_COUNT)
+		atomic_fetch_add_explicit(&metrics_ctr[id], n, memory_order_relaxed);
+}
+
+void
+metrics_set(enum metric_id id, long v)
+{
+	if ((unsigned)id < M_METRIC_COUNT)
+		atomic_store_explicit(&metrics_ctr[id], v, memory_order_relaxed);
+}
+
+long
+metrics_get(enum metric_id id)
+{
+	if ((unsigned)id >= M_METRIC_COUNT)
+		return 0;
+	return atomic_load_explicit(&metrics_ctr[id], memory_order_relaxed);
+}
+
+void
+metrics_status(int status)
+{
+	if (status >= 100 && status < METRICS_STATUS_MAX)
+		atomic_fetch_add_explicit(&metrics_status_ctr[status], 1, memory_order_relaxed);
+}
+
+void
+metrics_upstream_latency(double ms)
+{
+	size_t i;
+
+	if (!(ms >= 0))	/* also catches NaN */
+		ms = 0;
+	for (i = 0; i < METRICS_LAT_N; i++)
+		if (ms <= metrics_lat_bounds[i])
+			break;
+	atomic_fetch_add_explicit(&metrics_lat_bucket[i], 1, memory_order_relaxed);
+	if (ms > 1e12)
+		ms = 1e12;
+	atomic_fetch_add_explicit(&metrics_lat_sum_us, (long long)(ms * 1000.0 + 0.5),
+	    memory_order_relaxed);
+	atomic_fetch_add_explicit(&metrics_lat_count, 1, memory_order_relaxed);
+}
+
+static unsigned
+deny_hash(const char *a, const char *b)
+{
+	unsigned h = 2166136261u;
+
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 16777619u;
+	return h % METRICS_DENY_BUCKETS;
+}
+
+static struct deny_ent *
+deny_find(const char *agent, const char *reason, unsigned h)
+{
+	struct deny_ent *e;
+
+	for (e = metrics_deny_tab[h]; e != NULL; e = e->next)
+		if (strcmp(e->agent, agent) == 0 && strcmp(e->reason, reason) == 0)
+			return e;
+	return NULL;
+}
+
+void
+metrics_deny(const char *agent, const char *reason)
+{
+	struct deny_ent *e;
+	unsigned h;
+
+	metrics_inc(M_REQ_DENIED);
+	if (agent == NULL)
+		agent = "-";
+	if (reason == NULL)
+		reason = "unknown";
+	pthread_mutex_lock(&metrics_deny_mtx);
+	h = deny_hash(agent, reason);
+	e = deny_find(agent, reason, h);
+	if (e == NULL && metrics_deny_n >= METRICS_DENY_MAX) {
+		/* Bound memory and label cardinality: unseen agents share one series. */
+		agent = "_other";
+		h = deny_hash(agent, reason);
+		e = deny_find(agent, reason, h);
+	}
+	if (e == NULL) {
+		e = calloc(1, sizeof(*e));
+		if (e == NULL || (e->agent = strdup(agent)) == NULL ||
+		    (e->reason = strdup(reason)) == NULL) {
+			if (e != NULL) {
+				free(e->agent);
+				free(e);
+			}
+			pthread_mutex_unlock(&metrics_deny_mtx);
+			return;
+		}
+		e->next = metrics_deny_tab[h];
+		metrics_deny_tab[h] = e;
+		metrics_deny_n++;
+	}
+	e->count++;
+	pthread_mutex_unlock(&metrics_deny_mtx);
+}
+
+void
+metrics_set_extra(char *(*fn)(void))
+{
+	atomic_store(&metrics_extra, fn);
+}
+
+/* Label value escaping per the text format: backslash, double quote, newline. */
+static void
+put_label(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '"')
+			fputs("\\\"", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void
+put_head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP certgate_%s %s\n# TYPE certgate_%s %s\n", name, help, name, type);
+}
+
+static void
+put_simple(FILE *f, const char *name, const char *type, const char *help, enum metric_id id)
+{
+	put_head(f, name, type, help);
+	fprintf(f, "certgate_%s %ld\n", name, metrics_get(id));
+}
+
+struct deny_row {
+	const char *agent;	/* entries live until exit: pointers stay valid */
+	const char *reason;
+	long count;
+};
+
+static int
+deny_cmp(const void *a, const void *b)
+{
+	const struct deny_row *x = a, *y = b;
+	int c = strcmp(x->agent, y->agent);
+
+	return c ? c : strcmp(x->reason, y->reason);
+}
+
+/* Snapshots the family under the lock, then sorts and prints outside it. */
+static int
+render_deny(FILE *f)
+{
+	struct deny_row *v = NULL;
+	struct deny_ent *e;
+	size_t n = 0, i;
+
+	put_head(f, "requests_denied_total", "counter", "Requests refused, by agent and reason.");
+	pthread_mutex_lock(&metrics_deny_mtx);
+	if (metrics_deny_n > 0 && (v = calloc(metrics_deny_n, sizeof(*v))) == NULL) {
+		pthread_mutex_unlock(&metrics_deny_mtx);
+		return -1;
+	}
+	for (i = 0; v != NULL && i < METRICS_DENY_BUCKETS; i++)
+		for (e = metrics_deny_tab[i]; e != NULL; e = e->next) {
+			v[n].agent = e->agent;
+			v[n].reason = e->reason;
+			v[n++].count = e->count;
+		}
+	pthread_mutex_unlock(&metrics_deny_mtx);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), deny_cmp);
+	for (i = 0; i < n; i++) {
+		fputs("certgate_requests_denied_total{agent=\"", f);
+		put_label(f, v[i].agent);
+		fputs("\",reason=\"", f);
+		put_label(f, v[i].reason);
+		fprintf(f, "\"} %ld\n", v[i].count);
+	}
+	free(v);
+	return 0;
+}
+
+static void
+render_latency(FILE *f)
+{
+	long cum = 0;
+	long long sum;
+	size_t i;
+
+	put_head(f, "upstream_latency_ms", "histogram",
+	    "Upstream time to response headers in milliseconds.");
+	for (i = 0; i <= METRICS_LAT_N; i++) {
+		cum += atomic_load_explicit(&metrics_lat_bucket[i], memory_order_relaxed);
+		if (i < METRICS_LAT_N)
+			fprintf(f, "certgate_upstream_latency_ms_bucket{le=\"%g\"} %ld\n",
+			    metrics_lat_bounds[i], cum);
+		else
+			fprintf(f, "certgate_upstream_latency_ms_bucket{le=\"+Inf\"} %ld\n", cum);
+	}
+	sum = atomic_load_explicit(&metrics_lat_sum_us, memory_order_relaxed);
+	fprintf(f, "certgate_upstream_latency_ms_sum %lld.%03lld\n", sum / 1000, sum % 1000);
+	/* _count equals the +Inf bucket by definition; use it so the two never disagree. */
+	fprintf(f, "certgate_upstream_latency_ms_count %ld\n", cum);
+}
+
+static void
+render_counters(FILE *f)
+{
+	int s;
+
+	fprintf(f, "# HELP certgate_build_info Build information.\n"
+	    "# TYPE certgate_build_info gauge\n"
+	    "certgate_build_info{version=\"%s\"} 1\n",
+#ifdef CERTGATE_VERSION
+	    CERTGATE_VERSION
+#else
+	    "unknown"
+#endif
+	    );
+	put_simple(f, "connections_accepted_total", "counter", "TCP connections accepted.",
+	    M_CONN_ACCEPTED);
+	put_simple(f, "connections_active", "gauge", "Client connections currently open.",
+	    M_CONN_ACTIVE);
+	put_simple(f, "connections_rejected_total", "counter",
+	    "Connections refused by max_connections or max_connections_per_ip.",
+	    M_CONN_REJECTED_LIMIT);
+	put_head(f, "handshakes_total", "counter", "TLS handshakes by result.");
+	fprintf(f, "certgate_handshakes_total{result=\"ok\"} %ld\n", metrics_get(M_HS_OK));
+	fprintf(f, "certgate_handshakes_total{result=\"resumed\"} %ld\n",
+	    metrics_get(M_HS_RESUMED));
+	fprintf(f, "certgate_handshakes_total{result=\"failed\"} %ld\n", metrics_get(M_HS_FAIL));
+	fprintf(f, "certgate_handshakes_total{result=\"timeout\"} %ld\n",
+	    metrics_get(M_HS_TIMEOUT));
+	put_simple(f, "requests_received_total", "counter", "HTTP requests received.",
+	    M_REQ_TOTAL);
+	put_head(f, "requests_total", "counter", "HTTP responses by status code.");
+	for (s = 100; s < METRICS_STATUS_MAX; s++) {
+		long v = atomic_load_explicit(&metrics_status_ctr[s], memory_order_relaxed);
+		if (v)
+			fprintf(f, "certgate_requests_total{status=\"%d\"} %ld\n", s, v);
+	}
+	put_simple(f, "upstream_errors_total", "counter", "Upstream connection or protocol errors.",
+	    M_UPSTREAM_ERRORS);
+	put_simple(f, "upstream_timeouts_total", "counter", "Upstream timeouts.",
+	    M_UPSTREAM_TIMEOUTS);
+	put_head(f, "reloads_total", "counter", "Configuration and identity map reloads.");
+	fprintf(f, "certgate_reloads_total{result=\"ok\"} %ld\n", metrics_get(M_RELOAD_OK));
+	fprintf(f, "certgate_reloads_total{result=\"failed\"} %ld\n", metrics_get(M_RELOAD_FAIL));
+	put_simple(f, "revoked_refused_total", "counter",
+	    "Handshakes or requests refused because the certificate is revoked.",
+	    M_REVOKED_REFUSED);
+	put_simple(f, "audit_write_failures_total", "counter", "Audit log writes that failed.",
+	    M_AUDIT_WRITE_FAIL);
+}
+
+char *
+metrics_render(void)
+{
+	char *(*extra)(void) = atomic_load(&metrics_extra);
+	char *buf = NULL, *x;
+	size_t len = 0;
+	FILE *f;
+	int rc;
+
+	f = open_memstream(&buf, &len);
+	if (f == NULL)
+		return NULL;
+	render_counters(f);
+	rc = render_deny(f);
+	render_latency(f);
+	if (extra != NULL && (x = extra()) != NULL) {
+		fputs(x, f);
+		if (*x && x[strlen(x) - 1] != '\n')
+			fputc('\n', f);
+		free(x);
+	}
+	if (ferror(f))
+		rc = -1;
+	if (fclose(f) != 0)
+		rc = -1;
+	if (rc == -1) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}

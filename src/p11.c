@@ -1,15 +1,1343 @@
-/* STUB: replaced by the PKCS#11 implementation. */
+/* PKCS#11 layer: RFC 7512 URIs, PIN handling, libp11 for EVP_PKEY objects and the
+ * raw PKCS#11 API for what libp11 does not expose (attribute reads, key generation,
+ * health checks). The only file that includes libp11 or pkcs11 headers. */
+
+/* EVP_PKEY_meth_add0 is deprecated in OpenSSL 3 but is the only way to make
+ * libp11's direct API sign RSA-PSS with CKM_RSA_PKCS_PSS (see DESIGN.md). */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include "p11.h"
-int p11_uri_parse(const char *s, struct p11_uri *u, char *err, size_t errlen) { (void)s; (void)u; (void)err; (void)errlen; return -1; }
-void p11_uri_free(struct p11_uri *u) { (void)u; }
-char *p11_uri_redact(const char *uri) { (void)uri; return NULL; }
-int p11_is_uri(const char *s) { (void)s; return 0; }
-int p11_load_private_key(const struct p11_defaults *d, const char *uri, int a, EVP_PKEY **out) { (void)d; (void)uri; (void)a; (void)out; return -1; }
-int p11_generate_ec_key(const struct p11_defaults *d, const char *uri, EVP_PKEY **out) { (void)d; (void)uri; (void)out; return -1; }
-int p11_key_exists(const struct p11_defaults *d, const char *uri) { (void)d; (void)uri; return -1; }
-int p11_key_flags(const struct p11_defaults *d, const char *uri, int *s, int *e) { (void)d; (void)uri; (void)s; (void)e; return -1; }
-int p11_health(void) { return 0; }
-const char *p11_rv_str(unsigned long rv) { (void)rv; return "?"; }
-int p11_read_secret(const char *file, const char *env, char **out, char *err, size_t errlen) { (void)file; (void)env; (void)out; (void)err; (void)errlen; return -1; }
-void p11_secret_free(char *s) { (void)s; }
-void p11_shutdown(void) {}
+#include "log.h"
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <libp11.h>
+#include <p11-kit/pkcs11.h>
+
+#define P11_PIN_MAX	256
+
+/* One loaded module: libp11's context plus our own handle on the same module for
+ * raw calls (dlopen returns the same instance, so both share one C_Initialize). */
+struct p11_module {
+	char			*path;
+	PKCS11_CTX		*ctx;
+	PKCS11_SLOT		*slots;
+	unsigned int		 nslots;
+	void			*dl;
+	CK_FUNCTION_LIST_PTR	 fl;
+	struct p11_module	*next;
+};
+
+/* One token on one module, logged in, with our own raw session. The PIN is not
+ * kept: p11_health re-reads it from its file or environment variable. */
+struct p11_token {
+	struct p11_module	*mod;
+	char			*label;
+	PKCS11_SLOT		*slot;
+	CK_SLOT_ID		 slot_id;
+	CK_SESSION_HANDLE	 sess;
+	int			 has_sess;
+	int			 need_login;
+	char			*pin_file;
+	char			*pin_env;
+	struct p11_token	*next;
+};
+
+static pthread_mutex_t p11_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct p11_module *p11_modules;
+static struct p11_token *p11_tokens;
+static pthread_once_t p11_meth_once = PTHREAD_ONCE_INIT;
+
+/* ------------------------------------------------------------------------- */
+/* Return codes */
+
+static const struct {
+	unsigned long	 rv;
+	const char	*name;
+} p11_rv_names[] = {
+	{ CKR_OK, "CKR_OK" },
+	{ CKR_CANCEL, "CKR_CANCEL" },
+	{ CKR_HOST_MEMORY, "CKR_HOST_MEMORY" },
+	{ CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID" },
+	{ CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR" },
+	{ CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED" },
+	{ CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD" },
+	{ CKR_NO_EVENT, "CKR_NO_EVENT" },
+	{ CKR_NEED_TO_CREATE_THREADS, "CKR_NEED_TO_CREATE_THREADS" },
+	{ CKR_CANT_LOCK, "CKR_CANT_LOCK" },
+	{ CKR_ATTRIBUTE_READ_ONLY, "CKR_ATTRIBUTE_READ_ONLY" },
+	{ CKR_ATTRIBUTE_SENSITIVE, "CKR_ATTRIBUTE_SENSITIVE" },
+	{ CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID" },
+	{ CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID" },
+	{ CKR_ACTION_PROHIBITED, "CKR_ACTION_PROHIBITED" },
+	{ CKR_DATA_INVALID, "CKR_DATA_INVALID" },
+	{ CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE" },
+	{ CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR" },
+	{ CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY" },
+	{ CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED" },
+	{ CKR_ENCRYPTED_DATA_INVALID, "CKR_ENCRYPTED_DATA_INVALID" },
+	{ CKR_ENCRYPTED_DATA_LEN_RANGE, "CKR_ENCRYPTED_DATA_LEN_RANGE" },
+	{ CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED" },
+	{ CKR_FUNCTION_NOT_PARALLEL, "CKR_FUNCTION_NOT_PARALLEL" },
+	{ CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED" },
+	{ CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID" },
+	{ CKR_KEY_SIZE_RANGE, "CKR_KEY_SIZE_RANGE" },
+	{ CKR_KEY_TYPE_INCONSISTENT, "CKR_KEY_TYPE_INCONSISTENT" },
+	{ CKR_KEY_FUNCTION_NOT_PERMITTED, "CKR_KEY_FUNCTION_NOT_PERMITTED" },
+	{ CKR_KEY_NOT_WRAPPABLE, "CKR_KEY_NOT_WRAPPABLE" },
+	{ CKR_KEY_UNEXTRACTABLE, "CKR_KEY_UNEXTRACTABLE" },
+	{ CKR_MECHANISM_INVALID, "CKR_MECHANISM_INVALID" },
+	{ CKR_MECHANISM_PARAM_INVALID, "CKR_MECHANISM_PARAM_INVALID" },
+	{ CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID" },
+	{ CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE" },
+	{ CKR_OPERATION_NOT_INITIALIZED, "CKR_OPERATION_NOT_INITIALIZED" },
+	{ CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT" },
+	{ CKR_PIN_INVALID, "CKR_PIN_INVALID" },
+	{ CKR_PIN_LEN_RANGE, "CKR_PIN_LEN_RANGE" },
+	{ CKR_PIN_EXPIRED, "CKR_PIN_EXPIRED" },
+	{ CKR_PIN_LOCKED, "CKR_PIN_LOCKED" },
+	{ CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED" },
+	{ CKR_SESSION_COUNT, "CKR_SESSION_COUNT" },
+	{ CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID" },
+	{ CKR_SESSION_PARALLEL_NOT_SUPPORTED, "CKR_SESSION_PARALLEL_NOT_SUPPORTED" },
+	{ CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY" },
+	{ CKR_SESSION_EXISTS, "CKR_SESSION_EXISTS" },
+	{ CKR_SESSION_READ_ONLY_EXISTS, "CKR_SESSION_READ_ONLY_EXISTS" },
+	{ CKR_SESSION_READ_WRITE_SO_EXISTS, "CKR_SESSION_READ_WRITE_SO_EXISTS" },
+	{ CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID" },
+	{ CKR_SIGNATURE_LEN_RANGE, "CKR_SIGNATURE_LEN_RANGE" },
+	{ CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE" },
+	{ CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT" },
+	{ CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT" },
+	{ CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED" },
+	{ CKR_TOKEN_WRITE_PROTECTED, "CKR_TOKEN_WRITE_PROTECTED" },
+	{ CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN" },
+	{ CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN" },
+	{ CKR_USER_PIN_NOT_INITIALIZED, "CKR_USER_PIN_NOT_INITIALIZED" },
+	{ CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID" },
+	{ CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "CKR_USER_ANOTHER_ALREADY_LOGGED_IN" },
+	{ CKR_USER_TOO_MANY_TYPES, "CKR_USER_TOO_MANY_TYPES" },
+	{ CKR_DOMAIN_PARAMS_INVALID, "CKR_DOMAIN_PARAMS_INVALID" },
+	{ CKR_CURVE_NOT_SUPPORTED, "CKR_CURVE_NOT_SUPPORTED" },
+	{ CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL" },
+	{ CKR_RANDOM_NO_RNG, "CKR_RANDOM_NO_RNG" },
+	{ CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED" },
+	{ CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED" },
+	{ CKR_MUTEX_BAD, "CKR_MUTEX_BAD" },
+	{ CKR_MUTEX_NOT_LOCKED, "CKR_MUTEX_NOT_LOCKED" },
+	{ CKR_FUNCTION_REJECTED, "CKR_FUNCTION_REJECTED" },
+};
+
+static __thread char p11_rv_buf[32];
+
+const char *
+p11_rv_str(unsigned long rv)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(p11_rv_names) / sizeof(p11_rv_names[0]); i++)
+		if (p11_rv_names[i].rv == rv)
+			return p11_rv_names[i].name;
+	snprintf(p11_rv_buf, sizeof(p11_rv_buf), "CKR_0x%lx", rv);
+	return p11_rv_buf;
+}
+
+/* libp11 reports PKCS#11 failures as OpenSSL errors of its own "CKR" library
+ * whose reason is the CK_RV. Returns that code in words, without draining the
+ * queue (log_sslerr prints it afterwards). */
+static const char *
+p11_queue_rv(void)
+{
+	unsigned long e;
+	int lib;
+
+	lib = ERR_get_CKR_code();
+	e = ERR_peek_error();
+	if (e != 0 && ERR_GET_LIB(e) == lib)
+		return p11_rv_str((unsigned long)ERR_GET_REASON(e));
+	e = ERR_peek_last_error();
+	if (e != 0 && ERR_GET_LIB(e) == lib)
+		return p11_rv_str((unsigned long)ERR_GET_REASON(e));
+	return "no PKCS#11 return code";
+}
+
+/* ------------------------------------------------------------------------- */
+/* URIs */
+
+static const char *const p11_attr_names[] = {
+	"token", "manufacturer", "serial", "model", "object", "type", "id",
+	"slot-id", "pin-source", "pin-value", "module-path", "module-name",
+};
+
+static int
+p11_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes n bytes of s into a malloc'd buffer (NUL-terminated, *outlen bytes).
+ * Returns 0, or -1 on bad encoding or allocation failure. */
+static int
+p11_pct_decode(const char *s, size_t n, unsigned char **out, size_t *outlen)
+{
+	unsigned char *b;
+	size_t i, o = 0;
+	int hi, lo;
+
+	if ((b = malloc(n + 1)) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			b[o++] = (unsigned char)s[i];
+			continue;
+		}
+		if (i + 2 >= n)
+			goto bad;
+		hi = p11_hexval((unsigned char)s[i + 1]);
+		lo = p11_hexval((unsigned char)s[i + 2]);
+		if (hi < 0 || lo < 0)
+			goto bad;
+		b[o++] = (unsigned char)(hi << 4 | lo);
+		i += 2;
+	}
+	b[o] = '\0';
+	*out = b;
+	*outlen = o;
+	return 0;
+bad:
+	OPENSSL_cleanse(b, n + 1);
+	free(b);
+	return -1;
+}
+
+int
+p11_is_uri(const char *s)
+{
+	return s != NULL && strncasecmp(s, "pkcs11:", 7) == 0;
+}
+
+static char **
+p11_uri_field(struct p11_uri *u, const char *name)
+{
+	if (strcmp(name, "token") == 0)
+		return &u->token;
+	if (strcmp(name, "manufacturer") == 0)
+		return &u->manufacturer;
+	if (strcmp(name, "serial") == 0)
+		return &u->serial;
+	if (strcmp(name, "model") == 0)
+		return &u->model;
+	if (strcmp(name, "object") == 0)
+		return &u->object;
+	if (strcmp(name, "type") == 0)
+		return &u->type;
+	if (strcmp(name, "module-path") == 0)
+		return &u->module_path;
+	if (strcmp(name, "module-name") == 0)
+		return &u->module_name;
+	if (strcmp(name, "pin-source") == 0)
+		return &u->pin_source;
+	if (strcmp(name, "pin-value") == 0)
+		return &u->pin_value;
+	return NULL;
+}
+
+/* Stores one decoded attribute value (takes ownership of val). */
+static int
+p11_uri_set(struct p11_uri *u, const char *name, unsigned char *val, size_t len,
+    char *err, size_t errlen)
+{
+	char **field, *end;
+	unsigned long sid;
+
+	if (strcmp(name, "id") == 0) {
+		u->id = val;
+		u->id_len = len;
+		return 0;
+	}
+	/* Every other attribute is text: an embedded NUL would silently truncate. */
+	if (memchr(val, '\0', len) != NULL) {
+		snprintf(err, errlen, "attribute '%s' contains a NUL byte", name);
+		goto fail;
+	}
+	if (strcmp(name, "slot-id") == 0) {
+		errno = 0;
+		sid = strtoul((char *)val, &end, 10);
+		if (len == 0 || *end != '\0' || errno != 0 || sid > LONG_MAX ||
+		    !isdigit(val[0])) {
+			snprintf(err, errlen, "attribute 'slot-id' is not a decimal number");
+			goto fail;
+		}
+		u->slot_id = (long)sid;
+		free(val);
+		return 0;
+	}
+	if (strcmp(name, "type") == 0 && strcmp((char *)val, "private") != 0 &&
+	    strcmp((char *)val, "public") != 0 && strcmp((char *)val, "cert") != 0 &&
+	    strcmp((char *)val, "secret-key") != 0 && strcmp((char *)val, "data") != 0) {
+		snprintf(err, errlen, "attribute 'type' has unsupported value '%s' "
+		    "(private, public, cert, secret-key or data)", (char *)val);
+		goto fail;
+	}
+	field = p11_uri_field(u, name);
+	*field = (char *)val;
+	return 0;
+fail:
+	OPENSSL_cleanse(val, len);
+	free(val);
+	return -1;
+}
+
+/* Parses one "name=value" segment of length n; seen is a bitmask over
+ * p11_attr_names to catch duplicates. */
+static int
+p11_uri_attr(struct p11_uri *u, const char *seg, size_t n, unsigned int *seen,
+    char *err, size_t errlen)
+{
+	const char *eq;
+	char name[32];
+	unsigned char *val;
+	size_t nlen, vlen, i;
+
+	eq = memchr(seg, '=', n);
+	nlen = eq ? (size_t)(eq - seg) : n;
+	/* Longer names are unknown anyway; the copy only feeds the message. */
+	i = nlen < sizeof(name) ? nlen : sizeof(name) - 1;
+	memcpy(name, seg, i);
+	name[i] = '\0';
+	for (i = 0; name[i] != '\0'; i++)
+		name[i] = (char)tolower((unsigned char)name[i]);
+	for (i = 0; i < sizeof(p11_attr_names) / sizeof(p11_attr_names[0]); i++)
+		if (strcmp(name, p11_attr_names[i]) == 0)
+			break;
+	if (i == sizeof(p11_attr_names) / sizeof(p11_attr_names[0])) {
+		/* Only the name is echoed: values, PINs included, sit after '='. */
+		snprintf(err, errlen, "unknown attribute '%s'", name);
+		return -1;
+	}
+	if (eq == NULL) {
+		snprintf(err, errlen, "attribute '%s' has no value ('=' missing)", name);
+		return -1;
+	}
+	if (*seen & (1u << i)) {
+		snprintf(err, errlen, "duplicate attribute '%s'", name);
+		return -1;
+	}
+	*seen |= 1u << i;
+	if (p11_pct_decode(eq + 1, n - nlen - 1, &val, &vlen) == -1) {
+		snprintf(err, errlen, "attribute '%s' has bad percent-encoding", name);
+		return -1;
+	}
+	return p11_uri_set(u, name, val, vlen, err, errlen);
+}
+
+int
+p11_uri_parse(const char *s, struct p11_uri *u, char *err, size_t errlen)
+{
+	const char *p, *end, *q;
+	unsigned int seen = 0;
+	char sep;
+
+	memset(u, 0, sizeof(*u));
+	u->slot_id = -1;
+	if (errlen > 0)
+		err[0] = '\0';
+	if (s == NULL || !p11_is_uri(s)) {
+		snprintf(err, errlen, "not a PKCS#11 URI (must start with 'pkcs11:')");
+		return -1;
+	}
+	p = s + 7;
+	q = strchr(p, '?');
+	sep = ';';
+	while (*p != '\0') {
+		if (q != NULL && p == q) {
+			/* Path ends; query attributes are '&'-separated. */
+			sep = '&';
+			p++;
+			continue;
+		}
+		end = p;
+		while (*end != '\0' && *end != sep && !(sep == ';' && *end == '?'))
+			end++;
+		if (end > p && p11_uri_attr(u, p, (size_t)(end - p), &seen, err,
+		    errlen) == -1)
+			return -1;
+		p = *end == sep ? end + 1 : end;
+	}
+	return 0;
+}
+
+void
+p11_uri_free(struct p11_uri *u)
+{
+	if (u == NULL)
+		return;
+	if (u->pin_value != NULL) {
+		OPENSSL_cleanse(u->pin_value, strlen(u->pin_value));
+		free(u->pin_value);
+	}
+	free(u->token);
+	free(u->manufacturer);
+	free(u->serial);
+	free(u->model);
+	free(u->object);
+	free(u->type);
+	free(u->id);
+	free(u->module_path);
+	free(u->module_name);
+	free(u->pin_source);
+	memset(u, 0, sizeof(*u));
+	u->slot_id = -1;
+}
+
+char *
+p11_uri_redact(const char *uri)
+{
+	const char *p, *end;
+	char *out, *o;
+	size_t n;
+
+	if (uri == NULL)
+		return strdup("(null)");
+	n = strlen(uri);
+	/* A segment of at least 10 bytes becomes at most 13: 2n + 4 always fits. */
+	if ((out = malloc(2 * n + 4)) == NULL)
+		return NULL;
+	o = out;
+	p = uri;
+	if (p11_is_uri(uri)) {
+		memcpy(o, uri, 7);
+		o += 7;
+		p += 7;
+	}
+	while (*p != '\0') {
+		end = p;
+		while (*end != '\0' && *end != ';' && *end != '?' && *end != '&')
+			end++;
+		if ((size_t)(end - p) >= 10 && strncasecmp(p, "pin-value=", 10) == 0) {
+			memcpy(o, p, 10);
+			memcpy(o + 10, "***", 3);
+			o += 13;
+		} else {
+			memcpy(o, p, (size_t)(end - p));
+			o += end - p;
+		}
+		if (*end != '\0')
+			*o++ = *end++;
+		p = end;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Secrets */
+
+static int
+p11_read_fd_line(const char *file, char *buf, size_t bufsz, size_t *lenp,
+    char *err, size_t errlen)
+{
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot open PIN file %s: %s", file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warn("PIN file %s is accessible by group or others (mode %03o)",
+		    file, (unsigned int)(st.st_mode & 0777));
+	while (len < bufsz - 1) {
+		n = read(fd, buf + len, bufsz - 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			snprintf(err, errlen, "cannot read PIN file %s: %s", file,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (memchr(buf, '\n', len) != NULL)
+			break;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*lenp = strcspn(buf, "\n");
+	if (*lenp == len && len == bufsz - 1) {
+		snprintf(err, errlen, "PIN in %s is too long", file);
+		return -1;
+	}
+	return 0;
+}
+
+int
+p11_read_secret(const char *file, const char *env, char **out, char *err,
+    size_t errlen)
+{
+	char buf[P11_PIN_MAX + 2];
+	const char *v;
+	size_t len;
+	int ret = -1;
+
+	*out = NULL;
+	if (errlen > 0)
+		err[0] = '\0';
+	if (file != NULL && *file != '\0') {
+		if (p11_read_fd_line(file, buf, sizeof(buf), &len, err, errlen) == -1)
+			goto done;
+	} else if (env != NULL && *env != '\0') {
+		if ((v = getenv(env)) == NULL) {
+			snprintf(err, errlen, "environment variable %s is not set", env);
+			goto done;
+		}
+		if ((len = strlen(v)) > P11_PIN_MAX) {
+			snprintf(err, errlen, "PIN in environment variable %s is too long", env);
+			goto done;
+		}
+		memcpy(buf, v, len);
+	} else {
+		snprintf(err, errlen, "no PIN source: set pkcs11.pin_file (or pin_env), "
+		    "or pin-source in the URI");
+		goto done;
+	}
+	/* Files written on Windows end their line with \r\n. */
+	while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+		len--;
+	if (len == 0) {
+		snprintf(err, errlen, "the PIN from %s %s is empty",
+		    file && *file ? "file" : "environment variable", file && *file ? file : env);
+		goto done;
+	}
+	if ((*out = malloc(len + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	memcpy(*out, buf, len);
+	(*out)[len] = '\0';
+	ret = 0;
+done:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return ret;
+}
+
+void
+p11_secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
+
+/* Where the PIN for u comes from: the URI first, then the config. Exactly one of
+ * *pin (a literal from pin-value), *file and *env is set; all malloc'd. */
+static int
+p11_pin_source(const struct p11_defaults *d, const struct p11_uri *u, char **pin,
+    char **file, char **env)
+{
+	const char *src;
+
+	*pin = *file = *env = NULL;
+	if (u->pin_value != NULL)
+		*pin = strdup(u->pin_value);
+	else if (u->pin_source != NULL) {
+		src = u->pin_source;
+		if (strncasecmp(src, "file://", 7) == 0)
+			src += 7;
+		else if (strncasecmp(src, "file:", 5) == 0)
+			src += 5;
+		*file = strdup(src);
+	} else if (d->pin_file != NULL && *d->pin_file != '\0')
+		*file = strdup(d->pin_file);
+	else if (d->pin_env != NULL && *d->pin_env != '\0')
+		*env = strdup(d->pin_env);
+	else
+		return 0;
+	if (*pin == NULL && *file == NULL && *env == NULL)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Modules and tokens (all called with p11_lock held) */
+
+static void
+p11_register_meths(void)
+{
+	static const int nids[] = { EVP_PKEY_RSA, EVP_PKEY_EC };
+	EVP_PKEY_METHOD *m;
+	size_t i;
+
+	ERR_load_PKCS11_strings();
+	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++) {
+		m = NULL;
+		if (PKCS11_pkey_meths(NULL, &m, NULL, nids[i]) != 1 || m == NULL) {
+			ERR_clear_error();
+			continue;
+		}
+		/* Fails only if OpenSSL already holds it: nothing to do then. */
+		if (EVP_PKEY_meth_add0(m) != 1)
+			ERR_clear_error();
+	}
+}
+
+/* Resolves module-name (RFC 7512: the name without directory or extension). */
+static char *
+p11_module_by_name(const char *name)
+{
+	static const char *const dirs[] = {
+		"/usr/lib/x86_64-linux-gnu/pkcs11", "/usr/lib/softhsm",
+		"/usr/lib/x86_64-linux-gnu", "/usr/lib/pkcs11", "/usr/local/lib",
+	};
+	char path[PATH_MAX];
+	size_t i;
+	int lib;
+
+	if (strchr(name, '/') != NULL || *name == '\0')
+		return NULL;
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		for (lib = 0; lib < 2; lib++) {
+			snprintf(path, sizeof(path), "%s/%s%s.so", dirs[i],
+			    lib ? "lib" : "", name);
+			if (access(path, R_OK) == 0)
+				return strdup(path);
+		}
+	}
+	return NULL;
+}
+
+static void
+p11_module_free(struct p11_module *m)
+{
+	if (m == NULL)
+		return;
+	if (m->dl != NULL)
+		dlclose(m->dl);
+	if (m->ctx != NULL) {
+		if (m->slots != NULL)
+			PKCS11_release_all_slots(m->ctx, m->slots, m->nslots);
+		PKCS11_CTX_unload(m->ctx);
+		PKCS11_CTX_free(m->ctx);
+	}
+	free(m->path);
+	free(m);
+	ERR_clear_error();
+}
+
+/* Our own view of the module libp11 already initialised. */
+static int
+p11_module_raw(struct p11_module *m, const char *red)
+{
+	CK_RV (*getfl)(CK_FUNCTION_LIST_PTR_PTR);
+	CK_C_INITIALIZE_ARGS args;
+	CK_RV rv;
+
+	if ((m->dl = dlopen(m->path, RTLD_NOW)) == NULL) {
+		log_err("%s: dlopen %s: %s", red, m->path, dlerror());
+		return -1;
+	}
+	*(void **)&getfl = dlsym(m->dl, "C_GetFunctionList");
+	if (getfl == NULL) {
+		log_err("%s: %s has no C_GetFunctionList", red, m->path);
+		return -1;
+	}
+	if ((rv = getfl(&m->fl)) != CKR_OK || m->fl == NULL) {
+		log_err("%s: C_GetFunctionList: %s", red, p11_rv_str(rv));
+		return -1;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = m->fl->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		log_err("%s: C_Initialize: %s", red, p11_rv_str(rv));
+		return -1;
+	}
+	return 0;
+}
+
+static struct p11_module *
+p11_module_get(const char *path, const char *softhsm2_conf, const char *red)
+{
+	struct p11_module *m;
+
+	for (m = p11_modules; m != NULL; m = m->next)
+		if (strcmp(m->path, path) == 0)
+			return m;
+	pthread_once(&p11_meth_once, p11_register_meths);
+	/* SoftHSM reads its configuration when the module initialises. */
+	if (softhsm2_conf != NULL && *softhsm2_conf != '\0' &&
+	    setenv("SOFTHSM2_CONF", softhsm2_conf, 1) == -1) {
+		log_err("%s: setenv SOFTHSM2_CONF: %s", red, strerror(errno));
+		return NULL;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL || (m->path = strdup(path)) == NULL) {
+		log_err("%s: out of memory", red);
+		free(m);
+		return NULL;
+	}
+	if ((m->ctx = PKCS11_CTX_new()) == NULL) {
+		log_sslerr("%s: PKCS11_CTX_new", red);
+		goto fail;
+	}
+	if (PKCS11_CTX_load(m->ctx, path) != 0) {
+		log_sslerr("%s: cannot load PKCS#11 module %s (%s)", red, path,
+		    p11_queue_rv());
+		PKCS11_CTX_free(m->ctx);
+		m->ctx = NULL;
+		goto fail;
+	}
+	if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
+		log_sslerr("%s: cannot list slots of %s (%s)", red, path,
+		    p11_queue_rv());
+		m->slots = NULL;
+		goto fail;
+	}
+	if (p11_module_raw(m, red) == -1)
+		goto fail;
+	m->next = p11_modules;
+	p11_modules = m;
+	return m;
+fail:
+	p11_module_free(m);
+	return NULL;
+}
+
+static int
+p11_slot_matches(PKCS11_SLOT *s, const struct p11_uri *u, const char *label)
+{
+	PKCS11_TOKEN *t = s->token;
+
+	if (t == NULL || !t->initialized || t->label == NULL)
+		return 0;
+	if (strcmp(t->label, label) != 0)
+		return 0;
+	if (u->manufacturer && (!t->manufacturer || strcmp(t->manufacturer, u->manufacturer)))
+		return 0;
+	if (u->model && (!t->model || strcmp(t->model, u->model)))
+		return 0;
+	if (u->serial && (!t->serialnr || strcmp(t->serialnr, u->serial)))
+		return 0;
+	if (u->slot_id >= 0 && PKCS11_get_slotid_from_slot(s) != (unsigned long)u->slot_id)
+		return 0;
+	return 1;
+}
+
+/* The slot list is read once per module: PKCS11_update_slots crashes in libp11
+ * 0.4.12, and tokens are created before certgate starts. */
+static PKCS11_SLOT *
+p11_find_slot(struct p11_module *m, const struct p11_uri *u, const char *label)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->nslots; i++)
+		if (p11_slot_matches(&m->slots[i], u, label))
+			return &m->slots[i];
+	return NULL;
+}
+
+/* Opens our raw session and makes sure the user is logged in (login state is
+ * per application, so libp11's login usually already covers it). */
+static int
+p11_token_session(struct p11_token *t, const char *pin, const char *red)
+{
+	CK_FUNCTION_LIST_PTR fl = t->mod->fl;
+	CK_SESSION_INFO si;
+	CK_RV rv;
+
+	if (!t->has_sess) {
+		rv = fl->C_OpenSession(t->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+		    NULL, NULL, &t->sess);
+		if (rv == CKR_TOKEN_WRITE_PROTECTED)
+			rv = fl->C_OpenSession(t->slot_id, CKF_SERIAL_SESSION, NULL, NULL,
+			    &t->sess);
+		if (rv != CKR_OK) {
+			log_err("%s: C_OpenSession on token '%s': %s", red, t->label,
+			    p11_rv_str(rv));
+			return -1;
+		}
+		t->has_sess = 1;
+	}
+	if (!t->need_login)
+		return 0;
+	rv = fl->C_GetSessionInfo(t->sess, &si);
+	if (rv == CKR_OK && (si.state == CKS_RO_USER_FUNCTIONS ||
+	    si.state == CKS_RW_USER_FUNCTIONS))
+		return 0;
+	if (pin == NULL) {
+		log_err("%s: token '%s' is not logged in and no PIN is at hand", red,
+		    t->label);
+		return -1;
+	}
+	rv = fl->C_Login(t->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+		log_err("%s: C_Login on token '%s': %s", red, t->label, p11_rv_str(rv));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+p11_token_free(struct p11_token *t)
+{
+	if (t == NULL)
+		return;
+	if (t->has_sess)
+		(void)t->mod->fl->C_CloseSession(t->sess);
+	free(t->label);
+	free(t->pin_file);
+	free(t->pin_env);
+	free(t);
+}
+
+/* Reads the PIN (literal or from its source). NULL with an error logged. */
+static char *
+p11_token_pin(const char *lit, const char *file, const char *env, const char *red)
+{
+	char err[256], *pin = NULL;
+
+	if (lit != NULL)
+		return strdup(lit);
+	if (p11_read_secret(file, env, &pin, err, sizeof(err)) == -1) {
+		log_err("%s: %s", red, err);
+		return NULL;
+	}
+	return pin;
+}
+
+static int
+p11_token_login(struct p11_token *t, char *lit, const char *red)
+{
+	char *pin = NULL;
+	int in = 0, ret = -1;
+
+	if (t->need_login) {
+		if (PKCS11_is_logged_in(t->slot, 0, &in) != 0) {
+			ERR_clear_error();
+			in = 0;
+		}
+		if ((pin = p11_token_pin(lit, t->pin_file, t->pin_env, red)) == NULL)
+			goto done;
+		if (!in && PKCS11_login(t->slot, 0, pin) != 0) {
+			log_sslerr("%s: login to token '%s' failed: %s", red, t->label,
+			    p11_queue_rv());
+			goto done;
+		}
+	}
+	ret = p11_token_session(t, pin, red);
+done:
+	p11_secret_free(pin);
+	return ret;
+}
+
+/* Finds or opens the token named by u (or the defaults). */
+static struct p11_token *
+p11_token_get(const struct p11_defaults *d, const struct p11_uri *u, const char *red)
+{
+	struct p11_module *m;
+	struct p11_token *t = NULL;
+	const char *label, *path;
+	char *byname = NULL, *lit = NULL;
+
+	label = u->token != NULL ? u->token : d->token;
+	if (label == NULL || *label == '\0') {
+		log_err("%s: no token label: add token=LABEL to the URI or set "
+		    "pkcs11.token in the config", red);
+		return NULL;
+	}
+	path = u->module_path;
+	if (path == NULL && u->module_name != NULL) {
+		if ((path = byname = p11_module_by_name(u->module_name)) == NULL) {
+			log_err("%s: module-name '%s' not found; use module-path", red,
+			    u->module_name);
+			return NULL;
+		}
+	}
+	if (path == NULL)
+		path = d->module;
+	if (path == NULL || *path == '\0') {
+		log_err("%s: no PKCS#11 module: add module-path to the URI or set "
+		    "pkcs11.module in the config", red);
+		goto fail;
+	}
+	for (t = p11_tokens; t != NULL; t = t->next)
+		if (strcmp(t->mod->path, path) == 0 && strcmp(t->label, label) == 0) {
+			free(byname);
+			return t;
+		}
+	if ((m = p11_module_get(path, d->softhsm2_conf, red)) == NULL)
+		goto fail;
+	if ((t = calloc(1, sizeof(*t))) == NULL || (t->label = strdup(label)) == NULL) {
+		log_err("%s: out of memory", red);
+		goto fail;
+	}
+	t->mod = m;
+	if ((t->slot = p11_find_slot(m, u, label)) == NULL) {
+		log_err("%s: token '%s' not found in %s (%s)", red, label, path,
+		    p11_rv_str(CKR_TOKEN_NOT_PRESENT));
+		goto fail;
+	}
+	t->slot_id = PKCS11_get_slotid_from_slot(t->slot);
+	t->need_login = t->slot->token->loginRequired;
+	if (t->need_login && p11_pin_source(d, u, &lit, &t->pin_file, &t->pin_env) == -1) {
+		log_err("%s: out of memory", red);
+		goto fail;
+	}
+	if (p11_token_login(t, lit, red) == -1)
+		goto fail;
+	p11_secret_free(lit);
+	free(byname);
+	t->next = p11_tokens;
+	p11_tokens = t;
+	return t;
+fail:
+	p11_secret_free(lit);
+	p11_token_free(t);
+	free(byname);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Objects */
+
+/* Finds up to two objects of class cls (or any class when cls is -1) with the
+ * given label and/or id. Returns the count (0..2) and the first handle, or -1. */
+static int
+p11_raw_find(struct p11_token *t, long cls, const char *label,
+    const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *obj, const char *red)
+{
+	CK_FUNCTION_LIST_PTR fl = t->mod->fl;
+	CK_OBJECT_CLASS c = (CK_OBJECT_CLASS)cls;
+	CK_OBJECT_HANDLE found[2];
+	CK_ATTRIBUTE tmpl[3];
+	CK_ULONG n = 0, count = 0;
+	CK_RV rv;
+
+	if (cls >= 0) {
+		tmpl[n].type = CKA_CLASS;
+		tmpl[n].pValue = &c;
+		tmpl[n++].ulValueLen = sizeof(c);
+	}
+	if (label != NULL) {
+		tmpl[n].type = CKA_LABEL;
+		tmpl[n].pValue = (void *)label;
+		tmpl[n++].ulValueLen = strlen(label);
+	}
+	if (id != NULL) {
+		tmpl[n].type = CKA_ID;
+		tmpl[n].pValue = (void *)id;
+		tmpl[n++].ulValueLen = id_len;
+	}
+	if ((rv = fl->C_FindObjectsInit(t->sess, tmpl, n)) != CKR_OK) {
+		log_err("%s: C_FindObjectsInit: %s", red, p11_rv_str(rv));
+		return -1;
+	}
+	rv = fl->C_FindObjects(t->sess, found, 2, &count);
+	(void)fl->C_FindObjectsFinal(t->sess);
+	if (rv != CKR_OK) {
+		log_err("%s: C_FindObjects: %s", red, p11_rv_str(rv));
+		return -1;
+	}
+	if (count > 0)
+		*obj = found[0];
+	return (int)count;
+}
+
+static int
+p11_raw_flags(struct p11_token *t, CK_OBJECT_HANDLE obj, int *sensitive,
+    int *extractable, const char *red)
+{
+	CK_BBOOL s = CK_FALSE, e = CK_TRUE;
+	CK_ATTRIBUTE a[2] = {
+		{ CKA_SENSITIVE, &s, sizeof(s) },
+		{ CKA_EXTRACTABLE, &e, sizeof(e) },
+	};
+	CK_RV rv;
+
+	if ((rv = t->mod->fl->C_GetAttributeValue(t->sess, obj, a, 2)) != CKR_OK) {
+		log_err("%s: reading CKA_SENSITIVE/CKA_EXTRACTABLE: %s", red,
+		    p11_rv_str(rv));
+		return -1;
+	}
+	*sensitive = s == CK_TRUE;
+	*extractable = e == CK_TRUE;
+	return 0;
+}
+
+/* The private key libp11 knows for u's object/id (valid until the next
+ * enumeration, i.e. while p11_lock is held). */
+static PKCS11_KEY *
+p11_lib_key(struct p11_token *t, const char *object, const unsigned char *id,
+    size_t id_len, const char *red)
+{
+	PKCS11_KEY *keys, *found = NULL;
+	unsigned int n, i, count = 0;
+
+	if (PKCS11_enumerate_keys(t->slot->token, &keys, &n) != 0) {
+		log_sslerr("%s: cannot list keys of token '%s' (%s)", red, t->label,
+		    p11_queue_rv());
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (object != NULL && (keys[i].label == NULL ||
+		    strcmp(keys[i].label, object) != 0))
+			continue;
+		if (id != NULL && (keys[i].id_len != id_len ||
+		    memcmp(keys[i].id, id, id_len) != 0))
+			continue;
+		if (count++ == 0)
+			found = &keys[i];
+	}
+	if (found == NULL) {
+		log_err("%s: no private key with that %s in token '%s'", red,
+		    object && id ? "label and id" : id ? "id" : object ? "label" :
+		    "description", t->label);
+		return NULL;
+	}
+	if (count > 1 && object == NULL && id == NULL) {
+		log_err("%s: token '%s' holds %u private keys: name one with object= "
+		    "or id=", red, t->label, count);
+		return NULL;
+	}
+	if (count > 1)
+		log_warn("%s: %u private keys match; using the first", red, count);
+	return found;
+}
+
+/* Parses uri and opens its token. On success the lock is held. */
+static struct p11_token *
+p11_begin(const struct p11_defaults *d, const char *uri, struct p11_uri *u,
+    char **red)
+{
+	static const struct p11_defaults none;
+	struct p11_token *t;
+	char err[256];
+
+	if (d == NULL)
+		d = &none;
+	if ((*red = p11_uri_redact(uri)) == NULL) {
+		log_err("out of memory");
+		return NULL;
+	}
+	if (p11_uri_parse(uri, u, err, sizeof(err)) == -1) {
+		log_err("%s: %s", *red, err);
+		return NULL;
+	}
+	if (u->type != NULL && strcmp(u->type, "private") != 0) {
+		log_err("%s: type=%s: only private keys are supported", *red, u->type);
+		return NULL;
+	}
+	pthread_mutex_lock(&p11_lock);
+	if ((t = p11_token_get(d, u, *red)) == NULL)
+		pthread_mutex_unlock(&p11_lock);
+	return t;
+}
+
+static void
+p11_end(struct p11_uri *u, char *red, int locked)
+{
+	if (locked)
+		pthread_mutex_unlock(&p11_lock);
+	p11_uri_free(u);
+	free(red);
+}
+
+/* Raw handle of libp11's key k, for attribute reads. */
+static int
+p11_key_handle(struct p11_token *t, PKCS11_KEY *k, CK_OBJECT_HANDLE *obj,
+    const char *red)
+{
+	int n;
+
+	n = p11_raw_find(t, CKO_PRIVATE_KEY, k->label, k->id_len ? k->id : NULL,
+	    k->id_len, obj, red);
+	if (n == 0)
+		log_err("%s: key vanished from token '%s'", red, t->label);
+	return n > 0 ? 0 : -1;
+}
+
+static EVP_PKEY *
+p11_lib_pkey(PKCS11_KEY *k, const char *red)
+{
+	EVP_PKEY *pk;
+
+	if ((pk = PKCS11_get_private_key(k)) == NULL)
+		log_sslerr("%s: PKCS11_get_private_key (%s)", red,
+		    p11_queue_rv());
+	return pk;
+}
+
+int
+p11_load_private_key(const struct p11_defaults *d, const char *uri,
+    int allow_extractable, EVP_PKEY **out)
+{
+	struct p11_uri u;
+	struct p11_token *t;
+	CK_OBJECT_HANDLE obj;
+	PKCS11_KEY *k;
+	char *red = NULL;
+	int sens, extr, ret = -1;
+
+	*out = NULL;
+	if ((t = p11_begin(d, uri, &u, &red)) == NULL) {
+		p11_end(&u, red, 0);
+		return -1;
+	}
+	if ((k = p11_lib_key(t, u.object, u.id, u.id_len, red)) == NULL)
+		goto fail;
+	if (p11_key_handle(t, k, &obj, red) == -1 ||
+	    p11_raw_flags(t, obj, &sens, &extr, red) == -1)
+		goto fail;
+	if (!sens || extr) {
+		if (!allow_extractable) {
+			log_err("%s: the key is %s%s%s: refusing to use a key that can "
+			    "leave the token (set tls.allow_extractable_key to override)",
+			    red, extr ? "extractable" : "", extr && !sens ? " and " : "",
+			    sens ? "" : "not sensitive");
+			goto fail;
+		}
+		log_warn("%s: using a key that is %s (tls.allow_extractable_key)",
+		    red, extr ? "extractable" : "not sensitive");
+	}
+	if ((*out = p11_lib_pkey(k, red)) == NULL)
+		goto fail;
+	ret = 0;
+fail:
+	p11_end(&u, red, 1);
+	return ret;
+}
+
+static int
+p11_genkey(struct p11_token *t, const char *label, const unsigned char *id,
+    size_t id_len, const char *red)
+{
+	static const CK_BYTE p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+	    0x03, 0x01, 0x07 };
+	CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_HANDLE pub, priv;
+	CK_ULONG llen = strlen(label);
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_EC_PARAMS, (void *)p256, sizeof(p256) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)label, llen },
+		{ CKA_ID, (void *)id, id_len },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)label, llen },
+		{ CKA_ID, (void *)id, id_len },
+	};
+	CK_RV rv;
+
+	rv = t->mod->fl->C_GenerateKeyPair(t->sess, &mech, pubt,
+	    sizeof(pubt) / sizeof(pubt[0]), privt, sizeof(privt) / sizeof(privt[0]),
+	    &pub, &priv);
+	if (rv != CKR_OK) {
+		log_err("%s: C_GenerateKeyPair in token '%s': %s", red, t->label,
+		    p11_rv_str(rv));
+		return -1;
+	}
+	return 0;
+}
+
+int
+p11_generate_ec_key(const struct p11_defaults *d, const char *uri, EVP_PKEY **out)
+{
+	unsigned char rid[16];
+	const unsigned char *id;
+	struct p11_uri u;
+	struct p11_token *t;
+	CK_OBJECT_HANDLE obj;
+	PKCS11_KEY *k;
+	char *red = NULL;
+	size_t id_len;
+	int n, ret = -1;
+
+	*out = NULL;
+	if ((t = p11_begin(d, uri, &u, &red)) == NULL) {
+		p11_end(&u, red, 0);
+		return -1;
+	}
+	if (u.object == NULL || *u.object == '\0') {
+		log_err("%s: object= (the key label) is required to generate a key", red);
+		goto fail;
+	}
+	if ((n = p11_raw_find(t, -1, u.object, NULL, 0, &obj, red)) == -1)
+		goto fail;
+	if (n > 0) {
+		log_err("%s: an object labelled '%s' already exists in token '%s'", red,
+		    u.object, t->label);
+		goto fail;
+	}
+	id = u.id;
+	id_len = u.id_len;
+	if (id == NULL || id_len == 0) {
+		if (RAND_bytes(rid, sizeof(rid)) != 1) {
+			log_sslerr("%s: RAND_bytes", red);
+			goto fail;
+		}
+		id = rid;
+		id_len = sizeof(rid);
+	}
+	if (p11_genkey(t, u.object, id, id_len, red) == -1)
+		goto fail;
+	/* libp11 re-lists the token's objects on every enumeration and keeps the
+	 * ones it knows, so the new key shows up here. */
+	if ((k = p11_lib_key(t, u.object, id, id_len, red)) == NULL ||
+	    (*out = p11_lib_pkey(k, red)) == NULL)
+		goto fail;
+	log_info("%s: generated EC P-256 key in token '%s'", red, t->label);
+	ret = 0;
+fail:
+	p11_end(&u, red, 1);
+	return ret;
+}
+
+int
+p11_key_exists(const struct p11_defaults *d, const char *uri)
+{
+	struct p11_uri u;
+	struct p11_token *t;
+	CK_OBJECT_HANDLE obj;
+	char *red = NULL;
+	int n;
+
+	if ((t = p11_begin(d, uri, &u, &red)) == NULL) {
+		p11_end(&u, red, 0);
+		return -1;
+	}
+	n = p11_raw_find(t, CKO_PRIVATE_KEY, u.object, u.id, u.id_len, &obj, red);
+	p11_end(&u, red, 1);
+	return n < 0 ? -1 : n > 0;
+}
+
+int
+p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive,
+    int *extractable)
+{
+	struct p11_uri u;
+	struct p11_token *t;
+	CK_OBJECT_HANDLE obj;
+	char *red = NULL;
+	int n, ret = -1;
+
+	if ((t = p11_begin(d, uri, &u, &red)) == NULL) {
+		p11_end(&u, red, 0);
+		return -1;
+	}
+	n = p11_raw_find(t, CKO_PRIVATE_KEY, u.object, u.id, u.id_len, &obj, red);
+	if (n == 0)
+		log_err("%s: no such private key in token '%s'", red, t->label);
+	if (n > 0 && p11_raw_flags(t, obj, sensitive, extractable, red) == 0)
+		ret = 0;
+	p11_end(&u, red, 1);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Health and shutdown */
+
+static int
+p11_token_check(struct p11_token *t)
+{
+	CK_FUNCTION_LIST_PTR fl = t->mod->fl;
+	CK_SESSION_INFO si;
+	char red[300], *pin = NULL;
+	CK_RV rv = CKR_SESSION_HANDLE_INVALID;
+	int ret;
+
+	if (t->has_sess && (rv = fl->C_GetSessionInfo(t->sess, &si)) == CKR_OK &&
+	    (!t->need_login || si.state == CKS_RO_USER_FUNCTIONS ||
+	    si.state == CKS_RW_USER_FUNCTIONS))
+		return 1;
+	snprintf(red, sizeof(red), "pkcs11:token=%s", t->label);
+	log_warn("%s: session check failed (%s); re-opening", red,
+	    !t->has_sess ? "no open session" : rv == CKR_OK ? "logged out" :
+	    p11_rv_str(rv));
+	if (t->has_sess && rv != CKR_OK) {
+		(void)fl->C_CloseSession(t->sess);
+		t->has_sess = 0;
+	}
+	/* libp11 0.4.12 keeps handing out pooled sessions that the token no longer
+	 * knows; this empties its pool (same read-only mode, so nothing is closed)
+	 * and later signatures open fresh sessions. Done before our own session is
+	 * opened in case libp11 does close all sessions. */
+	if (PKCS11_open_session(t->slot, 0) != 0)
+		ERR_clear_error();
+	if (t->need_login && t->pin_file == NULL && t->pin_env == NULL) {
+		log_err("%s: cannot log in again: the PIN came from pin-value", red);
+		return 0;
+	}
+	if (t->need_login && (pin = p11_token_pin(NULL, t->pin_file, t->pin_env,
+	    red)) == NULL)
+		return 0;
+	ret = p11_token_session(t, pin, red) == 0;
+	p11_secret_free(pin);
+	return ret;
+}
+
+int
+p11_health(void)
+{
+	struct p11_token *t;
+	int ok = 1;
+
+	pthread_mutex_lock(&p11_lock);
+	for (t = p11_tokens; t != NULL; t = t->next)
+		if (!p11_token_check(t))
+			ok = 0;
+	pthread_mutex_unlock(&p11_lock);
+	return ok;
+}
+
+void
+p11_shutdown(void)
+{
+	struct p11_module *m;
+	struct p11_token *t;
+
+	pthread_mutex_lock(&p11_lock);
+	while ((t = p11_tokens) != NULL) {
+		p11_tokens = t->next;
+		if (t->need_login && PKCS11_logout(t->slot) != 0)
+			ERR_clear_error();
+		p11_token_free(t);
+	}
+	while ((m = p11_modules) != NULL) {
+		p11_modules = m->next;
+		p11_module_free(m);
+	}
+	pthread_mutex_unlock(&p11_lock);
+}

@@ -1,0 +1,185 @@
+/* metrics: counters, gauges, status counts, cumulative histogram buckets, label
+ * escaping, the denial cap, the extra-lines hook and the rendered text. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "metrics.h"
+
+static int
+has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	const char *p = text;
+
+	while ((p = strstr(p, line)) != NULL) {
+		if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+			return 1;
+		p++;
+	}
+	return 0;
+}
+
+static char *
+extra_lines(void)
+{
+	return strdup("# HELP certgate_token_up Token health.\n"
+	    "# TYPE certgate_token_up gauge\ncertgate_token_up 1");
+}
+
+static void *
+hammer(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 10000; i++) {
+		metrics_inc(M_REQ_TOTAL);
+		metrics_status(200);
+		metrics_upstream_latency(3);
+	}
+	return NULL;
+}
+
+static void
+test_counters(void)
+{
+	pthread_t t[4];
+	int i;
+
+	metrics_inc(M_CONN_ACCEPTED);
+	metrics_inc(M_CONN_ACCEPTED);
+	metrics_add(M_CONN_ACCEPTED, 5);
+	CHECK(metrics_get(M_CONN_ACCEPTED) == 7);
+	metrics_inc(M_CONN_ACTIVE);
+	metrics_inc(M_CONN_ACTIVE);
+	metrics_dec(M_CONN_ACTIVE);
+	CHECK(metrics_get(M_CONN_ACTIVE) == 1);
+	metrics_set(M_CONN_ACTIVE, 42);
+	CHECK(metrics_get(M_CONN_ACTIVE) == 42);
+	metrics_inc(M_METRIC_COUNT);	/* out of range: ignored, no crash */
+	CHECK(metrics_get(M_METRIC_COUNT) == 0);
+	for (i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, hammer, NULL);
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	CHECK(metrics_get(M_REQ_TOTAL) == 40000);
+}
+
+static void
+test_render(void)
+{
+	char *r;
+	int i;
+
+	metrics_inc(M_HS_OK);
+	metrics_inc(M_HS_RESUMED);
+	metrics_inc(M_HS_RESUMED);
+	metrics_inc(M_HS_FAIL);
+	metrics_inc(M_HS_TIMEOUT);
+	metrics_inc(M_RELOAD_OK);
+	metrics_inc(M_RELOAD_FAIL);
+	metrics_inc(M_REVOKED_REFUSED);
+	metrics_inc(M_AUDIT_WRITE_FAIL);
+	metrics_inc(M_UPSTREAM_ERRORS);
+	metrics_inc(M_UPSTREAM_TIMEOUTS);
+	metrics_inc(M_CONN_REJECTED_LIMIT);
+	metrics_status(403);
+	metrics_status(403);
+	metrics_status(99);	/* ignored */
+	metrics_status(600);	/* ignored */
+	/* 40000 samples of 3 ms from test_counters, plus these */
+	metrics_upstream_latency(0.5);
+	metrics_upstream_latency(1);	/* le is inclusive */
+	metrics_upstream_latency(7);
+	metrics_upstream_latency(20000);
+	metrics_deny("bot", "scope");
+	metrics_deny("bot", "scope");
+	metrics_deny("we\"ird\\na\nme", "rate");
+	metrics_deny(NULL, "unmapped");
+	CHECK(metrics_get(M_REQ_DENIED) == 4);
+	metrics_set_extra(extra_lines);
+
+	r = metrics_render();
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	CHECK(has_line(r, "# TYPE certgate_connections_accepted_total counter"));
+	CHECK(strstr(r, "# HELP certgate_connections_accepted_total ") != NULL);
+	CHECK(has_line(r, "certgate_connections_accepted_total 7"));
+	CHECK(has_line(r, "# TYPE certgate_connections_active gauge"));
+	CHECK(has_line(r, "certgate_connections_active 42"));
+	CHECK(has_line(r, "certgate_connections_rejected_total 1"));
+	CHECK(has_line(r, "certgate_handshakes_total{result=\"ok\"} 1"));
+	CHECK(has_line(r, "certgate_handshakes_total{result=\"resumed\"} 2"));
+	CHECK(has_line(r, "certgate_handshakes_total{result=\"failed\"} 1"));
+	CHECK(has_line(r, "certgate_handshakes_total{result=\"timeout\"} 1"));
+	CHECK(has_line(r, "certgate_requests_total{status=\"200\"} 40000"));
+	CHECK(has_line(r, "certgate_requests_total{status=\"403\"} 2"));
+	CHECK(strstr(r, "status=\"99\"") == NULL && strstr(r, "status=\"600\"") == NULL);
+	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"bot\",reason=\"scope\"} 2"));
+	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"we\\\"ird\\\\na\\nme\","
+	    "reason=\"rate\"} 1"));
+	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"-\",reason=\"unmapped\"} 1"));
+	CHECK(has_line(r, "certgate_upstream_errors_total 1"));
+	CHECK(has_line(r, "certgate_upstream_timeouts_total 1"));
+	CHECK(has_line(r, "certgate_reloads_total{result=\"ok\"} 1"));
+	CHECK(has_line(r, "certgate_reloads_total{result=\"failed\"} 1"));
+	CHECK(has_line(r, "certgate_revoked_refused_total 1"));
+	CHECK(has_line(r, "certgate_audit_write_failures_total 1"));
+	CHECK(has_line(r, "# TYPE certgate_upstream_latency_ms histogram"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"1\"} 2"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"2\"} 2"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"5\"} 40002"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"10\"} 40003"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"10000\"} 40003"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_bucket{le=\"+Inf\"} 40004"));
+	CHECK(has_line(r, "certgate_upstream_latency_ms_count 40004"));
+	/* 40000*3 + 0.5 + 1 + 7 + 20000 */
+	CHECK(has_line(r, "certgate_upstream_latency_ms_sum 140008.500"));
+	CHECK(has_line(r, "certgate_token_up 1"));
+	CHECK(r[strlen(r) - 1] == '\n');
+	/* every family has HELP and TYPE; every sample line names a certgate_ metric */
+	{
+		char *copy = strdup(r), *save = NULL, *line;
+		int bad = 0, types = 0;
+		for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			if (strncmp(line, "# TYPE ", 7) == 0)
+				types++;
+			else if (line[0] != '#' && strncmp(line, "certgate_", 9) != 0)
+				bad++;
+		}
+		CHECK(bad == 0);
+		CHECK(types >= 14);
+		free(copy);
+	}
+	free(r);
+
+	/* Cap: beyond 10000 pairs new agents fold into "_other". */
+	for (i = 0; i < 10100; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "agent-%d", i);
+		metrics_deny(a, "scope");
+	}
+	metrics_deny("bot", "scope");	/* existing pairs keep counting */
+	metrics_set_extra(NULL);
+	r = metrics_render();
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"bot\",reason=\"scope\"} 3"));
+	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"_other\",reason=\"scope\"} 103"));
+	CHECK(strstr(r, "agent=\"agent-10099\"") == NULL);
+	CHECK(strstr(r, "certgate_token_up") == NULL);
+	free(r);
+}
+
+int
+main(void)
+{
+	test_counters();
+	test_render();
+	CHECK_DONE();
+}
