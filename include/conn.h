@@ -46,6 +46,7 @@ struct conn {
 	struct timespec t_accept;
 	struct proxy_conn *px;          /* owned by proxy.c */
 	int closing;
+	int established;                /* handshake done, c->bev set */
 	TAILQ_ENTRY(conn) link;
 };
 

@@ -39,6 +39,17 @@ void state_put(struct gw_state *st);
 /* 1 when serial (uppercase hex) is in the state's CRL. */
 int state_is_revoked(const struct gw_state *st, const char *serial);
 
+/* The current state's generation (0 before state_init); lock-free, for workers
+ * that only need to know whether something changed. */
+uint64_t state_generation(void);
+
+/* 1 when the current CRL is past its nextUpdate (every client is refused). */
+int state_crl_expired(void);
+
+/* Logs an error when the CRL has expired, a warning when it expires within 24 h
+ * (rate-limited). Called every minute by the main loop. */
+void state_check_crl_expiry(void);
+
 /* Frees the current state (shutdown). */
 void state_shutdown(void);
 

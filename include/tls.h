@@ -17,4 +17,11 @@ int tls_load_server_key(const struct config *cfg, EVP_PKEY **out);
  * Returns NULL on failure (logged, file names included). */
 SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out);
 
+/* Writes cert's serial number as uppercase hex without separators (BN_bn2hex, the
+ * format identity_peer_from_cert uses) into buf. Returns 0/-1. */
+int tls_serial_hex(X509 *cert, char *buf, size_t len);
+
+/* Wipes the process-wide session ticket keys (shutdown). */
+void tls_shutdown(void);
+
 #endif

@@ -1,1 +1,263 @@
-/* STUB: admin listener (/healthz, /metrics) */
+/* Admin listener: plain HTTP/1.0-style responder for GET /healthz and GET /metrics.
+ * Hand-rolled on evconnlistener + bufferevent (libevent_extra's evhttp is not
+ * linked): read the request head, answer, close. Runs on the main thread. */
+#include "admin.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "p11.h"
+#include "state.h"
+
+#define ADMIN_MAX_HEAD	8192
+#define ADMIN_MAX_CONNS	64
+#define ADMIN_TIMEOUT_S	5
+
+static struct evconnlistener *admin_lev;
+static struct event_base *admin_base;
+static const struct config *admin_cfg;
+static int admin_nconns;
+
+struct admin_conn {
+	struct bufferevent *bev;
+	int done;
+	LIST_ENTRY(admin_conn) link;
+};
+static LIST_HEAD(, admin_conn) admin_conns = LIST_HEAD_INITIALIZER(admin_conns);
+
+static void
+admin_conn_free(struct admin_conn *ac)
+{
+	LIST_REMOVE(ac, link);
+	bufferevent_free(ac->bev);
+	free(ac);
+	admin_nconns--;
+}
+
+static void
+admin_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *ac = arg;
+
+	if (ac->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		admin_conn_free(ac);
+}
+
+static void
+admin_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	admin_conn_free(arg);
+}
+
+static void
+admin_respond(struct admin_conn *ac, int status, const char *reason, const char *ctype,
+    const char *body)
+{
+	struct evbuffer *out = bufferevent_get_output(ac->bev);
+	size_t len = strlen(body);
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+	    status, reason, ctype, len);
+	evbuffer_add(out, body, len);
+	ac->done = 1;
+	bufferevent_disable(ac->bev, EV_READ);
+	bufferevent_enable(ac->bev, EV_WRITE);
+}
+
+static void
+admin_healthz(struct admin_conn *ac)
+{
+	struct gw_state *st;
+	const char *token = "n/a";
+	char body[512], next[64];
+	unsigned long long gen = 0;
+	time_t nu = 0, now = time(NULL);
+	struct tm tm;
+	int ok = 1, crl_ok = 1;
+
+	if (admin_cfg->tls.key != NULL && p11_is_uri(admin_cfg->tls.key)) {
+		if (p11_health() == 1)
+			token = "ok";
+		else {
+			token = "down";
+			ok = 0;
+		}
+	}
+	if ((st = state_get()) != NULL) {
+		gen = (unsigned long long)st->generation;
+		nu = st->crl_next_update;
+		state_put(st);
+	} else
+		ok = 0;
+	if (nu != 0) {
+		gmtime_r(&nu, &tm);
+		strftime(next, sizeof(next), "\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+		if (nu <= now)
+			crl_ok = ok = 0;
+	} else
+		snprintf(next, sizeof(next), "null");
+	snprintf(body, sizeof(body), "{\"status\":\"%s\",\"token\":\"%s\",\"crl\":\"%s\","
+	    "\"crl_next_update\":%s,\"generation\":%llu,\"connections\":%ld}\n",
+	    ok ? "ok" : "down", token, nu == 0 ? "none" : crl_ok ? "ok" : "expired", next,
+	    gen, metrics_get(M_CONN_ACTIVE));
+	if (ok)
+		admin_respond(ac, 200, "OK", "application/json", body);
+	else
+		admin_respond(ac, 503, "Service Unavailable", "application/json", body);
+}
+
+static void
+admin_metrics(struct admin_conn *ac)
+{
+	char *text;
+
+	if ((text = metrics_render()) == NULL) {
+		admin_respond(ac, 500, "Internal Server Error", "text/plain", "out of memory\n");
+		return;
+	}
+	admin_respond(ac, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+	free(text);
+}
+
+/* Dispatches on the request line "METHOD PATH[?query] VERSION". */
+static void
+admin_route(struct admin_conn *ac, char *line)
+{
+	char *method, *path, *q, *save = NULL;
+
+	method = strtok_r(line, " ", &save);
+	path = strtok_r(NULL, " ", &save);
+	if (method == NULL || path == NULL) {
+		admin_respond(ac, 400, "Bad Request", "text/plain", "bad request\n");
+		return;
+	}
+	if ((q = strchr(path, '?')) != NULL)
+		*q = '\0';
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		admin_respond(ac, 405, "Method Not Allowed", "text/plain", "GET only\n");
+		return;
+	}
+	if (strcmp(path, "/healthz") == 0)
+		admin_healthz(ac);
+	else if (strcmp(path, "/metrics") == 0)
+		admin_metrics(ac);
+	else
+		admin_respond(ac, 404, "Not Found", "text/plain", "not found\n");
+}
+
+static void
+admin_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *ac = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_ptr end;
+	char *line;
+
+	if (ac->done)
+		return;
+	/* Answer once the whole head is in, so closing never resets unread bytes. */
+	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (end.pos == -1)
+		end = evbuffer_search(in, "\n\n", 2, NULL);
+	if (end.pos == -1) {
+		if (evbuffer_get_length(in) > ADMIN_MAX_HEAD)
+			admin_respond(ac, 431, "Request Header Fields Too Large", "text/plain",
+			    "request head too large\n");
+		return;
+	}
+	line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF);
+	if (line == NULL) {
+		admin_respond(ac, 400, "Bad Request", "text/plain", "bad request\n");
+		return;
+	}
+	admin_route(ac, line);
+	free(line);
+}
+
+static void
+admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int socklen, void *arg)
+{
+	struct timeval tv = { ADMIN_TIMEOUT_S, 0 };
+	struct admin_conn *ac;
+
+	if (admin_nconns >= ADMIN_MAX_CONNS || (ac = calloc(1, sizeof(*ac))) == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	ac->bev = bufferevent_socket_new(admin_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (ac->bev == NULL) {
+		evutil_closesocket(fd);
+		free(ac);
+		return;
+	}
+	admin_nconns++;
+	LIST_INSERT_HEAD(&admin_conns, ac, link);
+	bufferevent_setcb(ac->bev, admin_read_cb, admin_write_cb, admin_event_cb, ac);
+	bufferevent_set_timeouts(ac->bev, &tv, &tv);
+	bufferevent_enable(ac->bev, EV_READ);
+}
+
+static void
+admin_error_cb(struct evconnlistener *lev, void *arg)
+{
+	log_warn("admin listener accept: %s", strerror(errno));
+}
+
+int
+admin_start(struct event_base *base, const struct config *cfg)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char port[16];
+	int rc;
+
+	if (cfg->admin_host == NULL || cfg->admin_host[0] == '\0')
+		return 0;
+	admin_base = base;
+	admin_cfg = cfg;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", (unsigned)cfg->admin_port);
+	if ((rc = getaddrinfo(cfg->admin_host, port, &hints, &res)) != 0) {
+		log_err("admin address %s: %s", cfg->admin_host, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL && admin_lev == NULL; ai = ai->ai_next)
+		admin_lev = evconnlistener_new_bind(base, admin_accept_cb, NULL,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 64,
+		    ai->ai_addr, (int)ai->ai_addrlen);
+	freeaddrinfo(res);
+	if (admin_lev == NULL) {
+		log_err("cannot listen on admin %s:%s: %s", cfg->admin_host, port,
+		    strerror(errno));
+		return -1;
+	}
+	evconnlistener_set_error_cb(admin_lev, admin_error_cb);
+	log_info("admin listener on http://%s:%s (/healthz, /metrics)", cfg->admin_host, port);
+	return 0;
+}
+
+void
+admin_stop(void)
+{
+	if (admin_lev != NULL)
+		evconnlistener_free(admin_lev);
+	admin_lev = NULL;
+	while (!LIST_EMPTY(&admin_conns))
+		admin_conn_free(LIST_FIRST(&admin_conns));
+}

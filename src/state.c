@@ -1,9 +1,389 @@
-/* STUB */
+/* Reloadable runtime state. The current state is one pointer under a mutex; readers
+ * take a reference (atomic count) and may keep using their state after a reload
+ * swapped in a newer one: the old one is freed by the last state_put. Reloads run
+ * on the main thread only. */
 #include "state.h"
-int state_init(const struct config *cfg, EVP_PKEY *server_key) { (void)cfg; (void)server_key; return -1; }
-int state_reload(const char *why) { (void)why; return -1; }
-void state_check_files(void) {}
-struct gw_state *state_get(void) { return NULL; }
-void state_put(struct gw_state *st) { (void)st; }
-int state_is_revoked(const struct gw_state *st, const char *serial) { (void)st; (void)serial; return 1; }
-void state_shutdown(void) {}
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "tls.h"
+
+/* What a file looked like when it was last loaded. */
+struct state_fsig {
+	int exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+enum { SF_MAP, SF_CRL, SF_CA, SF_CERT, SF_COUNT };
+
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_state *state_cur;
+static uint64_t state_gen;		/* atomic */
+static const struct config *state_cfg;
+static EVP_PKEY *state_key;		/* borrowed */
+static struct state_fsig state_sig[SF_COUNT];
+static time_t state_crl_warned;
+
+static const char *
+state_file(int i)
+{
+	switch (i) {
+	case SF_MAP:
+		return state_cfg->identity_map;
+	case SF_CRL:
+		return state_cfg->tls.crl_check ? state_cfg->tls.crl : NULL;
+	case SF_CA:
+		return state_cfg->tls.ca;
+	case SF_CERT:
+		return state_cfg->tls.cert;
+	}
+	return NULL;
+}
+
+static void
+state_fsig_read(const char *path, struct state_fsig *s)
+{
+	struct stat sb;
+
+	memset(s, 0, sizeof(*s));
+	if (path == NULL || stat(path, &sb) == -1)
+		return;
+	s->exists = 1;
+	s->dev = sb.st_dev;
+	s->ino = sb.st_ino;
+	s->size = sb.st_size;
+	s->mtime = sb.st_mtim;
+}
+
+static int
+state_fsig_eq(const struct state_fsig *a, const struct state_fsig *b)
+{
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+	    a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+	    a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Serial comparison that ignores leading zeros and case, so "0A1B", "a1b" and
+ * "A1B" are the same serial whoever formatted them. */
+static int
+state_serial_cmp(const char *a, const char *b)
+{
+	size_t la, lb;
+
+	while (*a == '0' && a[1] != '\0')
+		a++;
+	while (*b == '0' && b[1] != '\0')
+		b++;
+	la = strlen(a);
+	lb = strlen(b);
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return strcasecmp(a, b);
+}
+
+static int
+state_serial_qcmp(const void *a, const void *b)
+{
+	return state_serial_cmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+state_serial_bcmp(const void *key, const void *elem)
+{
+	return state_serial_cmp(key, *(char *const *)elem);
+}
+
+static void
+state_free(struct gw_state *st)
+{
+	size_t i;
+
+	if (st == NULL)
+		return;
+	SSL_CTX_free(st->ssl_ctx);
+	identity_map_free(st->map);
+	for (i = 0; i < st->nrevoked; i++)
+		free(st->revoked[i]);
+	free(st->revoked);
+	free(st);
+}
+
+static time_t
+state_asn1_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+/* Fills st->revoked (sorted) and st->crl_next_update from crl. */
+static int
+state_revoked_from_crl(struct gw_state *st, X509_CRL *crl)
+{
+	STACK_OF(X509_REVOKED) *rv;
+	X509_REVOKED *r;
+	BIGNUM *bn;
+	char *hex;
+	int i, n;
+
+	st->crl_next_update = state_asn1_time(X509_CRL_get0_nextUpdate(crl));
+	rv = X509_CRL_get_REVOKED(crl);
+	n = rv ? sk_X509_REVOKED_num(rv) : 0;
+	if (n == 0)
+		return 0;
+	if ((st->revoked = calloc((size_t)n, sizeof(char *))) == NULL) {
+		log_err("calloc: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		r = sk_X509_REVOKED_value(rv, i);
+		bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(r), NULL);
+		hex = bn ? BN_bn2hex(bn) : NULL;
+		BN_free(bn);
+		if (hex == NULL) {
+			log_sslerr("cannot read a revoked serial from the CRL");
+			return -1;
+		}
+		st->revoked[st->nrevoked] = strdup(hex);
+		OPENSSL_free(hex);
+		if (st->revoked[st->nrevoked] == NULL) {
+			log_err("strdup: %s", strerror(errno));
+			return -1;
+		}
+		st->nrevoked++;
+	}
+	qsort(st->revoked, st->nrevoked, sizeof(char *), state_serial_qcmp);
+	return 0;
+}
+
+/* Builds a complete state from the files; NULL on any failure (logged). */
+static struct gw_state *
+state_build(void)
+{
+	struct gw_state *st;
+	X509_CRL *crl = NULL;
+	char err[512];
+
+	if ((st = calloc(1, sizeof(*st))) == NULL) {
+		log_err("calloc: %s", strerror(errno));
+		return NULL;
+	}
+	st->refs = 1;
+	if ((st->ssl_ctx = tls_ctx_new(state_cfg, state_key, &crl)) == NULL)
+		goto fail;
+	err[0] = '\0';
+	if (identity_map_load(state_cfg->identity_map, &st->map, err, sizeof(err)) == -1) {
+		log_err("identity map %s rejected: %s", state_cfg->identity_map,
+		    err[0] ? err : "cannot load");
+		st->map = NULL;
+		goto fail;
+	}
+	if (crl != NULL && state_revoked_from_crl(st, crl) == -1)
+		goto fail;
+	X509_CRL_free(crl);
+	return st;
+fail:
+	X509_CRL_free(crl);
+	state_free(st);
+	return NULL;
+}
+
+static void
+state_snapshot_files(void)
+{
+	int i;
+
+	for (i = 0; i < SF_COUNT; i++)
+		state_fsig_read(state_file(i), &state_sig[i]);
+}
+
+/* Installs st as current; the previous state lives until its last reader is done. */
+static void
+state_swap(struct gw_state *st)
+{
+	struct gw_state *old;
+
+	pthread_mutex_lock(&state_lock);
+	old = state_cur;
+	st->generation = __atomic_load_n(&state_gen, __ATOMIC_RELAXED) + 1;
+	state_cur = st;
+	__atomic_store_n(&state_gen, st->generation, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&state_lock);
+	if (old != NULL)
+		state_put(old);
+}
+
+int
+state_init(const struct config *cfg, EVP_PKEY *server_key)
+{
+	struct gw_state *st;
+
+	state_cfg = cfg;
+	state_key = server_key;
+	/* Snapshot before reading: a change during the load triggers another one. */
+	state_snapshot_files();
+	if ((st = state_build()) == NULL)
+		return -1;
+	state_swap(st);
+	log_info("state loaded: %zu agents, %zu revoked serials",
+	    st->map ? st->map->nagents : 0, st->nrevoked);
+	return 0;
+}
+
+int
+state_reload(const char *why)
+{
+	struct gw_state *st;
+
+	if (state_cfg == NULL)
+		return -1;
+	state_snapshot_files();
+	if ((st = state_build()) == NULL) {
+		metrics_inc(M_RELOAD_FAIL);
+		log_err("reload (%s) failed; the previous configuration stays in force",
+		    why ? why : "-");
+		return -1;
+	}
+	state_swap(st);
+	metrics_inc(M_RELOAD_OK);
+	log_info("reloaded (%s): generation %llu, %zu agents, %zu revoked serials",
+	    why ? why : "-", (unsigned long long)st->generation,
+	    st->map ? st->map->nagents : 0, st->nrevoked);
+	return 0;
+}
+
+void
+state_check_files(void)
+{
+	struct state_fsig now;
+	const char *changed = NULL;
+	char why[512];
+	int i;
+
+	if (state_cfg == NULL)
+		return;
+	for (i = 0; i < SF_COUNT; i++) {
+		state_fsig_read(state_file(i), &now);
+		if (!state_fsig_eq(&now, &state_sig[i])) {
+			changed = state_file(i);
+			break;
+		}
+	}
+	if (changed == NULL)
+		return;
+	snprintf(why, sizeof(why), "%s changed", changed);
+	state_reload(why);
+}
+
+uint64_t
+state_generation(void)
+{
+	return __atomic_load_n(&state_gen, __ATOMIC_ACQUIRE);
+}
+
+struct gw_state *
+state_get(void)
+{
+	struct gw_state *st;
+
+	pthread_mutex_lock(&state_lock);
+	st = state_cur;
+	if (st != NULL)
+		__atomic_add_fetch(&st->refs, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&state_lock);
+	return st;
+}
+
+void
+state_put(struct gw_state *st)
+{
+	if (st == NULL)
+		return;
+	if (__atomic_sub_fetch(&st->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		state_free(st);
+}
+
+int
+state_is_revoked(const struct gw_state *st, const char *serial)
+{
+	if (st == NULL || serial == NULL || serial[0] == '\0')
+		return 0;
+	if (st->nrevoked == 0)
+		return 0;
+	return bsearch(serial, st->revoked, st->nrevoked, sizeof(char *),
+	    state_serial_bcmp) != NULL;
+}
+
+int
+state_crl_expired(void)
+{
+	struct gw_state *st;
+	int expired = 0;
+
+	if ((st = state_get()) == NULL)
+		return 0;
+	if (st->crl_next_update != 0 && st->crl_next_update <= time(NULL))
+		expired = 1;
+	state_put(st);
+	return expired;
+}
+
+void
+state_check_crl_expiry(void)
+{
+	struct gw_state *st;
+	time_t now = time(NULL), next;
+	char buf[64];
+	struct tm tm;
+
+	if ((st = state_get()) == NULL)
+		return;
+	next = st->crl_next_update;
+	state_put(st);
+	if (next == 0 || next - now > 86400)
+		return;
+	/* Once per 10 minutes: loud enough to be seen, not a flood. */
+	if (state_crl_warned != 0 && now - state_crl_warned < 600)
+		return;
+	state_crl_warned = now;
+	gmtime_r(&next, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (next <= now)
+		log_err("CRL %s expired at %s; every client will be refused; run "
+		    "scripts/agent-list or certgate ca crl to re-sign", state_cfg->tls.crl, buf);
+	else
+		log_warn("CRL %s expires at %s (within 24 h); run certgate ca crl to re-sign",
+		    state_cfg->tls.crl, buf);
+}
+
+void
+state_shutdown(void)
+{
+	struct gw_state *old;
+
+	pthread_mutex_lock(&state_lock);
+	old = state_cur;
+	state_cur = NULL;
+	pthread_mutex_unlock(&state_lock);
+	state_put(old);
+	state_cfg = NULL;
+	state_key = NULL;
+}
