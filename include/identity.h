@@ -16,7 +16,7 @@ struct identity_agent {
 	size_t nscopes;
 	char *scopes_str;     /* the same, space-separated (X-Agent-Scopes) */
 	double rate_per_second; /* 0 when the map gives none (use the config default) */
-	double rate_burst;
+	double rate_burst;      /* "rate.burst", default max(1, per_second) */
 };
 
 struct identity_map {
@@ -30,7 +30,12 @@ struct identity_map {
  * array of objects with a unique non-empty id, at least one of uri/subject, roles
  * that exist, scopes that are well-formed (see policy.h), rate numbers > 0; uri and
  * subject values unique across agents. Returns 0 and *out, or -1 with a message
- * (including the JSON line when jansson knows it) in err. */
+ * (including the JSON line when jansson knows it) in err.
+ * Strict: unknown keys (top level, agent, rate) and duplicate JSON keys are errors.
+ * An id is 1-128 printable ASCII characters without space / \ " , ; =.
+ * "rate" is {"per_second": >0, "burst": >=1 (optional)}. Effective scopes are the
+ * agent's own scopes, then each role's in the order listed, without duplicates.
+ * Lookups (identity_lookup, identity_find_id) are hash-indexed: O(1) per call. */
 int identity_map_parse(const char *json, size_t len, struct identity_map **out,
     char *err, size_t errlen);
 int identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen);
@@ -46,7 +51,16 @@ struct identity_peer {
 	long long not_after;  /* time_t of notAfter */
 };
 
-/* Fills p from a certificate. Returns 0/-1. Free with identity_peer_clear. */
+/* The subject/issuer string certgate uses everywhere (identity map "subject", audit,
+ * XFCC): X509_NAME_print_ex with XN_FLAG_RFC2253, i.e. RFC 4514 order, most specific
+ * RDN first ("CN=research-bot,O=certgate"), non-ASCII and control bytes escaped.
+ * Returns a malloc'd string or NULL. */
+char *identity_name_rfc4514(const X509_NAME *name);
+
+/* Fills p from a certificate. serial is BN_bn2hex of the serial number: uppercase hex,
+ * whole bytes (so "0A", never "A"), no separators — the CA writes serials the same way.
+ * SAN URIs that are not printable ASCII without spaces are skipped.
+ * Returns 0/-1. Free with identity_peer_clear. */
 int identity_peer_from_cert(X509 *cert, struct identity_peer *p);
 void identity_peer_clear(struct identity_peer *p);
 

@@ -21,7 +21,8 @@ int mcp_protocol_version_known(const char *v);
 /* A listing request seen in the body whose response must be filtered. */
 struct mcp_pending_list {
 	json_t *id;            /* owned reference */
-	const char *method;    /* static: "tools/list", "prompts/list", "resources/list" */
+	const char *method;    /* static: "tools/list", "prompts/list", "resources/list",
+	                        * "resources/templates/list" */
 };
 
 struct mcp_inspect {
@@ -58,7 +59,12 @@ char *mcp_error_body(json_t *id, int code, const char *message);
 /* Rewrites a JSON response body (single or batch) so that responses to the pending
  * listing requests only contain entries the scopes allow. Returns a malloc'd new body
  * (*outlen set) when something changed, NULL when the body is to be passed unchanged
- * (or is not JSON). */
+ * (nothing pending, nothing removed, or not JSON at all).
+ * Fails closed: a listing result of a shape policy_filter_listing does not understand
+ * becomes a JSON-RPC error (-32003), and a body that starts like JSON but cannot be
+ * parsed here (nesting beyond 2048, lone surrogate escapes, 64-bit overflow — all of
+ * which a JavaScript client might accept) is replaced by one error per pending listing.
+ * Ill-formed UTF-8 is replaced by U+FFFD before filtering, as the client would. */
 char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
     size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen);
 
@@ -68,8 +74,11 @@ char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_lis
  * assembled is buffered (at most max_event bytes; a larger event that could be a listing
  * response is replaced by a JSON-RPC error event rather than leaked unfiltered). */
 struct mcp_sse;
+/* emit returns 0 on success; anything else makes feed/finish return -1. */
 typedef int (*mcp_emit_fn)(void *arg, const char *p, size_t n);
-/* lists/scopes are borrowed and must outlive the filter. */
+/* lists/scopes are borrowed and must outlive the filter. max_event 0 means 16 MiB.
+ * With nlists == 0 (e.g. a GET stream) and once every listing has been answered, bytes
+ * pass straight through without buffering. Returns NULL when out of memory. */
 struct mcp_sse *mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists,
     char *const *scopes, size_t nscopes, size_t max_event);
 /* Returns 0, or -1 when emit failed or memory ran out. */

@@ -27,12 +27,20 @@ struct policy_result {
 
 /* Decides one JSON-RPC message (a JSON object) for an agent with the given effective
  * scopes. Returns 0 with *res filled (allow or deny), or -1 when msg is not a valid
- * JSON-RPC 2.0 message (res->reason says why; the caller answers -32600). */
+ * JSON-RPC 2.0 message (res->reason says why; the caller answers -32600).
+ * Always allowed: initialize, ping, notifications/... sent as notifications, and
+ * responses to server requests. Listing methods (tools/list, …) need an mcp: scope; the
+ * tools:/prompts:/resources: scopes do not grant them (the result is then filtered).
+ * Deny reasons: "missing scope", "missing tool name", "missing prompt name",
+ * "missing resource uri", "path traversal". */
 int policy_check_message(char *const *scopes, size_t nscopes, json_t *msg,
     struct policy_result *res);
 
 /* 1 if the scopes allow tools/call of tool `name` (same for prompts/get and resource URIs);
- * used to filter listings. kind is "tools", "prompts" or "resources". */
+ * used to filter listings. kind is "tools", "prompts" or "resources". "*" and an mcp:
+ * scope granting the call method (tools/call, prompts/get, resources/read) allow every
+ * name. A resource URI containing '%' or a ".." segment is allowed only by a
+ * resources: scope equal to it (no glob), the same rule as for resources/read. */
 int policy_allows_name(char *const *scopes, size_t nscopes, const char *kind, const char *name);
 
 /* Filters the result of tools/list, prompts/list or resources/list in place (the

@@ -3,10 +3,16 @@
  * answers 404 for it or the client DELETEs it. Thread-safe table. */
 #ifndef CERTGATE_SESSION_H
 #define CERTGATE_SESSION_H
+#include <stddef.h>
 
 struct session_table;
 
+/* At most 100,000 bindings; beyond that the least recently used one is evicted. */
 struct session_table *session_table_new(void);
+/* Same with another cap (0: the default); for tests and tuning. */
+struct session_table *session_table_new_cap(size_t max);
+/* Number of bindings held. */
+size_t session_count(struct session_table *t);
 void session_table_free(struct session_table *t);
 
 /* Binds sid to agent (copies). Rebinding an existing sid to another agent fails (-1). */

@@ -1,10 +1,859 @@
-/* STUB */
+/* Identity map (agents.json) parsing, certificate -> peer facts, peer -> agent lookup. */
 #include "identity.h"
-int identity_map_parse(const char *json, size_t len, struct identity_map **out, char *err, size_t errlen) { (void)json; (void)len; (void)out; (void)err; (void)errlen; return -1; }
-int identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen) { (void)path; (void)out; (void)err; (void)errlen; return -1; }
-void identity_map_free(struct identity_map *m) { (void)m; }
-int identity_peer_from_cert(X509 *cert, struct identity_peer *p) { (void)cert; (void)p; return -1; }
-void identity_peer_clear(struct identity_peer *p) { (void)p; }
-const struct identity_agent *identity_lookup(const struct identity_map *m, const struct identity_peer *p) { (void)m; (void)p; return NULL; }
-const struct identity_agent *identity_find_id(const struct identity_map *m, const char *id) { (void)m; (void)id; return NULL; }
-char *identity_xfcc(const struct identity_peer *p) { (void)p; return NULL; }
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy.h"
+
+/* Largest agents.json identity_map_load accepts (10k agents are ~2 MB). */
+#define IDENTITY_MAX_FILE (64u * 1024 * 1024)
+
+/* Open-addressing hash from a string key to an agent index. */
+struct identity_hash {
+	size_t cap;           /* power of two, at least twice the entries */
+	const char **keys;
+	size_t *vals;
+};
+
+struct identity_index {
+	struct identity_hash by_id;
+	struct identity_hash by_uri;
+	struct identity_hash by_subject;
+};
+
+/* Roles while parsing: name -> scope list (borrowed from the JSON document). */
+struct identity_role {
+	const char *name;
+	json_t *scopes;
+};
+
+static void identity_seterr(char *, size_t, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+identity_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t
+identity_fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	while (*s != '\0') {
+		h ^= (unsigned char)*s++;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static int
+identity_hash_init(struct identity_hash *h, size_t n)
+{
+	h->cap = 16;
+	while (h->cap < n * 2)
+		h->cap *= 2;
+	h->keys = calloc(h->cap, sizeof(*h->keys));
+	h->vals = calloc(h->cap, sizeof(*h->vals));
+	return h->keys != NULL && h->vals != NULL ? 0 : -1;
+}
+
+static void
+identity_hash_free(struct identity_hash *h)
+{
+	free(h->keys);
+	free(h->vals);
+}
+
+/* Returns the index stored for key, or SIZE_MAX. */
+static size_t
+identity_hash_get(const struct identity_hash *h, const char *key)
+{
+	size_t i;
+
+	if (h->cap == 0 || key == NULL)
+		return SIZE_MAX;
+	for (i = identity_fnv(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
+		if (strcmp(h->keys[i], key) == 0)
+			return h->vals[i];
+	return SIZE_MAX;
+}
+
+/* Inserts key (borrowed); -1 when it is already present. Capacity was sized up front. */
+static int
+identity_hash_put(struct identity_hash *h, const char *key, size_t val)
+{
+	size_t i;
+
+	for (i = identity_fnv(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
+		if (strcmp(h->keys[i], key) == 0)
+			return -1;
+	h->keys[i] = key;
+	h->vals[i] = val;
+	return 0;
+}
+
+static void
+identity_index_free(struct identity_index *ix)
+{
+	if (ix == NULL)
+		return;
+	identity_hash_free(&ix->by_id);
+	identity_hash_free(&ix->by_uri);
+	identity_hash_free(&ix->by_subject);
+	free(ix);
+}
+
+static void
+identity_agent_clear(struct identity_agent *a)
+{
+	size_t i;
+
+	free(a->id);
+	free(a->uri);
+	free(a->subject);
+	for (i = 0; i < a->nroles; i++)
+		free(a->roles[i]);
+	free(a->roles);
+	for (i = 0; i < a->nscopes; i++)
+		free(a->scopes[i]);
+	free(a->scopes);
+	free(a->scopes_str);
+}
+
+void
+identity_map_free(struct identity_map *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->nagents; i++)
+		identity_agent_clear(&m->agents[i]);
+	free(m->agents);
+	identity_index_free(m->index);
+	free(m);
+}
+
+/* Ids end up in headers, audit lines and file names (DIR/agents/ID). */
+static int
+identity_id_valid(const char *id)
+{
+	const unsigned char *c;
+
+	if (*id == '\0' || strlen(id) > 128)
+		return 0;
+	for (c = (const unsigned char *)id; *c != '\0'; c++)
+		if (*c <= 0x20 || *c >= 0x7f || strchr("/\\\",;=", *c) != NULL)
+			return 0;
+	return 1;
+}
+
+/* Values matched against certificates; control bytes would only ever be a mistake. */
+static int
+identity_text_valid(const char *s)
+{
+	const unsigned char *c;
+
+	if (*s == '\0')
+		return 0;
+	for (c = (const unsigned char *)s; *c != '\0'; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* Checks a JSON array of scope strings; where names the owner for the message. */
+static int
+identity_check_scopes(json_t *arr, const char *where, char *err, size_t errlen)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(arr)) {
+		identity_seterr(err, errlen, "%s: scopes must be an array of strings", where);
+		return -1;
+	}
+	json_array_foreach(arr, i, v) {
+		if (!json_is_string(v)) {
+			identity_seterr(err, errlen, "%s: scope %zu is not a string", where, i);
+			return -1;
+		}
+		if (!policy_scope_valid(json_string_value(v))) {
+			identity_seterr(err, errlen, "%s: invalid scope \"%s\" (expected *, "
+			    "mcp:GLOB, tools:GLOB, resources:GLOB or prompts:GLOB)", where,
+			    json_string_value(v));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+identity_parse_roles(json_t *roles, struct identity_role **out, size_t *nout, char *err,
+    size_t errlen)
+{
+	const char *name;
+	json_t *v;
+	char where[160];
+	size_t n = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (roles == NULL)
+		return 0;
+	if (!json_is_object(roles)) {
+		identity_seterr(err, errlen, "\"roles\" must be an object of scope arrays");
+		return -1;
+	}
+	if ((*out = calloc(json_object_size(roles) + 1, sizeof(**out))) == NULL) {
+		identity_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	json_object_foreach(roles, name, v) {
+		snprintf(where, sizeof(where), "role \"%.100s\"", name);
+		if (*name == '\0') {
+			identity_seterr(err, errlen, "role with an empty name");
+			return -1;
+		}
+		if (identity_check_scopes(v, where, err, errlen) == -1)
+			return -1;
+		(*out)[n].name = name;
+		(*out)[n].scopes = v;
+		n++;
+	}
+	*nout = n;
+	return 0;
+}
+
+static json_t *
+identity_role_scopes(const struct identity_role *roles, size_t nroles, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nroles; i++)
+		if (strcmp(roles[i].name, name) == 0)
+			return roles[i].scopes;
+	return NULL;
+}
+
+/* Appends s to a's effective scopes unless present (linear: agents hold few scopes). */
+static int
+identity_add_scope(struct identity_agent *a, size_t *cap, const char *s)
+{
+	char **n;
+	size_t i;
+
+	for (i = 0; i < a->nscopes; i++)
+		if (strcmp(a->scopes[i], s) == 0)
+			return 0;
+	if (a->nscopes == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		if ((n = reallocarray(a->scopes, *cap, sizeof(*n))) == NULL)
+			return -1;
+		a->scopes = n;
+	}
+	if ((a->scopes[a->nscopes] = strdup(s)) == NULL)
+		return -1;
+	a->nscopes++;
+	return 0;
+}
+
+static int
+identity_add_scopes(struct identity_agent *a, size_t *cap, json_t *arr)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(arr, i, v)
+		if (identity_add_scope(a, cap, json_string_value(v)) == -1)
+			return -1;
+	return 0;
+}
+
+static int
+identity_join_scopes(struct identity_agent *a)
+{
+	size_t i, len = 1;
+	char *p;
+
+	for (i = 0; i < a->nscopes; i++)
+		len += strlen(a->scopes[i]) + 1;
+	if ((a->scopes_str = p = malloc(len)) == NULL)
+		return -1;
+	*p = '\0';
+	for (i = 0; i < a->nscopes; i++) {
+		if (i > 0)
+			*p++ = ' ';
+		len = strlen(a->scopes[i]);
+		memcpy(p, a->scopes[i], len + 1);
+		p += len;
+	}
+	return 0;
+}
+
+/* Optional string member; -1 when present but not a valid non-empty string. */
+static int
+identity_opt_string(json_t *obj, const char *key, char **out, const char *where, char *err,
+    size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v) || !identity_text_valid(json_string_value(v))) {
+		identity_seterr(err, errlen, "%s: \"%s\" must be a non-empty string without "
+		    "control characters", where, key);
+		return -1;
+	}
+	if ((*out = strdup(json_string_value(v))) == NULL) {
+		identity_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, char *err,
+    size_t errlen)
+{
+	const char *key;
+	json_t *v, *ps, *burst;
+
+	if (rate == NULL)
+		return 0;
+	if (!json_is_object(rate)) {
+		identity_seterr(err, errlen, "%s: \"rate\" must be an object", where);
+		return -1;
+	}
+	json_object_foreach(rate, key, v) {
+		if (strcmp(key, "per_second") != 0 && strcmp(key, "burst") != 0) {
+			identity_seterr(err, errlen, "%s: unknown key \"rate.%.64s\"", where, key);
+			return -1;
+		}
+	}
+	ps = json_object_get(rate, "per_second");
+	burst = json_object_get(rate, "burst");
+	if (!json_is_number(ps) || !(json_number_value(ps) > 0)) {
+		identity_seterr(err, errlen, "%s: \"rate.per_second\" must be a number > 0", where);
+		return -1;
+	}
+	a->rate_per_second = json_number_value(ps);
+	/* Without a burst the bucket holds one second's worth (at least one request). */
+	a->rate_burst = a->rate_per_second < 1 ? 1 : a->rate_per_second;
+	if (burst != NULL) {
+		if (!json_is_number(burst) || !(json_number_value(burst) >= 1)) {
+			identity_seterr(err, errlen, "%s: \"rate.burst\" must be a number >= 1",
+			    where);
+			return -1;
+		}
+		a->rate_burst = json_number_value(burst);
+	}
+	return 0;
+}
+
+static const char *const identity_agent_keys[] = {
+	"id", "uri", "subject", "roles", "scopes", "rate", NULL
+};
+
+static int
+identity_check_keys(json_t *obj, const char *const *allowed, const char *where, char *err,
+    size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach(obj, key, v) {
+		for (i = 0; allowed[i] != NULL; i++)
+			if (strcmp(key, allowed[i]) == 0)
+				break;
+		if (allowed[i] == NULL) {
+			identity_seterr(err, errlen, "%s: unknown key \"%.64s\"", where, key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+identity_parse_agent(json_t *obj, size_t idx, const struct identity_role *roles,
+    size_t nroles, struct identity_agent *a, char *err, size_t errlen)
+{
+	json_t *id, *v, *ownscopes, *rs;
+	char where[192];
+	size_t i, cap = 0;
+
+	snprintf(where, sizeof(where), "agents[%zu]", idx);
+	if (!json_is_object(obj)) {
+		identity_seterr(err, errlen, "%s: must be an object", where);
+		return -1;
+	}
+	id = json_object_get(obj, "id");
+	if (!json_is_string(id) || !identity_id_valid(json_string_value(id))) {
+		identity_seterr(err, errlen, "%s: \"id\" must be a non-empty string of at most "
+		    "128 printable characters without space / \\ \" , ; =", where);
+		return -1;
+	}
+	snprintf(where, sizeof(where), "agent \"%s\"", json_string_value(id));
+	if (identity_check_keys(obj, identity_agent_keys, where, err, errlen) == -1)
+		return -1;
+	if ((a->id = strdup(json_string_value(id))) == NULL)
+		goto nomem;
+	if (identity_opt_string(obj, "uri", &a->uri, where, err, errlen) == -1 ||
+	    identity_opt_string(obj, "subject", &a->subject, where, err, errlen) == -1)
+		return -1;
+	if (a->uri == NULL && a->subject == NULL) {
+		identity_seterr(err, errlen, "%s: needs \"uri\" or \"subject\"", where);
+		return -1;
+	}
+	ownscopes = json_object_get(obj, "scopes");
+	if (ownscopes != NULL) {
+		if (identity_check_scopes(ownscopes, where, err, errlen) == -1)
+			return -1;
+		if (identity_add_scopes(a, &cap, ownscopes) == -1)
+			goto nomem;
+	}
+	rs = json_object_get(obj, "roles");
+	if (rs != NULL && !json_is_array(rs)) {
+		identity_seterr(err, errlen, "%s: \"roles\" must be an array of role names", where);
+		return -1;
+	}
+	if ((a->roles = calloc(json_array_size(rs) + 1, sizeof(*a->roles))) == NULL)
+		goto nomem;
+	json_array_foreach(rs, i, v) {
+		json_t *scopes;
+
+		if (!json_is_string(v)) {
+			identity_seterr(err, errlen, "%s: role %zu is not a string", where, i);
+			return -1;
+		}
+		scopes = identity_role_scopes(roles, nroles, json_string_value(v));
+		if (scopes == NULL) {
+			identity_seterr(err, errlen, "%s: unknown role \"%.100s\"", where,
+			    json_string_value(v));
+			return -1;
+		}
+		if ((a->roles[a->nroles] = strdup(json_string_value(v))) == NULL)
+			goto nomem;
+		a->nroles++;
+		if (identity_add_scopes(a, &cap, scopes) == -1)
+			goto nomem;
+	}
+	if (identity_parse_rate(json_object_get(obj, "rate"), a, where, err, errlen) == -1)
+		return -1;
+	if (identity_join_scopes(a) == -1)
+		goto nomem;
+	return 0;
+nomem:
+	identity_seterr(err, errlen, "out of memory");
+	return -1;
+}
+
+static int
+identity_build_index(struct identity_map *m, char *err, size_t errlen)
+{
+	struct identity_index *ix;
+	struct identity_agent *a;
+	size_t i;
+
+	if ((ix = calloc(1, sizeof(*ix))) == NULL)
+		goto nomem;
+	m->index = ix;
+	if (identity_hash_init(&ix->by_id, m->nagents) == -1 ||
+	    identity_hash_init(&ix->by_uri, m->nagents) == -1 ||
+	    identity_hash_init(&ix->by_subject, m->nagents) == -1)
+		goto nomem;
+	for (i = 0; i < m->nagents; i++) {
+		a = &m->agents[i];
+		if (identity_hash_put(&ix->by_id, a->id, i) == -1) {
+			identity_seterr(err, errlen, "agent \"%s\": duplicate id", a->id);
+			return -1;
+		}
+		if (a->uri != NULL && identity_hash_put(&ix->by_uri, a->uri, i) == -1) {
+			identity_seterr(err, errlen, "agent \"%s\": uri \"%.200s\" already belongs "
+			    "to agent \"%s\"", a->id, a->uri,
+			    m->agents[identity_hash_get(&ix->by_uri, a->uri)].id);
+			return -1;
+		}
+		if (a->subject != NULL &&
+		    identity_hash_put(&ix->by_subject, a->subject, i) == -1) {
+			identity_seterr(err, errlen, "agent \"%s\": subject \"%.200s\" already "
+			    "belongs to agent \"%s\"", a->id, a->subject,
+			    m->agents[identity_hash_get(&ix->by_subject, a->subject)].id);
+			return -1;
+		}
+	}
+	return 0;
+nomem:
+	identity_seterr(err, errlen, "out of memory");
+	return -1;
+}
+
+static int
+identity_parse_doc(json_t *root, struct identity_map *m, char *err, size_t errlen)
+{
+	static const char *const top_keys[] = { "roles", "agents", NULL };
+	struct identity_role *roles = NULL;
+	size_t nroles = 0, i;
+	json_t *agents;
+	int rv = -1;
+
+	if (!json_is_object(root)) {
+		identity_seterr(err, errlen, "top level must be an object");
+		return -1;
+	}
+	if (identity_check_keys(root, top_keys, "top level", err, errlen) == -1)
+		return -1;
+	if (identity_parse_roles(json_object_get(root, "roles"), &roles, &nroles, err,
+	    errlen) == -1)
+		goto fail;
+	agents = json_object_get(root, "agents");
+	if (!json_is_array(agents)) {
+		identity_seterr(err, errlen, "\"agents\" must be an array");
+		goto fail;
+	}
+	m->agents = calloc(json_array_size(agents) + 1, sizeof(*m->agents));
+	if (m->agents == NULL) {
+		identity_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < json_array_size(agents); i++) {
+		m->nagents++;
+		if (identity_parse_agent(json_array_get(agents, i), i, roles, nroles,
+		    &m->agents[i], err, errlen) == -1)
+			goto fail;
+	}
+	rv = identity_build_index(m, err, errlen);
+fail:
+	free(roles);
+	return rv;
+}
+
+int
+identity_map_parse(const char *json, size_t len, struct identity_map **out, char *err,
+    size_t errlen)
+{
+	struct identity_map *m = NULL;
+	json_error_t jerr;
+	json_t *root;
+
+	*out = NULL;
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		identity_seterr(err, errlen, "line %d column %d: %s", jerr.line, jerr.column,
+		    jerr.text);
+		return -1;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		identity_seterr(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (identity_parse_doc(root, m, err, errlen) == -1)
+		goto fail;
+	json_decref(root);
+	*out = m;
+	return 0;
+fail:
+	identity_map_free(m);
+	json_decref(root);
+	return -1;
+}
+
+int
+identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen)
+{
+	char *buf = NULL, sub[256];
+	size_t len = 0, cap = 0, r;
+	FILE *f;
+	int rv = -1;
+
+	*out = NULL;
+	if ((f = fopen(path, "r")) == NULL) {
+		identity_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		if (len == cap) {
+			char *nb;
+
+			if (cap >= IDENTITY_MAX_FILE) {
+				identity_seterr(err, errlen, "%s: larger than %u bytes", path,
+				    IDENTITY_MAX_FILE);
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 65536;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				identity_seterr(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
+			buf = nb;
+		}
+		r = fread(buf + len, 1, cap - len, f);
+		len += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		identity_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (identity_map_parse(buf, len, out, sub, sizeof(sub)) == -1) {
+		identity_seterr(err, errlen, "%s: %s", path, sub);
+		goto fail;
+	}
+	rv = 0;
+fail:
+	free(buf);
+	fclose(f);
+	return rv;
+}
+
+char *
+identity_name_rfc4514(const X509_NAME *name)
+{
+	BIO *b = NULL;
+	char *s = NULL, *data;
+	long n;
+
+	if (name == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) < 0)
+		goto fail;
+	n = BIO_get_mem_data(b, &data);
+	if (n < 0 || (s = malloc((size_t)n + 1)) == NULL)
+		goto fail;
+	memcpy(s, data, (size_t)n);
+	s[n] = '\0';
+	/* A NUL inside a name (escaping should prevent it) would truncate comparisons. */
+	if (strlen(s) != (size_t)n) {
+		free(s);
+		s = NULL;
+	}
+fail:
+	BIO_free(b);
+	return s;
+}
+
+void
+identity_peer_clear(struct identity_peer *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	free(p->subject);
+	for (i = 0; i < p->nuris; i++)
+		free(p->uris[i]);
+	free(p->uris);
+	memset(p, 0, sizeof(*p));
+}
+
+static int
+identity_peer_serial(X509 *cert, struct identity_peer *p)
+{
+	BIGNUM *bn;
+	char *hex = NULL;
+	int rv = -1;
+
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL)) == NULL)
+		return -1;
+	if ((hex = BN_bn2hex(bn)) != NULL && strlen(hex) < sizeof(p->serial)) {
+		memcpy(p->serial, hex, strlen(hex) + 1);
+		rv = 0;
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return rv;
+}
+
+/* A SAN URI is used for matching and copied into headers: refuse anything that is not
+ * plain printable ASCII (a NUL would also make two URIs compare equal). */
+static int
+identity_uri_ok(const unsigned char *d, int len)
+{
+	int i;
+
+	if (len <= 0)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (d[i] <= 0x20 || d[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+identity_peer_uris(X509 *cert, struct identity_peer *p)
+{
+	GENERAL_NAMES *gens;
+	GENERAL_NAME *g;
+	const unsigned char *d;
+	int i, n, len, rv = -1;
+
+	gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	if (gens == NULL)
+		return 0;
+	n = sk_GENERAL_NAME_num(gens);
+	if ((p->uris = calloc((size_t)n + 1, sizeof(*p->uris))) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_URI)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+		len = ASN1_STRING_length(g->d.uniformResourceIdentifier);
+		if (!identity_uri_ok(d, len))
+			continue;
+		if ((p->uris[p->nuris] = strndup((const char *)d, (size_t)len)) == NULL)
+			goto fail;
+		p->nuris++;
+	}
+	rv = 0;
+fail:
+	GENERAL_NAMES_free(gens);
+	return rv;
+}
+
+int
+identity_peer_from_cert(X509 *cert, struct identity_peer *p)
+{
+	static const char hexd[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	struct tm tm;
+
+	memset(p, 0, sizeof(*p));
+	if (cert == NULL)
+		return -1;
+	if (identity_peer_serial(cert, p) == -1)
+		goto fail;
+	if ((p->subject = identity_name_rfc4514(X509_get_subject_name(cert))) == NULL)
+		goto fail;
+	if (identity_peer_uris(cert, p) == -1)
+		goto fail;
+	if (!X509_digest(cert, EVP_sha256(), md, &mdlen) || mdlen != 32)
+		goto fail;
+	for (i = 0; i < mdlen; i++) {
+		p->hash[2 * i] = hexd[md[i] >> 4];
+		p->hash[2 * i + 1] = hexd[md[i] & 15];
+	}
+	p->hash[2 * mdlen] = '\0';
+	memset(&tm, 0, sizeof(tm));
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
+		goto fail;
+	p->not_after = (long long)timegm(&tm);
+	return 0;
+fail:
+	identity_peer_clear(p);
+	return -1;
+}
+
+const struct identity_agent *
+identity_lookup(const struct identity_map *m, const struct identity_peer *p)
+{
+	const struct identity_index *ix;
+	size_t i, k;
+
+	if (m == NULL || p == NULL || (ix = m->index) == NULL)
+		return NULL;
+	for (i = 0; i < p->nuris; i++)
+		if ((k = identity_hash_get(&ix->by_uri, p->uris[i])) != SIZE_MAX)
+			return &m->agents[k];
+	if (p->subject != NULL && (k = identity_hash_get(&ix->by_subject, p->subject)) != SIZE_MAX)
+		return &m->agents[k];
+	return NULL;
+}
+
+const struct identity_agent *
+identity_find_id(const struct identity_map *m, const char *id)
+{
+	size_t k;
+
+	if (m == NULL || m->index == NULL || id == NULL)
+		return NULL;
+	k = identity_hash_get(&((const struct identity_index *)m->index)->by_id, id);
+	return k == SIZE_MAX ? NULL : &m->agents[k];
+}
+
+/* Appends src to the buffer at *pp, quoting when XFCC requires it. The caller sized the
+ * buffer for the worst case (every byte escaped, plus quotes). Control bytes make the
+ * value unusable in a header: -1. */
+static int
+identity_xfcc_value(char **pp, const char *src, int always_quote)
+{
+	const char *c;
+	char *p = *pp;
+	int quote = always_quote;
+
+	for (c = src; *c != '\0'; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return -1;
+		if (strchr(",;=\"\\", *c) != NULL)
+			quote = 1;
+	}
+	if (quote)
+		*p++ = '"';
+	for (c = src; *c != '\0'; c++) {
+		if (quote && (*c == '"' || *c == '\\'))
+			*p++ = '\\';
+		*p++ = *c;
+	}
+	if (quote)
+		*p++ = '"';
+	*pp = p;
+	return 0;
+}
+
+char *
+identity_xfcc(const struct identity_peer *p)
+{
+	size_t len, i;
+	char *buf, *w;
+
+	if (p == NULL)
+		return NULL;
+	len = strlen("Hash=") + strnlen(p->hash, sizeof(p->hash)) + 1;
+	if (p->subject != NULL)
+		len += strlen(";Subject=") + 2 * strlen(p->subject) + 2;
+	for (i = 0; i < p->nuris; i++)
+		len += strlen(";URI=") + 2 * strlen(p->uris[i]) + 2;
+	if ((buf = w = malloc(len)) == NULL)
+		return NULL;
+	w += sprintf(w, "Hash=%.64s", p->hash);
+	if (p->subject != NULL) {
+		memcpy(w, ";Subject=", 9);
+		w += 9;
+		if (identity_xfcc_value(&w, p->subject, 1) == -1)
+			goto fail;
+	}
+	for (i = 0; i < p->nuris; i++) {
+		memcpy(w, ";URI=", 5);
+		w += 5;
+		if (identity_xfcc_value(&w, p->uris[i], 0) == -1)
+			goto fail;
+	}
+	*w = '\0';
+	return buf;
+fail:
+	free(buf);
+	return NULL;
+}

@@ -1,11 +1,866 @@
-/* STUB */
+/* MCP JSON-RPC inspection: request bodies against the policy, refusal bodies, and the
+ * filtering of listing responses in JSON bodies and in text/event-stream. */
 #include "mcp.h"
-int mcp_protocol_version_known(const char *v) { (void)v; return 0; }
-int mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscopes, const char *mm, const char *mn, struct mcp_inspect *out) { (void)body; (void)len; (void)scopes; (void)nscopes; (void)mm; (void)mn; (void)out; return -1; }
-void mcp_inspect_free(struct mcp_inspect *in) { (void)in; }
-char *mcp_error_body(json_t *id, int code, const char *message) { (void)id; (void)code; (void)message; return NULL; }
-char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists, size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen) { (void)body; (void)len; (void)lists; (void)nlists; (void)scopes; (void)nscopes; (void)outlen; return NULL; }
-struct mcp_sse *mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists, char *const *scopes, size_t nscopes, size_t max_event) { (void)lists; (void)nlists; (void)scopes; (void)nscopes; (void)max_event; return NULL; }
-int mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void *arg) { (void)s; (void)p; (void)n; (void)emit; (void)arg; return -1; }
-int mcp_sse_finish(struct mcp_sse *s, mcp_emit_fn emit, void *arg) { (void)s; (void)emit; (void)arg; return -1; }
-void mcp_sse_free(struct mcp_sse *s) { (void)s; }
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Default cap on one buffered SSE event when mcp_sse_new gets 0. */
+#define MCP_SSE_DEFAULT_MAX (16u * 1024 * 1024)
+#define MCP_SSE_TOO_LARGE   "certgate: event too large to filter"
+
+/* Newest last; add a revision here when MCP publishes one. */
+static const char *const mcp_versions[] = {
+	"2024-11-05",
+	"2025-03-26",
+	"2025-06-18",
+	"2025-11-25",
+};
+
+/* Methods whose results list names that policy_filter_listing narrows. */
+static const char *const mcp_listing_methods[] = {
+	"tools/list",
+	"prompts/list",
+	"resources/list",
+	"resources/templates/list",
+};
+
+struct mcp_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static int
+mcp_buf_add(struct mcp_buf *b, const void *d, size_t n)
+{
+	char *np;
+	size_t cap;
+
+	if (n == 0)
+		return 0;
+	if (b->cap - b->len < n) {
+		cap = b->cap ? b->cap : 256;
+		while (cap - b->len < n)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+	return 0;
+}
+
+int
+mcp_protocol_version_known(const char *v)
+{
+	size_t i;
+
+	if (v == NULL)
+		return 0;
+	for (i = 0; i < sizeof(mcp_versions) / sizeof(mcp_versions[0]); i++)
+		if (strcmp(v, mcp_versions[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+mcp_listing_method(const char *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(mcp_listing_methods) / sizeof(mcp_listing_methods[0]); i++)
+		if (strcmp(m, mcp_listing_methods[i]) == 0)
+			return mcp_listing_methods[i];
+	return NULL;
+}
+
+/* New reference to {"jsonrpc":"2.0","id":id|null,"error":{"code","message"}}. */
+static json_t *
+mcp_error_obj(json_t *id, int code, const char *message)
+{
+	return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0",
+	    "id", id != NULL ? id : json_null(), "error", "code", code,
+	    "message", message != NULL ? message : "error");
+}
+
+char *
+mcp_error_body(json_t *id, int code, const char *message)
+{
+	json_t *o;
+	char *s;
+
+	if ((o = mcp_error_obj(id, code, message)) == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+void
+mcp_inspect_free(struct mcp_inspect *in)
+{
+	size_t i;
+
+	if (in == NULL)
+		return;
+	for (i = 0; i < in->nlists; i++)
+		json_decref(in->lists[i].id);
+	free(in->lists);
+	free(in->res);
+	free(in->error_body);
+	json_decref(in->root);
+	memset(in, 0, sizeof(*in));
+}
+
+static json_t *
+mcp_message(const struct mcp_inspect *in, size_t i)
+{
+	return in->batch ? json_array_get(in->root, i) : in->root;
+}
+
+/* Sets a refusal; body may be NULL only when allocation failed. */
+static int
+mcp_refuse(struct mcp_inspect *in, int status, const char *reason, char *body)
+{
+	in->status = status;
+	in->reason = reason;
+	in->error_body = body;
+	return body != NULL ? 0 : -1;
+}
+
+/* The id of a message that failed validation, when it is usable in a reply. */
+static json_t *
+mcp_salvage_id(json_t *msg)
+{
+	json_t *id = json_object_get(msg, "id");
+
+	return json_is_string(id) || json_is_number(id) ? id : NULL;
+}
+
+static int
+mcp_check_headers(struct mcp_inspect *in, const char *mcp_method, const char *mcp_name)
+{
+	const struct policy_result *r;
+	size_t i;
+
+	for (i = 0; i < in->n; i++) {
+		r = &in->res[i];
+		if (mcp_method != NULL && (r->method == NULL || strcmp(r->method, mcp_method) != 0))
+			return mcp_refuse(in, 400, "Mcp-Method header mismatch",
+			    mcp_error_body(in->batch ? NULL : r->id, MCP_ERR_INVALID,
+			    "Mcp-Method header does not match the request body")) == -1 ? -1 : 1;
+		if (mcp_name != NULL && (r->name == NULL || strcmp(r->name, mcp_name) != 0))
+			return mcp_refuse(in, 400, "Mcp-Name header mismatch",
+			    mcp_error_body(in->batch ? NULL : r->id, MCP_ERR_INVALID,
+			    "Mcp-Name header does not match the request body")) == -1 ? -1 : 1;
+	}
+	return 0;
+}
+
+static json_t *
+mcp_denial(const struct policy_result *r)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "certgate: agent may not call %.100s%s%.200s (%s)",
+	    r->method != NULL ? r->method : "?", r->name != NULL ? " " : "",
+	    r->name != NULL ? r->name : "", r->reason != NULL ? r->reason : "denied");
+	return mcp_error_obj(r->id, MCP_ERR_FORBIDDEN, msg);
+}
+
+/* Builds the 403 body: a single error for a single message, else one error per denied
+ * request id (a lone null-id error when only notifications were denied). */
+static int
+mcp_refuse_denied(struct mcp_inspect *in, size_t first)
+{
+	json_t *arr = NULL, *e;
+	char *body;
+	size_t i;
+
+	if (!in->batch) {
+		if ((e = mcp_denial(&in->res[first])) == NULL)
+			return -1;
+		body = json_dumps(e, JSON_COMPACT);
+		json_decref(e);
+		return mcp_refuse(in, 403, in->res[first].reason, body);
+	}
+	if ((arr = json_array()) == NULL)
+		return -1;
+	for (i = 0; i < in->n; i++) {
+		if (in->res[i].allow || in->res[i].id == NULL)
+			continue;
+		if (json_array_append_new(arr, mcp_denial(&in->res[i])) == -1)
+			goto fail;
+	}
+	if (json_array_size(arr) == 0)
+		body = mcp_error_body(NULL, MCP_ERR_FORBIDDEN, "certgate: agent may not send "
+		    "this notification (missing scope)");
+	else
+		body = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return mcp_refuse(in, 403, in->res[first].reason, body);
+fail:
+	json_decref(arr);
+	return -1;
+}
+
+static int
+mcp_record_lists(struct mcp_inspect *in)
+{
+	const char *lm;
+	size_t i;
+
+	in->only_notifications = 1;
+	for (i = 0; i < in->n; i++) {
+		if (!in->res[i].is_request)
+			continue;
+		in->only_notifications = 0;
+		if (strcmp(in->res[i].method, "initialize") == 0)
+			in->has_initialize = 1;
+		if ((lm = mcp_listing_method(in->res[i].method)) == NULL)
+			continue;
+		if (in->lists == NULL &&
+		    (in->lists = calloc(in->n, sizeof(*in->lists))) == NULL)
+			return -1;
+		in->lists[in->nlists].id = json_incref(in->res[i].id);
+		in->lists[in->nlists].method = lm;
+		in->nlists++;
+	}
+	return 0;
+}
+
+static int
+mcp_inspect_messages(struct mcp_inspect *in, char *const *scopes, size_t nscopes,
+    const char *mcp_method, const char *mcp_name)
+{
+	json_t *msg;
+	size_t i, denied = SIZE_MAX;
+	int r;
+
+	if ((in->res = calloc(in->n, sizeof(*in->res))) == NULL)
+		return -1;
+	for (i = 0; i < in->n; i++) {
+		msg = mcp_message(in, i);
+		if (policy_check_message(scopes, nscopes, msg, &in->res[i]) == -1)
+			return mcp_refuse(in, 400, in->res[i].reason,
+			    mcp_error_body(in->batch ? NULL : mcp_salvage_id(msg),
+			    MCP_ERR_INVALID, "Invalid Request: not a JSON-RPC 2.0 message"));
+		if (!in->res[i].allow && denied == SIZE_MAX)
+			denied = i;
+	}
+	in->method = in->res[0].method;
+	in->name = in->res[0].name;
+	if ((r = mcp_check_headers(in, mcp_method, mcp_name)) != 0)
+		return r == -1 ? -1 : 0;
+	if (denied != SIZE_MAX)
+		return mcp_refuse_denied(in, denied);
+	return mcp_record_lists(in);
+}
+
+int
+mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscopes,
+    const char *mcp_method, const char *mcp_name, struct mcp_inspect *out)
+{
+	json_error_t jerr;
+
+	memset(out, 0, sizeof(*out));
+	/* Without JSON_DECODE_ANY only an object or array is accepted; jansson stops at
+	 * JSON_PARSER_MAX_DEPTH (2048) nesting levels, so deep input fails cleanly. */
+	out->root = json_loadb(body != NULL ? body : "", len, 0, &jerr);
+	if (out->root == NULL) {
+		/* valid JSON that is neither object nor array is an invalid request */
+		if ((out->root = json_loadb(body != NULL ? body : "", len, JSON_DECODE_ANY,
+		    NULL)) != NULL) {
+			json_decref(out->root);
+			out->root = NULL;
+			if (mcp_refuse(out, 400, "invalid request", mcp_error_body(NULL,
+			    MCP_ERR_INVALID, "Invalid Request: not a JSON-RPC 2.0 message")) == -1)
+				goto fail;
+			return 0;
+		}
+		if (mcp_refuse(out, 400, "invalid json", mcp_error_body(NULL, MCP_ERR_PARSE,
+		    "Parse error")) == -1)
+			goto fail;
+		return 0;
+	}
+	out->batch = json_is_array(out->root);
+	out->n = out->batch ? json_array_size(out->root) : 1;
+	if (out->n == 0) {
+		if (mcp_refuse(out, 400, "empty batch", mcp_error_body(NULL, MCP_ERR_INVALID,
+		    "Invalid Request: empty batch")) == -1)
+			goto fail;
+		return 0;
+	}
+	if (mcp_inspect_messages(out, scopes, nscopes, mcp_method, mcp_name) == -1)
+		goto fail;
+	return 0;
+fail:
+	mcp_inspect_free(out);
+	return -1;
+}
+
+/* JSON-RPC ids compare by value: 1 and 1.0 are the same id to a JavaScript client. */
+static int
+mcp_id_equal(json_t *a, json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b))
+		return json_number_value(a) == json_number_value(b);
+	return json_equal(a, b);
+}
+
+/* Index of the pending listing request that msg (a response) answers, or -1. */
+static long
+mcp_match_list(json_t *msg, const struct mcp_pending_list *lists, size_t nlists)
+{
+	json_t *id;
+	size_t i;
+
+	if (!json_is_object(msg) || json_object_get(msg, "method") != NULL ||
+	    (id = json_object_get(msg, "id")) == NULL)
+		return -1;
+	for (i = 0; i < nlists; i++)
+		if (lists[i].id != NULL && mcp_id_equal(lists[i].id, id))
+			return (long)i;
+	return -1;
+}
+
+/* Filters one response in place. A result whose shape is not understood is replaced by
+ * an error (*repl, new reference) rather than passed on unfiltered.
+ * Returns 1 changed, 0 unchanged, -1 out of memory. */
+static int
+mcp_filter_response(json_t *msg, const char *method, char *const *scopes, size_t nscopes,
+    json_t **repl)
+{
+	int r;
+
+	*repl = NULL;
+	r = policy_filter_listing(scopes, nscopes, method, msg);
+	if (r >= 0)
+		return r > 0;
+	*repl = mcp_error_obj(json_object_get(msg, "id"), MCP_ERR_GATEWAY,
+	    "certgate: listing response could not be filtered");
+	return *repl != NULL ? 1 : -1;
+}
+
+/* Filters a parsed body (response or batch of responses) in place, possibly replacing
+ * *rootp. answered (optional) gets 1 for every pending list that was answered.
+ * Returns 1 changed, 0 unchanged, -1 out of memory. */
+static int
+mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nlists,
+    char *const *scopes, size_t nscopes, unsigned char *answered)
+{
+	json_t *msg, *repl;
+	size_t i, n;
+	long k;
+	int changed = 0, r;
+
+	n = json_is_array(*rootp) ? json_array_size(*rootp) : 1;
+	for (i = 0; i < n; i++) {
+		msg = json_is_array(*rootp) ? json_array_get(*rootp, i) : *rootp;
+		if ((k = mcp_match_list(msg, lists, nlists)) < 0)
+			continue;
+		if (answered != NULL)
+			answered[k] = 1;
+		if ((r = mcp_filter_response(msg, lists[k].method, scopes, nscopes, &repl)) == -1)
+			return -1;
+		changed |= r;
+		if (repl == NULL)
+			continue;
+		if (json_is_array(*rootp)) {
+			if (json_array_set_new(*rootp, i, repl) == -1)
+				return -1;
+		} else {
+			json_decref(*rootp);
+			*rootp = repl;
+		}
+	}
+	return changed;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 when ill-formed. */
+static size_t
+mcp_utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t k, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		k = 2;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+		k = 3;
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+		k = 4;
+	else
+		return 0;
+	if (n < k)
+		return 0;
+	for (i = 1; i < k; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	/* overlong forms, surrogates, beyond U+10FFFF */
+	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
+	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+		return 0;
+	return k;
+}
+
+/* A copy with every ill-formed byte replaced by U+FFFD, as a browser's or Node's
+ * TextDecoder would; NULL when p is well-formed already (or out of memory). */
+static char *
+mcp_utf8_fix(const char *p, size_t n, size_t *outlen)
+{
+	struct mcp_buf b = { NULL, 0, 0 };
+	const unsigned char *u = (const unsigned char *)p;
+	size_t i = 0, k, start = 0;
+	int bad = 0;
+
+	while (i < n) {
+		if ((k = mcp_utf8_seq(u + i, n - i)) > 0) {
+			i += k;
+			continue;
+		}
+		bad = 1;
+		if (mcp_buf_add(&b, p + start, i - start) == -1 ||
+		    mcp_buf_add(&b, "\xEF\xBF\xBD", 3) == -1)
+			goto fail;
+		start = ++i;
+	}
+	if (!bad || mcp_buf_add(&b, p + start, n - start) == -1)
+		goto fail;
+	*outlen = b.len;
+	return b.p;
+fail:
+	free(b.p);
+	return NULL;
+}
+
+/*
+ * Parses a response from upstream as leniently as the client will: NUL escapes are
+ * allowed and ill-formed UTF-8 is replaced. What still fails (nesting deeper than
+ * jansson's limit, lone surrogate escapes, integers beyond 64 bits) might parse in the
+ * client, so callers fail closed when a listing is pending.
+ */
+static json_t *
+mcp_parse_response(const char *p, size_t n)
+{
+	json_t *root;
+	char *fixed;
+	size_t flen = 0;
+
+	if ((root = json_loadb(p, n, JSON_ALLOW_NUL, NULL)) != NULL)
+		return root;
+	if ((fixed = mcp_utf8_fix(p, n, &flen)) == NULL)
+		return NULL;
+	root = json_loadb(fixed, flen, JSON_ALLOW_NUL, NULL);
+	free(fixed);
+	return root;
+}
+
+/* 1 when text that failed to parse could still be an object or array to a client. */
+static int
+mcp_looks_structured(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'); i++)
+		;
+	return i < n && (p[i] == '{' || p[i] == '[');
+}
+
+/* Errors for every pending listing: what goes out instead of a listing response that
+ * could not be filtered. Returns malloc'd JSON text. */
+static char *
+mcp_fail_closed(const struct mcp_pending_list *lists, size_t nlists, const char *why)
+{
+	json_t *arr;
+	char *s;
+	size_t i;
+
+	if (nlists == 1)
+		return mcp_error_body(lists[0].id, MCP_ERR_GATEWAY, why);
+	if ((arr = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < nlists; i++)
+		if (json_array_append_new(arr, mcp_error_obj(lists[i].id, MCP_ERR_GATEWAY,
+		    why)) == -1) {
+			json_decref(arr);
+			return NULL;
+		}
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+char *
+mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
+    size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen)
+{
+	json_t *root;
+	char *s = NULL;
+
+	if (outlen != NULL)
+		*outlen = 0;
+	if (nlists == 0 || body == NULL)
+		return NULL;
+	if ((root = mcp_parse_response(body, len)) == NULL) {
+		if (!mcp_looks_structured(body, len))
+			return NULL;
+		s = mcp_fail_closed(lists, nlists, "certgate: listing response could not be "
+		    "parsed for filtering");
+		if (s != NULL && outlen != NULL)
+			*outlen = strlen(s);
+		return s;
+	}
+	if (mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL) == 1 &&
+	    (s = json_dumps(root, JSON_COMPACT)) != NULL && outlen != NULL)
+		*outlen = strlen(s);
+	json_decref(root);
+	return s;
+}
+
+/*
+ * text/event-stream filter (HTML "event stream" format). Bytes of the event being
+ * assembled are kept verbatim in raw so that an event that needs no filtering goes out
+ * byte-identical. A CR that ends a line may be followed by an LF in the next chunk; that
+ * LF then starts the next event's raw bytes (skip) but is no line of its own.
+ */
+struct mcp_sse {
+	const struct mcp_pending_list *lists;
+	size_t nlists;
+	char *const *scopes;
+	size_t nscopes;
+	size_t max_event;
+	unsigned char *answered;
+	struct mcp_buf raw;      /* the event being assembled, original bytes */
+	struct mcp_buf data;     /* its data field: lines joined with \n */
+	size_t line_start;       /* offset in raw of the current line */
+	size_t line_len;         /* bytes of the current line so far */
+	char line_head[5];       /* first bytes of the line (for discard mode) */
+	size_t skip;             /* leading raw bytes that end the previous event */
+	int has_data;
+	int cr;                  /* previous byte was a CR that ended a line */
+	int first_line;          /* no line finished yet: a UTF-8 BOM may lead */
+	int ev_bom;              /* this event's raw starts with that BOM */
+	int discard;             /* the event outgrew max_event and is being dropped */
+	int passthrough;         /* nothing left to filter: bytes go straight out */
+};
+
+struct mcp_sse *
+mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists, char *const *scopes,
+    size_t nscopes, size_t max_event)
+{
+	struct mcp_sse *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	if (nlists > 0 && (s->answered = calloc(nlists, 1)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->lists = lists;
+	s->nlists = nlists;
+	s->scopes = scopes;
+	s->nscopes = nscopes;
+	s->max_event = max_event ? max_event : MCP_SSE_DEFAULT_MAX;
+	s->first_line = 1;
+	s->passthrough = nlists == 0;
+	return s;
+}
+
+void
+mcp_sse_free(struct mcp_sse *s)
+{
+	if (s == NULL)
+		return;
+	free(s->raw.p);
+	free(s->data.p);
+	free(s->answered);
+	free(s);
+}
+
+static size_t
+mcp_sse_unanswered(const struct mcp_sse *s)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < s->nlists; i++)
+		n += !s->answered[i];
+	return n;
+}
+
+static void
+mcp_sse_reset_event(struct mcp_sse *s)
+{
+	s->raw.len = 0;
+	s->data.len = 0;
+	s->line_start = 0;
+	s->line_len = 0;
+	s->skip = 0;
+	s->has_data = 0;
+	s->ev_bom = 0;
+	s->discard = 0;
+}
+
+static int
+mcp_emit(mcp_emit_fn emit, void *arg, const char *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	return emit(arg, p, n) == 0 ? 0 : -1;
+}
+
+static int
+mcp_sse_is_data(const char *l, size_t n)
+{
+	return n >= 4 && memcmp(l, "data", 4) == 0 && (n == 4 || l[4] == ':');
+}
+
+/* The event with every data line replaced by one "data: JSON" line at the position of
+ * the first; other lines and terminators are kept as they were. */
+static int
+mcp_sse_rewrite(struct mcp_sse *s, const char *json, struct mcp_buf *out)
+{
+	const char *b = s->raw.p;
+	size_t pos, e, term, pre = s->skip + (s->ev_bom ? 3 : 0);
+	int wrote = 0;
+
+	if (mcp_buf_add(out, b, pre) == -1)
+		return -1;
+	for (pos = pre; pos < s->raw.len; pos = e + term) {
+		for (e = pos; e < s->raw.len && b[e] != '\r' && b[e] != '\n'; e++)
+			;
+		term = e == s->raw.len ? 0 :
+		    (b[e] == '\r' && e + 1 < s->raw.len && b[e + 1] == '\n') ? 2 : 1;
+		if (!mcp_sse_is_data(b + pos, e - pos)) {
+			if (mcp_buf_add(out, b + pos, e - pos + term) == -1)
+				return -1;
+			continue;
+		}
+		if (wrote++)
+			continue;
+		if (mcp_buf_add(out, "data: ", 6) == -1 ||
+		    mcp_buf_add(out, json, strlen(json)) == -1 ||
+		    mcp_buf_add(out, "\n", 1) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int mcp_sse_dropped(struct mcp_sse *, mcp_emit_fn, void *, const char *);
+
+/* Emits the complete (or, at end of stream, partial) event: filtered when its data is a
+ * response to a pending listing request, verbatim otherwise. */
+static int
+mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
+{
+	struct mcp_buf out = { NULL, 0, 0 };
+	json_t *root = NULL;
+	char *json = NULL;
+	int r, rv = -1;
+
+	/* an empty data field dispatches nothing in the client */
+	if (!s->has_data || s->data.len <= 1)
+		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
+	/* drop the \n that followed the last data line */
+	root = mcp_parse_response(s->data.p, s->data.len - 1);
+	if (root == NULL) {
+		if (mcp_sse_unanswered(s) > 0 && mcp_looks_structured(s->data.p, s->data.len))
+			return mcp_sse_dropped(s, emit, arg, "certgate: event could not be "
+			    "parsed for filtering");
+		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
+	}
+	r = mcp_filter_root(&root, s->lists, s->nlists, s->scopes, s->nscopes, s->answered);
+	if (r == -1)
+		goto fail;
+	if (r == 0) {
+		rv = mcp_emit(emit, arg, s->raw.p, s->raw.len);
+		goto fail;
+	}
+	if ((json = json_dumps(root, JSON_COMPACT)) == NULL ||
+	    mcp_sse_rewrite(s, json, &out) == -1)
+		goto fail;
+	rv = mcp_emit(emit, arg, out.p, out.len);
+fail:
+	free(out.p);
+	free(json);
+	json_decref(root);
+	return rv;
+}
+
+/* An event too large to buffer whose data could answer a pending listing request: the
+ * client gets an error for the (only) outstanding listing instead of unfiltered data.
+ * The listing stays pending, so a later real answer is still filtered. */
+static int
+mcp_sse_dropped(struct mcp_sse *s, mcp_emit_fn emit, void *arg, const char *why)
+{
+	json_t *id = NULL;
+	char *body;
+	size_t i;
+	int rv;
+
+	if (!s->has_data)
+		return 0;
+	if (mcp_sse_unanswered(s) == 1)
+		for (i = 0; i < s->nlists; i++)
+			if (!s->answered[i])
+				id = s->lists[i].id;
+	body = mcp_error_body(id, MCP_ERR_GATEWAY, why);
+	if (body == NULL)
+		return -1;
+	rv = mcp_emit(emit, arg, "data: ", 6);
+	if (rv == 0)
+		rv = mcp_emit(emit, arg, body, strlen(body));
+	if (rv == 0)
+		rv = mcp_emit(emit, arg, "\n\n", 2);
+	free(body);
+	return rv;
+}
+
+/* A line ended. Blank lines end the event; data lines feed the data field. */
+static int
+mcp_sse_line(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
+{
+	const char *l = s->discard ? s->line_head : s->raw.p + s->line_start, *v;
+	size_t n = s->line_len, vn;
+	int rv = 0;
+
+	if (!s->discard && s->first_line && n >= 3 && memcmp(l, "\xEF\xBB\xBF", 3) == 0) {
+		s->ev_bom = 1;
+		l += 3;
+		n -= 3;
+	}
+	s->first_line = 0;
+	if (n == 0) {
+		rv = s->discard ? mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE) :
+		    mcp_sse_dispatch(s, emit, arg);
+		mcp_sse_reset_event(s);
+		if (mcp_sse_unanswered(s) == 0)
+			s->passthrough = 1;
+		return rv;
+	}
+	if (s->discard) {
+		if (mcp_sse_is_data(s->line_head, n < 5 ? n : 5))
+			s->has_data = 1;
+	} else if (mcp_sse_is_data(l, n)) {
+		v = l + 4;
+		vn = n - 4;
+		if (vn > 0) {
+			v++;
+			vn--;
+			if (vn > 0 && *v == ' ') {
+				v++;
+				vn--;
+			}
+		}
+		if (mcp_buf_add(&s->data, v, vn) == -1 || mcp_buf_add(&s->data, "\n", 1) == -1)
+			return -1;
+		s->has_data = 1;
+	}
+	s->line_start = s->raw.len;
+	s->line_len = 0;
+	return 0;
+}
+
+/* The event outgrew max_event. With nothing left to filter it simply streams on;
+ * otherwise it is dropped (and answered with an error if it carried data). */
+static int
+mcp_sse_overflow(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
+{
+	size_t keep;
+
+	if (mcp_sse_unanswered(s) == 0) {
+		s->passthrough = 1;
+		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
+	}
+	keep = s->line_len < sizeof(s->line_head) ? s->line_len : sizeof(s->line_head);
+	memcpy(s->line_head, s->raw.p + s->line_start, keep);
+	s->discard = 1;
+	s->raw.len = 0;
+	s->data.len = 0;
+	s->line_start = 0;
+	return 0;
+}
+
+/* Appends a run of line content (no CR/LF) to the current line. */
+static int
+mcp_sse_content(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void *arg)
+{
+	size_t i;
+
+	if (s->discard) {
+		for (i = 0; i < n && s->line_len + i < sizeof(s->line_head); i++)
+			s->line_head[s->line_len + i] = p[i];
+		s->line_len += n;
+		return 0;
+	}
+	if (mcp_buf_add(&s->raw, p, n) == -1)
+		return -1;
+	s->line_len += n;
+	if (s->raw.len > s->max_event)
+		return mcp_sse_overflow(s, emit, arg);
+	return 0;
+}
+
+int
+mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void *arg)
+{
+	size_t i, run;
+	char c;
+
+	for (i = 0; i < n && !s->passthrough;) {
+		c = p[i];
+		if (c == '\n' && s->cr) {
+			s->cr = 0;
+			if (!s->discard) {
+				if (mcp_buf_add(&s->raw, &c, 1) == -1)
+					return -1;
+				if (s->raw.len == 1)
+					s->skip = 1;
+				s->line_start = s->raw.len;
+			}
+			i++;
+			continue;
+		}
+		s->cr = 0;
+		if (c == '\r' || c == '\n') {
+			if (!s->discard && mcp_buf_add(&s->raw, &c, 1) == -1)
+				return -1;
+			s->cr = c == '\r';
+			i++;
+			if (mcp_sse_line(s, emit, arg) == -1)
+				return -1;
+			continue;
+		}
+		for (run = i; run < n && p[run] != '\r' && p[run] != '\n'; run++)
+			;
+		if (mcp_sse_content(s, p + i, run - i, emit, arg) == -1)
+			return -1;
+		i = run;
+	}
+	if (s->passthrough && i < n)
+		return mcp_emit(emit, arg, p + i, n - i);
+	return 0;
+}
+
+int
+mcp_sse_finish(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
+{
+	int rv;
+
+	if (s->passthrough)
+		return 0;
+	if (s->discard)
+		rv = mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE);
+	else
+		rv = mcp_sse_dispatch(s, emit, arg);
+	mcp_sse_reset_event(s);
+	return rv;
+}

@@ -1,7 +1,1482 @@
-/* STUB */
+/* HTTP/1.1 proxying of MCP traffic from an established mTLS connection.
+ *
+ * One request at a time per client connection: the request reader pauses after each
+ * complete request (pipelined requests wait in the input buffer, bounded by the read
+ * watermark) and resumes when the response has been handed to the client.
+ *
+ * Per request: headers complete -> revocation, identity, rate, method, protocol
+ * version and session checks (a refusal decided here is answered once the body has
+ * been read, so the connection stays usable); message complete -> POST bodies (always
+ * buffered, bounded by max_body_bytes) are inspected against the agent's scopes; an
+ * allowed request goes to a pooled or new upstream connection with the identity
+ * headers; the response streams back as it arrives, re-framed (Content-Length kept,
+ * chunked re-chunked, close-delimited turned into chunked for HTTP/1.1 clients).
+ * Listing responses (tools/list...) are filtered: JSON bodies are buffered and
+ * rewritten, event streams go event by event through the mcp_sse filter.
+ *
+ * Paths: the client's request target is forwarded unchanged when upstream.path is
+ * "/" or when the target already starts with upstream.path; otherwise upstream.path
+ * is prepended ("/mcp" + "/x" -> "/mcp/x").
+ *
+ * Audit: exactly one record per request, written when the response is complete (or
+ * by proxy_conn_free when the connection ends first, with the close reason). With
+ * audit.on_failure = refuse, a request is not forwarded while the audit log is
+ * failing (503); the refusal's own audit write doubles as the health probe, so the
+ * gateway recovers by itself once the log is writable again. A forwarded request
+ * whose final audit write fails cannot be taken back; the next one is refused.
+ *
+ * Re-entrancy: bufferevent_openssl may run our client callbacks synchronously from
+ * inside bufferevent_write. Every entry point counts its depth and only the
+ * outermost one acts on a pending close (conn_close frees this structure). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <http_parser.h>
+
+#include "audit.h"
+#include "http.h"
+#include "log.h"
+#include "mcp.h"
+#include "metrics.h"
 #include "proxy.h"
-struct proxy_worker *proxy_worker_new(struct worker *w) { (void)w; return NULL; }
-void proxy_worker_free(struct proxy_worker *pw) { (void)pw; }
-int proxy_conn_start(struct conn *c) { (void)c; return -1; }
-void proxy_conn_free(struct conn *c, const char *reason) { (void)c; (void)reason; }
-int proxy_conn_busy(const struct conn *c) { (void)c; return 0; }
+#include "rate.h"
+#include "session.h"
+#include "state.h"
+
+#define PX_OUT_HIGH     (256 * 1024)   /* client output: stop reading upstream */
+#define PX_OUT_LOW      (64 * 1024)    /* ... resume below this */
+#define PX_IN_HIGH      (256 * 1024)   /* client input: stop reading the socket */
+#define PX_SLICE        (16 * 1024)    /* upstream bytes fed per step (pause granularity) */
+
+enum { PH_IDLE, PH_HEAD, PH_BODY, PH_UPSTREAM };
+enum { OUT_LENGTH, OUT_CHUNKED, OUT_EOF, OUT_BUFFER };
+
+struct upconn {
+	struct proxy_worker *pw;
+	struct bufferevent *bev;
+	struct proxy_conn *owner;       /* NULL while idle in the pool */
+	int reused;
+	int connected;
+	TAILQ_ENTRY(upconn) link;
+};
+
+struct proxy_worker {
+	struct worker *w;
+	const struct config *cfg;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char hostport[300];             /* Host header for upstream requests */
+	SSL_CTX *ssl_ctx;               /* https upstream */
+	TAILQ_HEAD(, upconn) idle;
+	unsigned nidle;
+};
+
+struct preq {
+	int active;                     /* first byte seen */
+	int audited;
+	struct timespec t0, t_up;
+	struct gw_state *st;
+	const struct identity_agent *agent;
+	int looked_up;
+	const struct http_msg *m;       /* the reader's; valid until it resumes */
+	const char *http_method;
+	unsigned method;
+	int keep_alive;
+	char *session;                  /* request Mcp-Session-Id */
+	char *bound_session;            /* from an initialize response */
+	/* refusal decided at headers complete, answered at message complete */
+	int deny_status;
+	const char *deny_reason;
+	const char *deny_extra;         /* extra response header line(s) */
+	char retry_hdr[48];
+	int forwarded;
+	struct evbuffer *body;
+	struct evbuffer *out;           /* upstream request, kept for one retry */
+	struct mcp_inspect insp;
+	int have_insp;
+	json_t *rpc_id;                 /* id / method / name for refusals and audit */
+	char *rpc_method;
+	char *rpc_name;
+	/* upstream side */
+	struct upconn *up;
+	int retried;
+	int up_got;                     /* any response byte received */
+	struct http_reader *resp;
+	const struct http_msg *resp_m;  /* the response reader's head */
+	int got_headers;
+	int resp_done;
+	int resp_keep;
+	int resp_err;                   /* status to answer after a response-side failure */
+	const char *resp_err_reason;
+	int out_mode;
+	int client_keep;
+	int head_sent;
+	int status_sent;
+	struct evbuffer *rbuf;          /* JSON body being buffered for filtering */
+	struct mcp_sse *sse;
+};
+
+struct proxy_conn {
+	struct conn *c;
+	struct proxy_worker *pw;
+	const struct config *cfg;
+	struct http_reader *rd;
+	struct event *timer;
+	int phase;
+	unsigned nreq;
+	int depth;
+	const char *close_reason;
+	int close_after_flush;
+	const char *flush_reason;
+	int up_paused;
+	struct preq q;
+};
+
+static pthread_once_t px_once = PTHREAD_ONCE_INIT;
+static struct rate_table *px_rates;
+static struct session_table *px_sessions;
+
+static void px_drive(struct proxy_conn *);
+static void up_readcb(struct bufferevent *, void *);
+static void up_eventcb(struct bufferevent *, short, void *);
+static void px_up_read(struct proxy_conn *);
+static int px_up_start(struct proxy_conn *);
+
+static void
+px_tables_init(void)
+{
+	px_rates = rate_table_new();
+	px_sessions = session_table_new();
+	if (px_rates == NULL || px_sessions == NULL)
+		log_err("cannot create the rate or session table: limits/bindings disabled");
+}
+
+static double
+ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1e3 + (now.tv_nsec - t->tv_nsec) / 1e6;
+}
+
+static double
+now_s(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+static void
+px_timer(struct proxy_conn *px, int ms)
+{
+	struct timeval tv;
+
+	if (ms <= 0) {
+		evtimer_del(px->timer);
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(px->timer, &tv);
+}
+
+static struct evbuffer *
+client_out(struct proxy_conn *px)
+{
+	return bufferevent_get_output(px->c->bev);
+}
+
+/* ---- upstream connections ---- */
+
+static void
+up_free(struct upconn *up)
+{
+	if (up == NULL)
+		return;
+	if (up->bev)
+		bufferevent_free(up->bev);
+	free(up);
+}
+
+static void
+pool_remove(struct upconn *up)
+{
+	TAILQ_REMOVE(&up->pw->idle, up, link);
+	up->pw->nidle--;
+}
+
+static void
+pool_put(struct upconn *up)
+{
+	struct proxy_worker *pw = up->pw;
+
+	if (pw->nidle >= (unsigned)(pw->cfg->upstream.pool_size > 0 ?
+	    pw->cfg->upstream.pool_size : 0) || pw->w->draining) {
+		up_free(up);
+		return;
+	}
+	up->owner = NULL;
+	up->reused = 1;
+	bufferevent_set_timeouts(up->bev, NULL, NULL);
+	bufferevent_setcb(up->bev, up_readcb, NULL, up_eventcb, up);
+	bufferevent_enable(up->bev, EV_READ);   /* to notice the upstream closing it */
+	TAILQ_INSERT_HEAD(&pw->idle, up, link);
+	pw->nidle++;
+}
+
+static int
+ip_literal(const char *h)
+{
+	unsigned char b[16];
+
+	return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
+}
+
+static struct upconn *
+up_new(struct proxy_worker *pw)
+{
+	struct upconn *up;
+	SSL *ssl = NULL;
+	const char *host = pw->cfg->upstream.host;
+
+	if ((up = calloc(1, sizeof(*up))) == NULL)
+		return NULL;
+	up->pw = pw;
+	if (pw->ssl_ctx) {
+		if ((ssl = SSL_new(pw->ssl_ctx)) == NULL)
+			goto fail;
+		if (ip_literal(host)) {
+			if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host))
+				goto fail;
+		} else if (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host))
+			goto fail;
+		up->bev = bufferevent_openssl_socket_new(pw->w->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		if (up->bev == NULL)
+			goto fail;
+		ssl = NULL;     /* owned by the bufferevent now */
+	} else if ((up->bev = bufferevent_socket_new(pw->w->base, -1,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		goto fail;
+	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&pw->addr,
+	    (int)pw->addrlen) == -1) {
+		log_warn("connect to upstream %s: %s", pw->hostport, strerror(errno));
+		goto fail;
+	}
+	return up;
+fail:
+	if (ssl)
+		SSL_free(ssl);
+	log_sslerr("cannot open an upstream connection to %s", pw->hostport);
+	up_free(up);
+	return NULL;
+}
+
+static struct upconn *
+up_get(struct proxy_worker *pw, int fresh)
+{
+	struct upconn *up;
+
+	if (!fresh && (up = TAILQ_FIRST(&pw->idle)) != NULL) {
+		pool_remove(up);
+		return up;
+	}
+	return up_new(pw);
+}
+
+/* ---- small helpers ---- */
+
+static void
+px_lookup(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+
+	if (q->looked_up)
+		return;
+	q->looked_up = 1;
+	if ((q->st = state_get()) != NULL && q->st->map != NULL)
+		q->agent = identity_lookup(q->st->map, &px->c->peer_id);
+}
+
+static const char *
+audit_method(const struct preq *q)
+{
+	if (q->have_insp && q->insp.method)
+		return q->insp.method;
+	if (q->rpc_method)
+		return q->rpc_method;
+	return q->http_method;
+}
+
+static const char *
+audit_name(const struct preq *q)
+{
+	if (q->have_insp && q->insp.name)
+		return q->insp.name;
+	return q->rpc_name;
+}
+
+static void
+px_audit(struct proxy_conn *px, int allow, const char *reason, int status)
+{
+	struct preq *q = &px->q;
+	struct audit_rec r;
+
+	if (q->audited)
+		return;
+	q->audited = 1;
+	memset(&r, 0, sizeof(r));
+	r.agent = q->agent ? q->agent->id : NULL;
+	r.serial = px->c->peer_id.serial[0] ? px->c->peer_id.serial : NULL;
+	r.peer = px->c->peer;
+	r.method = audit_method(q);
+	r.name = audit_name(q);
+	r.decision = allow ? "allow" : "deny";
+	r.reason = reason;
+	r.status = status;
+	r.duration_ms = ms_since(&q->t0);
+	r.session = q->session ? q->session : q->bound_session;
+	audit_write(&r);
+	metrics_inc(M_REQ_TOTAL);
+	if (status >= 100)
+		metrics_status(status);
+	if (!allow) {
+		metrics_inc(M_REQ_DENIED);
+		metrics_deny(r.agent, reason);
+	}
+}
+
+static int
+rpc_code(int status)
+{
+	switch (status) {
+	case 403:
+		return MCP_ERR_FORBIDDEN;
+	case 429:
+		return MCP_ERR_RATE_LIMITED;
+	case 502:
+	case 503:
+	case 504:
+		return MCP_ERR_GATEWAY;
+	default:
+		return MCP_ERR_INVALID;
+	}
+}
+
+static void
+px_close_after_flush(struct proxy_conn *px, const char *reason)
+{
+	px->close_after_flush = 1;
+	px->flush_reason = reason;
+	px->phase = PH_UPSTREAM;        /* read nothing more; the timer bounds the flush */
+	px_timer(px, px->cfg->limits.idle_timeout_ms);
+	bufferevent_setwatermark(px->c->bev, EV_WRITE, 0, 0);
+	if (evbuffer_get_length(client_out(px)) == 0 && px->close_reason == NULL)
+		px->close_reason = reason;
+}
+
+/* Writes a complete refusal: JSON-RPC error body (body, or built from msg and the
+ * request id), HSTS, optional extra header lines, Connection: close when closing. */
+static void
+px_send_error(struct proxy_conn *px, int status, const char *msg, const char *body,
+    const char *extra, int close)
+{
+	struct evbuffer *out = client_out(px);
+	char *built = NULL, text[256];
+
+	if (body == NULL) {
+		snprintf(text, sizeof(text), "certgate: %s", msg);
+		built = mcp_error_body(px->q.rpc_id, rpc_code(status), text);
+		if (built == NULL) {
+			json_t *o = json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id",
+			    "error", "code", rpc_code(status), "message", text);
+			built = o ? json_dumps(o, JSON_COMPACT) : NULL;
+			json_decref(o);
+		}
+		body = built ? built : "{}";
+	}
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %zu\r\nStrict-Transport-Security: max-age=%d; includeSubDomains\r\n"
+	    "%s%s\r\n", status, http_status_text(status), strlen(body), px->cfg->hsts_max_age,
+	    extra ? extra : "", close ? "Connection: close\r\n" : "");
+	evbuffer_add(out, body, strlen(body));
+	free(built);
+	px->q.head_sent = 1;
+	px->q.status_sent = status;
+}
+
+static void
+preq_clear(struct preq *q)
+{
+	if (q->up)
+		up_free(q->up);
+	if (q->st)
+		state_put(q->st);
+	if (q->body)
+		evbuffer_free(q->body);
+	if (q->out)
+		evbuffer_free(q->out);
+	if (q->rbuf)
+		evbuffer_free(q->rbuf);
+	if (q->sse)
+		mcp_sse_free(q->sse);
+	if (q->have_insp)
+		mcp_inspect_free(&q->insp);
+	if (q->resp)
+		http_reader_free(q->resp);
+	json_decref(q->rpc_id);
+	free(q->rpc_method);
+	free(q->rpc_name);
+	free(q->session);
+	free(q->bound_session);
+	memset(q, 0, sizeof(*q));
+}
+
+/* The request is answered: reset for the next one or close after the flush. */
+static void
+px_end_request(struct proxy_conn *px, int keep)
+{
+	keep = keep && px->q.keep_alive && !px->c->w->draining;
+	preq_clear(&px->q);
+	px->nreq++;
+	px->up_paused = 0;
+	if (!keep) {
+		px_close_after_flush(px, "done");
+		return;
+	}
+	px->phase = PH_IDLE;
+	px_timer(px, px->cfg->limits.idle_timeout_ms);
+	http_reader_resume(px->rd);
+}
+
+static void
+px_refuse(struct proxy_conn *px, int status, const char *reason, const char *body,
+    const char *extra, int close, int allow)
+{
+	px_send_error(px, status, reason, body, extra, close);
+	px_audit(px, allow, reason, status);
+	px_end_request(px, !close);
+}
+
+/* Best effort: the JSON-RPC id, method and name of a body that was refused before
+ * inspection, for the error body and the audit record. */
+static void
+px_body_meta(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	json_t *root, *v, *params;
+	size_t len;
+
+	if (q->body == NULL || (len = evbuffer_get_length(q->body)) == 0)
+		return;
+	root = json_loadb((const char *)evbuffer_pullup(q->body, -1), len, 0, NULL);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return;
+	}
+	if ((v = json_object_get(root, "id")) != NULL)
+		q->rpc_id = json_incref(v);
+	if (json_is_string(v = json_object_get(root, "method")))
+		q->rpc_method = strdup(json_string_value(v));
+	params = json_object_get(root, "params");
+	if (json_is_string(v = json_object_get(params, "name")) ||
+	    json_is_string(v = json_object_get(params, "uri")))
+		q->rpc_name = strdup(json_string_value(v));
+	json_decref(root);
+}
+
+/* ---- building the upstream request ---- */
+
+static int
+hop_by_hop(const char *name)
+{
+	static const char *const hop[] = { "Connection", "Keep-Alive", "TE", "Trailer",
+	    "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
+	    "Accept-Encoding", NULL };
+	static const char *const ident[] = { "X-Agent-Id", "X-Agent-Scopes",
+	    "X-Forwarded-Client-Cert", "X-Forwarded-For", "Forwarded", "X-Real-IP", NULL };
+	size_t i;
+
+	for (i = 0; hop[i]; i++)
+		if (strcasecmp(name, hop[i]) == 0)
+			return 1;
+	for (i = 0; ident[i]; i++)
+		if (http_name_eq(name, ident[i]))
+			return 1;
+	return strncasecmp(name, "Proxy-", 6) == 0 || strncasecmp(name, "Proxy_", 6) == 0;
+}
+
+/* 1 when name is listed in one of the message's Connection headers. */
+static int
+conn_listed(const struct http_msg *m, const char *name)
+{
+	size_t i, n = strlen(name);
+	const char *p, *e;
+
+	for (i = 0; i < m->nh; i++) {
+		if (strcasecmp(m->h[i].name, "Connection") != 0)
+			continue;
+		for (p = m->h[i].value; *p; p = *e ? e + 1 : e) {
+			while (*p == ' ' || *p == '\t' || *p == ',')
+				p++;
+			for (e = p; *e && *e != ','; e++)
+				;
+			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0)
+				return 1;
+			while (*e && *e != ',')
+				e++;
+		}
+	}
+	return 0;
+}
+
+/* Adds "name: value" with control characters replaced: values we add come from
+ * certificates and the identity map and must not split the header section. */
+static void
+add_header_safe(struct evbuffer *b, const char *name, const char *value)
+{
+	const unsigned char *v;
+
+	evbuffer_add_printf(b, "%s: ", name);
+	for (v = (const unsigned char *)(value ? value : ""); *v; v++)
+		evbuffer_add(b, (*v < 0x20 || *v == 0x7f) ? "?" : (const char *)v, 1);
+	evbuffer_add(b, "\r\n", 2);
+}
+
+static const char *
+path_prefix(const struct config *cfg, const char *target, char *buf, size_t len)
+{
+	const char *pp = cfg->upstream.path;
+	size_t n;
+
+	if (pp == NULL || strcmp(pp, "/") == 0 || *pp == '\0')
+		return "";
+	n = strlen(pp);
+	while (n > 1 && pp[n - 1] == '/')
+		n--;
+	if (strncmp(target, pp, n) == 0 && (target[n] == '\0' || target[n] == '/' ||
+	    target[n] == '?'))
+		return "";
+	snprintf(buf, len, "%.*s", (int)n, pp);
+	return buf;
+}
+
+static int
+px_build_upstream(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	const struct http_msg *m = q->m;
+	const struct identity_agent *a = q->agent;
+	size_t i, blen = q->body ? evbuffer_get_length(q->body) : 0;
+	char *xfcc, pbuf[512];
+
+	if ((q->out = evbuffer_new()) == NULL)
+		return -1;
+	evbuffer_add_printf(q->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", m->method_str,
+	    path_prefix(px->cfg, m->url, pbuf, sizeof(pbuf)), m->url, px->pw->hostport);
+	for (i = 0; i < m->nh; i++) {
+		if (hop_by_hop(m->h[i].name) || conn_listed(m, m->h[i].name))
+			continue;
+		evbuffer_add_printf(q->out, "%s: %s\r\n", m->h[i].name, m->h[i].value);
+	}
+	add_header_safe(q->out, "X-Agent-Id", a->id);
+	add_header_safe(q->out, "X-Agent-Scopes", a->scopes_str);
+	xfcc = identity_xfcc(&px->c->peer_id);
+	add_header_safe(q->out, "X-Forwarded-Client-Cert", xfcc);
+	free(xfcc);
+	add_header_safe(q->out, "X-Forwarded-For", px->c->peer_ip);
+	if (blen > 0 || q->method == HTTP_POST)
+		evbuffer_add_printf(q->out, "Content-Length: %zu\r\n", blen);
+	evbuffer_add(q->out, "\r\n", 2);
+	if (blen > 0)
+		evbuffer_add(q->out, evbuffer_pullup(q->body, -1), blen);
+	return 0;
+}
+
+/* ---- client request side ---- */
+
+static int
+rq_begin(void *arg)
+{
+	struct proxy_conn *px = arg;
+
+	px->q.active = 1;
+	clock_gettime(CLOCK_MONOTONIC, &px->q.t0);
+	px->phase = PH_HEAD;
+	px_timer(px, px->cfg->limits.header_timeout_ms);
+	return 0;
+}
+
+static void
+deny(struct preq *q, int status, const char *reason)
+{
+	if (q->deny_status == 0) {
+		q->deny_status = status;
+		q->deny_reason = reason;
+	}
+}
+
+static int
+dup_header(const struct http_msg *m)
+{
+	static const char *const once[] = { "Mcp-Session-Id", "Mcp-Method", "Mcp-Name",
+	    "MCP-Protocol-Version", "Content-Type", NULL };
+	size_t i;
+
+	for (i = 0; once[i]; i++)
+		if (http_msg_count(m, once[i]) > 1)
+			return 1;
+	return 0;
+}
+
+/* Returns -1 to stop reading this connection (revoked). */
+static int
+px_check_headers(struct proxy_conn *px, const struct http_msg *m)
+{
+	struct preq *q = &px->q;
+	const struct config *cfg = px->cfg;
+	const struct identity_agent *a;
+	const char *v;
+	double per, burst, retry = 1;
+
+	px_lookup(px);
+	if (q->st == NULL) {
+		deny(q, 503, "gateway state unavailable");
+		return 0;
+	}
+	if (state_is_revoked(q->st, px->c->peer_id.serial)) {
+		metrics_inc(M_REVOKED_REFUSED);
+		deny(q, -1, "revoked");
+		px->close_reason = "revoked";
+		return -1;
+	}
+	if ((a = q->agent) == NULL) {
+		deny(q, 403, "certificate is not mapped to an agent");
+		return 0;
+	}
+	per = a->rate_per_second > 0 ? a->rate_per_second : cfg->rate_per_second;
+	burst = a->rate_burst > 0 ? a->rate_burst : cfg->rate_burst;
+	if (px_rates && !rate_take(px_rates, a->id, per, burst, now_s(), &retry)) {
+		deny(q, 429, "rate limited");
+		snprintf(q->retry_hdr, sizeof(q->retry_hdr), "Retry-After: %.0f\r\n",
+		    retry < 1 ? 1 : ceil(retry));
+		q->deny_extra = q->retry_hdr;
+	}
+	if (q->method != HTTP_POST && q->method != HTTP_GET && q->method != HTTP_DELETE) {
+		deny(q, 405, "method not allowed");
+		if (q->deny_status == 405)
+			q->deny_extra = "Allow: GET, POST, DELETE\r\n";
+	}
+	if (m->url[0] != '/')
+		deny(q, 400, "request target must be a path");
+	if (dup_header(m))
+		deny(q, 400, "duplicate MCP header");
+	if ((v = http_msg_get(m, "MCP-Protocol-Version")) != NULL &&
+	    !mcp_protocol_version_known(v))
+		deny(q, 400, "unsupported MCP-Protocol-Version");
+	if ((v = http_msg_get(m, "Mcp-Session-Id")) != NULL) {
+		q->session = strdup(v);
+		if (px_sessions && session_check(px_sessions, v, a->id) == 0)
+			deny(q, 403, "session belongs to another agent");
+	}
+	return 0;
+}
+
+static int
+rq_headers(void *arg, struct http_msg *m)
+{
+	struct proxy_conn *px = arg;
+	struct preq *q = &px->q;
+	const char *expect;
+
+	q->m = m;
+	q->method = m->method;
+	q->http_method = m->method_str;
+	q->keep_alive = m->keep_alive;
+	px->phase = PH_BODY;
+	px_timer(px, px->cfg->limits.body_timeout_ms);
+	if (px_check_headers(px, m) == -1)
+		return -1;
+	expect = http_msg_get(m, "Expect");
+	if (expect && strcasecmp(expect, "100-continue") == 0 &&
+	    (m->content_length > 0 || m->chunked)) {
+		if (q->deny_status) {
+			/* do not make the client send a body we will refuse anyway */
+			px_lookup(px);
+			px_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 1, 0);
+			return -1;
+		}
+		evbuffer_add_printf(client_out(px), "HTTP/1.1 100 Continue\r\n\r\n");
+	}
+	return 0;
+}
+
+static int
+rq_body(void *arg, const char *p, size_t n)
+{
+	struct proxy_conn *px = arg;
+
+	if (px->q.body == NULL && (px->q.body = evbuffer_new()) == NULL)
+		return -1;
+	return evbuffer_add(px->q.body, p, n);
+}
+
+static int
+rq_complete(void *arg, struct http_msg *m)
+{
+	return 1;       /* pause: one request at a time */
+}
+
+static const struct http_cbs rq_cbs = { rq_begin, rq_headers, rq_body, rq_complete };
+
+/* A complete request is in q: refuse it, or inspect and forward it. */
+static void
+px_request_ready(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	const struct http_msg *m = q->m;
+	const struct identity_agent *a;
+	const char *body;
+	size_t blen;
+
+	px_timer(px, 0);
+	px->phase = PH_UPSTREAM;
+	if (q->method == HTTP_POST)
+		px_body_meta(px);
+	if (q->deny_status) {
+		px_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 0, 0);
+		return;
+	}
+	a = q->agent;
+	if (q->method == HTTP_POST) {
+		blen = q->body ? evbuffer_get_length(q->body) : 0;
+		body = blen ? (const char *)evbuffer_pullup(q->body, -1) : "";
+		if (mcp_inspect_body(body, blen, a->scopes, a->nscopes,
+		    http_msg_get(m, "Mcp-Method"), http_msg_get(m, "Mcp-Name"), &q->insp) == -1) {
+			px_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
+			return;
+		}
+		q->have_insp = 1;
+		if (q->insp.status) {
+			px_refuse(px, q->insp.status, q->insp.reason ? q->insp.reason : "refused",
+			    q->insp.error_body, NULL, 0, 0);
+			return;
+		}
+	}
+	if (!px->cfg->audit_fail_open && audit_failing()) {
+		px_refuse(px, 503, "audit log unavailable", NULL, NULL, 0, 0);
+		return;
+	}
+	if (px->pw == NULL || px_build_upstream(px) == -1) {
+		px_refuse(px, 502, "upstream unavailable", NULL, NULL, 0, 1);
+		return;
+	}
+	q->forwarded = 1;
+	if (px_up_start(px) == -1) {
+		metrics_inc(M_UPSTREAM_ERRORS);
+		px_refuse(px, 502, "upstream unreachable", NULL, NULL, 0, 1);
+	}
+}
+
+/* A protocol error from the request reader: answer and close. */
+static void
+px_parse_error(struct proxy_conn *px)
+{
+	int status = http_reader_status(px->rd);
+
+	if (status == 0 || px->q.audited || px->close_reason)
+		return;         /* we aborted the feed ourselves and already acted */
+	px_lookup(px);
+	px->q.active = 1;
+	if (px->q.t0.tv_sec == 0)
+		clock_gettime(CLOCK_MONOTONIC, &px->q.t0);
+	px_refuse(px, status >= 400 && status < 600 ? status : 400,
+	    http_reader_reason(px->rd), NULL, NULL, 1, 0);
+}
+
+/* Feeds buffered client bytes to the reader while no request is in progress. */
+static void
+px_drive(struct proxy_conn *px)
+{
+	struct evbuffer *in;
+	struct evbuffer_iovec v;
+	ssize_t k;
+
+	while (px->close_reason == NULL && !px->close_after_flush && px->phase != PH_UPSTREAM) {
+		in = bufferevent_get_input(px->c->bev);
+		if (evbuffer_get_length(in) == 0)
+			break;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		k = http_reader_feed(px->rd, v.iov_base, v.iov_len);
+		if (k < 0) {
+			px_parse_error(px);
+			break;
+		}
+		evbuffer_drain(in, (size_t)k);
+		if (http_reader_paused(px->rd))
+			px_request_ready(px);
+	}
+}
+
+/* ---- upstream response side ---- */
+
+static int
+emit_client(void *arg, const char *p, size_t n)
+{
+	struct proxy_conn *px = arg;
+	struct evbuffer *out = client_out(px);
+
+	if (n == 0)
+		return 0;
+	if (px->q.out_mode == OUT_CHUNKED) {
+		evbuffer_add_printf(out, "%zx\r\n", n);
+		evbuffer_add(out, p, n);
+		return evbuffer_add(out, "\r\n", 2);
+	}
+	return evbuffer_add(out, p, n);
+}
+
+static int
+is_ctype(const char *ct, const char *want)
+{
+	size_t n = strlen(want);
+
+	if (ct == NULL)
+		return 0;
+	while (*ct == ' ')
+		ct++;
+	return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' ||
+	    ct[n] == ' ');
+}
+
+static void
+px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
+{
+	struct preq *q = &px->q;
+	struct evbuffer *out = client_out(px);
+	size_t i;
+	const char *n;
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, http_status_text(m->status));
+	for (i = 0; i < m->nh; i++) {
+		n = m->h[i].name;
+		if (strcasecmp(n, "Connection") == 0 || strcasecmp(n, "Keep-Alive") == 0 ||
+		    strcasecmp(n, "Transfer-Encoding") == 0 || strcasecmp(n, "Content-Length") == 0 ||
+		    strcasecmp(n, "TE") == 0 || strcasecmp(n, "Trailer") == 0 ||
+		    strcasecmp(n, "Upgrade") == 0 || strncasecmp(n, "Proxy-", 6) == 0 ||
+		    strcasecmp(n, "Strict-Transport-Security") == 0 || conn_listed(m, n))
+			continue;
+		evbuffer_add_printf(out, "%s: %s\r\n", n, m->h[i].value);
+	}
+	evbuffer_add_printf(out, "Strict-Transport-Security: max-age=%d; includeSubDomains\r\n",
+	    px->cfg->hsts_max_age);
+	if (q->out_mode == OUT_CHUNKED)
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	else if (length >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", length);
+	if (!q->client_keep)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (q->m->minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+	q->head_sent = 1;
+	q->status_sent = m->status;
+}
+
+static void
+px_session_effects(struct proxy_conn *px, const struct http_msg *m)
+{
+	struct preq *q = &px->q;
+	const char *sid = http_msg_get(m, "Mcp-Session-Id");
+	int ok = m->status >= 200 && m->status < 300;
+
+	if (px_sessions == NULL)
+		return;
+	if (ok && sid && q->have_insp && q->insp.has_initialize && q->agent) {
+		if (session_bind(px_sessions, sid, q->agent->id) == -1)
+			log_warn("upstream session id already bound to another agent");
+		else if (q->session == NULL)
+			q->bound_session = strdup(sid);
+	}
+	if (q->session && (m->status == 404 || (ok && q->method == HTTP_DELETE)))
+		session_remove(px_sessions, q->session);
+}
+
+static int
+rs_headers(void *arg, struct http_msg *m)
+{
+	struct proxy_conn *px = arg;
+	struct preq *q = &px->q;
+	const char *ct = http_msg_get(m, "Content-Type");
+	const char *ce = http_msg_get(m, "Content-Encoding");
+	int lists = q->have_insp && q->insp.nlists > 0;
+	int sse = is_ctype(ct, "text/event-stream");
+	int bodyless = m->status == 204 || m->status == 304 || m->content_length == 0;
+	struct timeval tv;
+
+	if (m->status < 200)
+		return 0;               /* interim response: skipped */
+	q->got_headers = 1;
+	q->resp_m = m;
+	metrics_upstream_latency(ms_since(&q->t_up));
+	tv.tv_sec = px->cfg->limits.stream_idle_timeout_ms / 1000;
+	tv.tv_usec = (px->cfg->limits.stream_idle_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(q->up->bev, px->cfg->limits.stream_idle_timeout_ms > 0 ?
+	    &tv : NULL, NULL);
+	px_session_effects(px, m);
+	if (lists && !bodyless && ce && strcasecmp(ce, "identity") != 0) {
+		q->resp_err = 502;
+		q->resp_err_reason = "encoded listing response cannot be filtered";
+		return -1;
+	}
+	q->client_keep = q->keep_alive && !px->c->w->draining;
+	if (lists && !bodyless && !sse) {
+		q->out_mode = OUT_BUFFER;
+		if ((q->rbuf = evbuffer_new()) == NULL)
+			return -1;
+		return 0;       /* head goes out with the filtered body */
+	}
+	if (lists && sse) {
+		q->sse = mcp_sse_new(q->insp.lists, q->insp.nlists, q->agent->scopes,
+		    q->agent->nscopes, (size_t)px->cfg->limits.max_body_bytes);
+		if (q->sse == NULL) {
+			q->resp_err = 502;
+			q->resp_err_reason = "cannot filter event stream";
+			return -1;
+		}
+	} else if (m->content_length >= 0 || bodyless) {
+		q->out_mode = OUT_LENGTH;
+		/* 204 and 304 carry no Content-Length */
+		px_send_head(px, m, (m->status == 204 || m->status == 304) ? -1 :
+		    bodyless ? 0 : m->content_length);
+		return 0;
+	}
+	if (q->m->minor >= 1)
+		q->out_mode = OUT_CHUNKED;
+	else {
+		q->out_mode = OUT_EOF;
+		q->client_keep = 0;
+	}
+	px_send_head(px, m, -1);
+	return 0;
+}
+
+static void
+px_backpressure(struct proxy_conn *px)
+{
+	if (px->up_paused || px->q.up == NULL)
+		return;
+	if (evbuffer_get_length(client_out(px)) > PX_OUT_HIGH) {
+		px->up_paused = 1;
+		bufferevent_disable(px->q.up->bev, EV_READ);
+		px_timer(px, px->cfg->limits.stream_idle_timeout_ms);
+	}
+}
+
+static int
+rs_body(void *arg, const char *p, size_t n)
+{
+	struct proxy_conn *px = arg;
+	struct preq *q = &px->q;
+
+	if (q->out_mode == OUT_BUFFER) {
+		if ((long long)(evbuffer_get_length(q->rbuf) + n) > px->cfg->limits.max_body_bytes) {
+			q->resp_err = 502;
+			q->resp_err_reason = "listing response too large to filter";
+			return -1;
+		}
+		return evbuffer_add(q->rbuf, p, n);
+	}
+	if (q->sse)
+		return mcp_sse_feed(q->sse, p, n, emit_client, px);
+	return emit_client(px, p, n);
+}
+
+static int
+rs_complete(void *arg, struct http_msg *m)
+{
+	struct proxy_conn *px = arg;
+
+	if (m->status < 200)
+		return 0;
+	px->q.resp_done = 1;
+	px->q.resp_keep = m->keep_alive;
+	return 1;
+}
+
+static const struct http_cbs rs_cbs = { NULL, rs_headers, rs_body, rs_complete };
+
+static void
+px_flush_filtered(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	size_t len = evbuffer_get_length(q->rbuf), flen = 0;
+	const char *body = len ? (const char *)evbuffer_pullup(q->rbuf, -1) : "";
+	char *filtered;
+
+	filtered = mcp_filter_json(body, len, q->insp.lists, q->insp.nlists, q->agent->scopes,
+	    q->agent->nscopes, &flen);
+	if (filtered) {
+		body = filtered;
+		len = flen;
+	}
+	q->out_mode = OUT_LENGTH;
+	/* the response reader paused after this message: its head is still valid */
+	px_send_head(px, q->resp_m, (long long)len);
+	evbuffer_add(client_out(px), body, len);
+	free(filtered);
+}
+
+/* The upstream response is complete: finish the client response, recycle the
+ * upstream connection, audit, and get ready for the next request. */
+static void
+px_resp_finish(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	struct upconn *up = q->up;
+	int keep;
+
+	if (q->out_mode == OUT_BUFFER)
+		px_flush_filtered(px);
+	if (q->sse && mcp_sse_finish(q->sse, emit_client, px) == -1)
+		log_warn("event stream filter failed at end of stream");
+	if (q->out_mode == OUT_CHUNKED)
+		evbuffer_add(client_out(px), "0\r\n\r\n", 5);
+	q->up = NULL;
+	if (q->resp_keep && evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0)
+		pool_put(up);
+	else
+		up_free(up);
+	px_audit(px, 1, NULL, q->status_sent);
+	keep = q->client_keep;
+	px_end_request(px, keep);
+}
+
+/* The upstream side failed: answer with status when nothing was sent yet, else end
+ * the client connection so that the client sees a truncated response. */
+static void
+px_up_fail(struct proxy_conn *px, int status, const char *reason, int timeout)
+{
+	struct preq *q = &px->q;
+
+	metrics_inc(timeout ? M_UPSTREAM_TIMEOUTS : M_UPSTREAM_ERRORS);
+	log_info("%s: %s (conn %llu)", px->pw->hostport, reason, (unsigned long long)px->c->id);
+	up_free(q->up);
+	q->up = NULL;
+	px->up_paused = 0;
+	if (!q->head_sent) {
+		px_refuse(px, status, reason, NULL, NULL, 0, 1);
+		return;
+	}
+	/* what was received goes out, then the close shows the truncation */
+	px_audit(px, 1, reason, q->status_sent);
+	px_close_after_flush(px, reason);
+}
+
+static int
+px_up_start(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	const struct config_limits *l = &px->cfg->limits;
+	struct http_limits hl;
+	struct timeval rtv, ctv;
+	struct upconn *up;
+	size_t len;
+
+	if ((up = up_get(px->pw, q->retried)) == NULL)
+		return -1;
+	up->owner = px;
+	q->up = up;
+	if (q->resp)
+		http_reader_free(q->resp);
+	hl.max_header_bytes = l->max_header_bytes > 65536 ? (size_t)l->max_header_bytes : 65536;
+	hl.max_header_count = l->max_header_count > 256 ? (size_t)l->max_header_count : 256;
+	hl.max_body_bytes = -1;
+	if ((q->resp = http_reader_new(0, &hl, &rs_cbs, px)) == NULL)
+		return -1;
+	rtv.tv_sec = l->upstream_response_timeout_ms / 1000;
+	rtv.tv_usec = (l->upstream_response_timeout_ms % 1000) * 1000;
+	ctv.tv_sec = l->upstream_connect_timeout_ms / 1000;
+	ctv.tv_usec = (l->upstream_connect_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(up->bev, l->upstream_response_timeout_ms > 0 ? &rtv : NULL,
+	    l->upstream_connect_timeout_ms > 0 ? &ctv : NULL);
+	bufferevent_setcb(up->bev, up_readcb, NULL, up_eventcb, up);
+	len = evbuffer_get_length(q->out);
+	if (bufferevent_write(up->bev, evbuffer_pullup(q->out, -1), len) == -1)
+		return -1;
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	clock_gettime(CLOCK_MONOTONIC, &q->t_up);
+	return 0;
+}
+
+/* Feeds buffered upstream bytes to the response reader, in slices so that a full
+ * client output buffer stops the flow promptly. */
+static void
+px_up_read(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+	struct evbuffer *in;
+	struct evbuffer_iovec v;
+	ssize_t k;
+	size_t n;
+
+	while (q->up && !px->up_paused && !q->resp_done && px->close_reason == NULL) {
+		in = bufferevent_get_input(q->up->bev);
+		if (evbuffer_get_length(in) == 0)
+			break;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len > PX_SLICE ? PX_SLICE : v.iov_len;
+		q->up_got = 1;
+		k = http_reader_feed(q->resp, v.iov_base, n);
+		if (k < 0) {
+			if (q->resp_err)
+				px_up_fail(px, q->resp_err, q->resp_err_reason, 0);
+			else
+				px_up_fail(px, 502, "malformed upstream response", 0);
+			return;
+		}
+		evbuffer_drain(in, (size_t)k);
+		px_backpressure(px);
+	}
+	if (q->up && q->resp_done)
+		px_resp_finish(px);
+}
+
+/* ---- entry points: every libevent callback goes through enter/leave ---- */
+
+static void
+px_enter(struct proxy_conn *px)
+{
+	px->depth++;
+}
+
+static void
+px_leave(struct proxy_conn *px)
+{
+	if (--px->depth == 0 && px->close_reason)
+		conn_close(px->c, px->close_reason);       /* frees px */
+}
+
+static void
+up_readcb(struct bufferevent *bev, void *arg)
+{
+	struct upconn *up = arg;
+	struct proxy_conn *px = up->owner;
+
+	if (px == NULL) {               /* idle pooled connection: data or close */
+		pool_remove(up);
+		up_free(up);
+		return;
+	}
+	px_enter(px);
+	px_up_read(px);
+	if (px->phase == PH_IDLE && px->depth == 1)
+		px_drive(px);           /* pipelined requests waiting */
+	px_leave(px);
+}
+
+static void
+up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upconn *up = arg;
+	struct proxy_conn *px = up->owner;
+	struct preq *q;
+	int fd;
+
+	if (px == NULL) {
+		pool_remove(up);
+		up_free(up);
+		return;
+	}
+	q = &px->q;
+	if (what & BEV_EVENT_CONNECTED) {
+		up->connected = 1;
+		fd = 1;
+		if (!px->pw->ssl_ctx)
+			setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &fd, sizeof(fd));
+		return;
+	}
+	px_enter(px);
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (!up->connected)
+			px_up_fail(px, 502, "upstream connect timeout", 1);
+		else if (!q->got_headers)
+			px_up_fail(px, 504, "upstream response timeout", 1);
+		else
+			px_up_fail(px, 502, "upstream stream idle timeout", 1);
+	} else if (up->reused && !q->up_got && !q->retried) {
+		/* a pooled connection the upstream had just closed: one fresh attempt */
+		up_free(up);
+		q->up = NULL;
+		q->retried = 1;
+		if (px_up_start(px) == -1)
+			px_up_fail(px, 502, "upstream unreachable", 0);
+	} else if ((what & BEV_EVENT_EOF) && q->got_headers) {
+		px_up_read(px);
+		if (q->up && !q->resp_done && http_reader_eof(q->resp) == 0 && q->resp_done) {
+			q->resp_keep = 0;
+			px_resp_finish(px);
+		} else if (q->up && !q->resp_done)
+			px_up_fail(px, 502, "upstream closed mid-response", 0);
+	} else {
+		if (what & BEV_EVENT_ERROR)
+			log_debug("upstream: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		px_up_fail(px, 502, up->connected ? "upstream closed the connection" :
+		    "upstream unreachable", 0);
+	}
+	if (px->phase == PH_IDLE && px->depth == 1)
+		px_drive(px);
+	px_leave(px);
+}
+
+static void
+client_readcb(struct bufferevent *bev, void *arg)
+{
+	struct proxy_conn *px = arg;
+
+	px_enter(px);
+	if (px->depth == 1)
+		px_drive(px);
+	px_leave(px);
+}
+
+static void
+client_writecb(struct bufferevent *bev, void *arg)
+{
+	struct proxy_conn *px = arg;
+	size_t len = evbuffer_get_length(client_out(px));
+
+	px_enter(px);
+	if (px->close_after_flush && len == 0 && px->close_reason == NULL)
+		px->close_reason = px->flush_reason;
+	if (px->depth == 1 && px->up_paused && len <= PX_OUT_LOW && px->q.up) {
+		px->up_paused = 0;
+		px_timer(px, 0);
+		bufferevent_enable(px->q.up->bev, EV_READ);
+		px_up_read(px);
+		if (px->phase == PH_IDLE)
+			px_drive(px);
+	}
+	px_leave(px);
+}
+
+static void
+client_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct proxy_conn *px = arg;
+
+	px_enter(px);
+	if (px->close_reason == NULL)
+		px->close_reason = (what & BEV_EVENT_EOF) ? "client closed" :
+		    (what & BEV_EVENT_TIMEOUT) ? "client timeout" : "client error";
+	px_leave(px);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_conn *px = arg;
+
+	px_enter(px);
+	switch (px->phase) {
+	case PH_IDLE:
+		if (px->close_reason == NULL)
+			px->close_reason = "idle timeout";
+		break;
+	case PH_HEAD:
+	case PH_BODY:
+		px_lookup(px);
+		px_refuse(px, 408, px->phase == PH_HEAD ? "header timeout" : "body timeout",
+		    NULL, NULL, 1, 0);
+		break;
+	default:
+		if (px->close_reason == NULL)
+			px->close_reason = "client stalled";
+		break;
+	}
+	px_leave(px);
+}
+
+/* ---- public API ---- */
+
+static int
+resolve_upstream(struct proxy_worker *pw)
+{
+	const struct config_upstream *u = &pw->cfg->upstream;
+	struct addrinfo hints, *res = NULL;
+	char port[8];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", u->port);
+	if ((rc = getaddrinfo(u->host, port, &hints, &res)) != 0) {
+		log_err("upstream host %s: %s", u->host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(&pw->addr, res->ai_addr, res->ai_addrlen);
+	pw->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (strchr(u->host, ':'))
+		snprintf(pw->hostport, sizeof(pw->hostport), "[%s]:%u", u->host, u->port);
+	else
+		snprintf(pw->hostport, sizeof(pw->hostport), "%s:%u", u->host, u->port);
+	return 0;
+}
+
+static int
+upstream_tls(struct proxy_worker *pw)
+{
+	const struct config_upstream *u = &pw->cfg->upstream;
+	static const unsigned char alpn[] = "\x08http/1.1";
+
+	if ((pw->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(pw->ssl_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(pw->ssl_ctx, SSL_VERIFY_PEER, NULL);
+	if (u->ca ? !SSL_CTX_load_verify_locations(pw->ssl_ctx, u->ca, NULL) :
+	    !SSL_CTX_set_default_verify_paths(pw->ssl_ctx))
+		goto fail;
+	if (SSL_CTX_set_alpn_protos(pw->ssl_ctx, alpn, sizeof(alpn) - 1) != 0)
+		goto fail;
+	return 0;
+fail:
+	log_sslerr("upstream TLS context (%s)", u->ca ? u->ca : "system store");
+	return -1;
+}
+
+struct proxy_worker *
+proxy_worker_new(struct worker *w)
+{
+	struct proxy_worker *pw;
+
+	pthread_once(&px_once, px_tables_init);
+	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
+		log_err("calloc: %s", strerror(errno));
+		return NULL;
+	}
+	pw->w = w;
+	pw->cfg = w->cfg;
+	TAILQ_INIT(&pw->idle);
+	if (pw->cfg->upstream.host == NULL || resolve_upstream(pw) == -1)
+		goto fail;
+	if (pw->cfg->upstream.tls && upstream_tls(pw) == -1)
+		goto fail;
+	return pw;
+fail:
+	proxy_worker_free(pw);
+	return NULL;
+}
+
+void
+proxy_worker_free(struct proxy_worker *pw)
+{
+	struct upconn *up;
+
+	if (pw == NULL)
+		return;
+	while ((up = TAILQ_FIRST(&pw->idle)) != NULL) {
+		pool_remove(up);
+		up_free(up);
+	}
+	SSL_CTX_free(pw->ssl_ctx);
+	free(pw);
+}
+
+int
+proxy_conn_start(struct conn *c)
+{
+	struct proxy_conn *px;
+	const struct config *cfg = c->w->cfg;
+	struct http_limits hl;
+
+	if ((px = calloc(1, sizeof(*px))) == NULL)
+		return -1;
+	px->c = c;
+	px->pw = c->w->px;
+	px->cfg = cfg;
+	hl.max_header_bytes = cfg->limits.max_header_bytes > 0 ? (size_t)cfg->limits.max_header_bytes : 16384;
+	hl.max_header_count = cfg->limits.max_header_count > 0 ? (size_t)cfg->limits.max_header_count : 100;
+	hl.max_body_bytes = cfg->limits.max_body_bytes;
+	if ((px->rd = http_reader_new(1, &hl, &rq_cbs, px)) == NULL ||
+	    (px->timer = evtimer_new(c->w->base, timer_cb, px)) == NULL) {
+		http_reader_free(px->rd);
+		free(px);
+		return -1;
+	}
+	c->px = px;
+	px->phase = PH_IDLE;
+	bufferevent_setcb(c->bev, client_readcb, client_writecb, client_eventcb, px);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, PX_IN_HIGH);
+	bufferevent_setwatermark(c->bev, EV_WRITE, PX_OUT_LOW, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	px_timer(px, cfg->limits.header_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	return 0;
+}
+
+void
+proxy_conn_free(struct conn *c, const char *reason)
+{
+	struct proxy_conn *px = c->px;
+	struct preq *q;
+
+	if (px == NULL)
+		return;
+	q = &px->q;
+	if (q->active && !q->audited) {
+		if (!q->looked_up)
+			px_lookup(px);
+		px_audit(px, q->deny_status == 0 && q->forwarded, reason ? reason : "closed",
+		    q->status_sent);
+	}
+	if (c->bev)
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	preq_clear(q);
+	http_reader_free(px->rd);
+	if (px->timer)
+		event_free(px->timer);
+	free(px);
+	c->px = NULL;
+}
+
+/* Busy while a request is unanswered, and while a final response is still being
+ * flushed before a close (graceful shutdown must not cut it off). */
+int
+proxy_conn_busy(const struct conn *c)
+{
+	const struct proxy_conn *px = c->px;
+
+	if (px == NULL)
+		return 0;
+	if (px->q.active && !px->q.audited)
+		return 1;
+	return px->close_after_flush && c->bev != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+}
