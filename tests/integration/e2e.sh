@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # e2e.sh: helpers for the end-to-end tests with the official MCP TypeScript SDK
 # (tests/integration/t_e2e_*.sh). Source after lib.sh and gw.sh, then call cg_setup.
 #
@@ -18,10 +19,11 @@ E2E_JS=
 e2e_require_node() {
 	E2E_JS=$CG_SRC/tests/js
 	command -v node >/dev/null 2>&1 || cg_fail "node not found (Node.js >= 20.18.1 is needed)"
-	[ -d "$E2E_JS/node_modules/@modelcontextprotocol/sdk" ] &&
-	    [ -d "$E2E_JS/node_modules/@modelcontextprotocol/server-everything" ] &&
-	    [ -d "$E2E_JS/node_modules/undici" ] ||
-		cg_fail "npm packages missing: run 'npm ci' in $E2E_JS (scripts/test does)"
+	local m
+	for m in @modelcontextprotocol/sdk @modelcontextprotocol/server-everything undici; do
+		[ -d "$E2E_JS/node_modules/$m" ] ||
+			cg_fail "npm package $m missing: run 'npm ci' in $E2E_JS (scripts/test does)"
+	done
 }
 
 e2e_issue() {
@@ -35,11 +37,11 @@ e2e_issue() {
 }
 
 e2e_upstream_start() {
-	local port=$1 pid i
+	local port=$1 pid _
 	PORT=$port HOST=127.0.0.1 node "$E2E_JS/upstream.mjs" >>"$T/upstream.log" 2>&1 &
 	pid=$!
 	cg_track_pid "$pid"
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$T/upstream.log" >&2
 			cg_fail "server-everything exited during start-up"
@@ -67,8 +69,8 @@ e2e_client() {
 }
 
 e2e_wait_audit() {
-	local filter=$1 secs=${2:-5} i
-	for i in $(seq 1 $((secs * 10))); do
+	local filter=$1 secs=${2:-5} _
+	for _ in $(seq 1 $((secs * 10))); do
 		if [ -f "$PKI/audit.jsonl" ] && e2e_any "$PKI/audit.jsonl" "$filter"; then
 			return 0
 		fi

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Summarises bench/compare's JSON lines: a table, ratios, targets, and a CSV.
+
+usage: compare-report.py RESULTS.jsonl OUT.csv WORKERS CONNECTIONS THREADS DURATION IDLE
+"""
+import csv
+import datetime
+import json
+import os
+import sys
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main():
+    res_path, csv_path = sys.argv[1], sys.argv[2]
+    workers, conns, threads, duration, idle = sys.argv[3:8]
+    rows = [json.loads(l) for l in open(res_path) if l.strip()]
+    by = {r["label"]: r for r in rows}
+    servers = [s for s in ("certgate-token", "certgate-pem", "nginx")
+               if any(k.startswith(s + ":") for k in by)]
+    machine = f"{os.cpu_count()} CPUs, {cpu_model()}"
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+    print(f"\ncertgate bench/compare  {now}  {machine}")
+    print(f"workers {workers}, client: {conns} connections, {threads} threads, "
+          f"{duration} s per scenario (client and servers share the machine)\n")
+    hdr = (f"{'scenario':10s} {'server':15s} {'req/s':>9s} {'hs/s':>8s} {'p50 ms':>8s} "
+           f"{'p90 ms':>8s} {'p99 ms':>8s} {'p99.9':>8s} {'max ms':>8s} "
+           f"{'cpu us/op':>9s} {'errors':>6s}")
+    print(hdr)
+    print("-" * len(hdr))
+    out = []
+
+    def cpu_op(r):
+        s = r["server"]
+        return s["cpu_us_per_request"] if r["mode"] == "keepalive" else s["cpu_us_per_handshake"]
+
+    for sc in ("new", "resume", "keepalive"):
+        for s in servers:
+            r = by.get(f"{s}:{sc}")
+            if r is None:
+                continue
+            L = r["latency_ms"]
+            print(f"{sc:10s} {s:15s} {r['requests_per_s']:9.1f} {r['handshakes_per_s']:8.1f} "
+                  f"{L['p50']:8.3f} {L['p90']:8.3f} {L['p99']:8.3f} {L['p99.9']:8.3f} "
+                  f"{L['max']:8.3f} {cpu_op(r):9.1f} {r['errors']:6d}")
+            for k, v in (("requests_per_s", r["requests_per_s"]),
+                         ("handshakes_per_s", r["handshakes_per_s"]),
+                         ("p50_ms", L["p50"]), ("p90_ms", L["p90"]), ("p99_ms", L["p99"]),
+                         ("p99.9_ms", L["p99.9"]), ("max_ms", L["max"]),
+                         ("server_cpu_us_per_op", round(cpu_op(r), 1)),
+                         ("errors", r["errors"])):
+                out.append((s, sc, k, v))
+    print()
+    for s in servers:
+        r = by.get(f"{s}:idle")
+        if r is None:
+            continue
+        i = r["idle"]
+        print(f"idle       {s:15s} {i['established']} of {i['wanted']} held, "
+              f"{i['rss_kib_per_connection']:.2f} KiB RSS per connection "
+              f"({r['server']['rss_kib_start']} -> {r['server']['rss_kib_hold']} KiB), "
+              f"dropped {i['dropped']}, errors {r['errors']}")
+        out += [(s, "idle", "established", i["established"]),
+                (s, "idle", "rss_kib_per_connection", round(i["rss_kib_per_connection"], 2))]
+
+    sp = by.get("openssl:speed")
+    if sp:
+        print(f"openssl speed ecdsap256 (1 core): {sp['sign_per_s']:.0f} sign/s, "
+              f"{sp['verify_per_s']:.0f} verify/s")
+        out += [("openssl", "ecdsap256", "sign_per_s", sp["sign_per_s"]),
+                ("openssl", "ecdsap256", "verify_per_s", sp["verify_per_s"])]
+    spy = by.get("spy:signs")
+    sn, sr = by.get("spy:new"), by.get("spy:resume")
+    per_full = per_res = None
+    if spy and sn and sr:
+        full = sn["full_handshakes"] + sn["warmup_full_handshakes"]
+        per_full = spy["signs_new"] / full if full else float("nan")
+        res = sr["resumed_handshakes"] + sr["warmup_resumed_handshakes"]
+        extra = spy["signs_resume"] - sr["full_handshakes"] - sr["warmup_full_handshakes"]
+        per_res = extra / res if res else float("nan")
+        print(f"pkcs11-spy: {spy['signs_new']} C_Sign for {full} full handshakes "
+              f"({per_full:.2f} each); {spy['signs_resume']} C_Sign for "
+              f"{sr['full_handshakes'] + sr['warmup_full_handshakes']} full + {res} resumed "
+              f"handshakes ({per_res:.2f} per resumed)")
+        out += [("certgate-token", "spy", "c_sign_per_full_handshake", round(per_full, 3)),
+                ("certgate-token", "spy", "c_sign_per_resumed_handshake", round(per_res, 3))]
+
+    def get(s, sc, k):
+        r = by.get(f"{s}:{sc}")
+        if r is None:
+            return None
+        if k == "cpu":
+            return cpu_op(r)
+        return r[k]
+
+    def ratio(a, b):
+        return a / b if a is not None and b not in (None, 0) else None
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.2f}"
+
+    print("\nratios (throughput: higher is better for certgate; cpu/op: lower is better)")
+    for sc, k in (("new", "handshakes_per_s"), ("resume", "handshakes_per_s"),
+                  ("keepalive", "requests_per_s")):
+        cn = ratio(get("certgate-token", sc, k), get("nginx", sc, k))
+        cc = ratio(get("certgate-token", sc, "cpu"), get("nginx", sc, "cpu"))
+        tp = ratio(get("certgate-token", sc, k), get("certgate-pem", sc, k))
+        tc = ratio(get("certgate-token", sc, "cpu"), get("certgate-pem", sc, "cpu"))
+        print(f"  {sc:10s} certgate/nginx {fmt(cn)} (cpu/op {fmt(cc)})   "
+              f"token/PEM {fmt(tp)} (cpu/op {fmt(tc)})")
+        out += [("ratio", sc, "certgate_over_nginx", cn), ("ratio", sc, "certgate_over_nginx_cpu", cc),
+                ("ratio", sc, "token_over_pem", tp), ("ratio", sc, "token_over_pem_cpu", tc)]
+
+    print("\ntargets")
+
+    def target(name, ok, detail):
+        state = "n/a " if ok is None else ("MET " if ok else "MISS")
+        print(f"  [{state}] {name}: {detail}")
+        out.append(("target", name, "met", "" if ok is None else int(ok)))
+
+    a = get("certgate-token", "new", "handshakes_per_s")
+    b = get("nginx", "new", "handshakes_per_s")
+    ca, cb = get("certgate-token", "new", "cpu"), get("nginx", "new", "cpu")
+    target("full handshakes >= nginx", None if b is None else a >= b,
+           f"{fmt(a)} vs {fmt(b)} /s")
+    target("cpu/handshake <= nginx / 1.3", None if cb is None else ca <= cb / 1.3,
+           f"{fmt(ca)} vs {fmt(cb)} us (limit {fmt(cb / 1.3 if cb else None)})")
+    p = get("certgate-pem", "new", "handshakes_per_s")
+    target("token >= 0.9 x PEM (full handshakes)", None if p is None else a >= 0.9 * p,
+           f"{fmt(ratio(a, p))}")
+    ka, kb = get("certgate-token", "keepalive", "requests_per_s"), get("nginx", "keepalive", "requests_per_s")
+    target("keep-alive tools/call >= 1.2 x nginx", None if kb is None else ka >= 1.2 * kb,
+           f"{fmt(ratio(ka, kb))}")
+    ra = get("certgate-token", "resume", "handshakes_per_s")
+    target("resumed >= 3 x full rate", None if ra is None or not a else ra >= 3 * a,
+           f"{fmt(ratio(ra, a))}")
+    target("0 token signatures per resumed handshake",
+           None if per_res is None else per_res == 0, f"{fmt(per_res)}")
+    r = by.get("certgate-token:idle")
+    kib = r["idle"]["rss_kib_per_connection"] if r else None
+    target(f"idle connections <= 16 KiB RSS each",
+           None if kib is None else kib <= 16, f"{fmt(kib)} KiB with {idle} wanted")
+
+    os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["date", "machine", "workers", "connections", "threads", "duration_s",
+                    "server", "scenario", "metric", "value"])
+        for s, sc, k, v in out:
+            w.writerow([now, machine, workers, conns, threads, duration, s, sc, k,
+                        "" if v is None else v])
+    print(f"\nwrote {csv_path}")
+
+
+if __name__ == "__main__":
+    main()
