@@ -79,6 +79,17 @@ struct config_upstream {
 	int pool_size;        /* idle keep-alive connections per worker, default 16 */
 };
 
+/* Token signatures off the event loop (signer.h): a pool of threads runs the
+ * private-key operations while the handshake waits in an OpenSSL async job. */
+struct config_signer {
+	int async;            /* default 1; 0: sign on the worker thread (blocking) */
+	int threads;          /* signer threads, default 8 (the token's concurrency) */
+	int queue;            /* signs waiting for a thread beyond which a handshake is
+	                       * refused, default 256 (0: refuse when all threads are busy) */
+	int timeout_ms;       /* a handshake waits at most this long for its signature,
+	                       * default 5000 */
+};
+
 struct config {
 	char *path;           /* the file this came from */
 	char *dir;            /* its directory, for relative paths */
@@ -94,6 +105,7 @@ struct config {
 	struct config_tls tls;
 	struct config_ca ca;
 	struct config_limits limits;
+	struct config_signer signer;
 
 	char *identity_map;   /* agents.json, required */
 	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */

@@ -720,6 +720,14 @@ static const struct field f_limits[] = {
 };
 #undef LIM
 
+static const struct field f_signer[] = {
+	{ "async", FT_BOOL, OFF(signer.async), 0, 0, NULL },
+	{ "threads", FT_INT, OFF(signer.threads), 1, 256, NULL },
+	{ "queue", FT_INT, OFF(signer.queue), 0, 1000000, NULL },
+	{ "timeout_ms", FT_INT, OFF(signer.timeout_ms), 1, 600000, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
 static const struct field f_top[] = {
 	{ "listen", FT_SPECIAL, 0, 0, 0, NULL },
 	{ "admin", FT_SPECIAL, 0, 0, 0, NULL },
@@ -732,6 +740,7 @@ static const struct field f_top[] = {
 	{ "audit", FT_OBJ, 0, 0, 0, f_audit },
 	{ "rate", FT_OBJ, 0, 0, 0, f_rate },
 	{ "limits", FT_OBJ, 0, 0, 0, f_limits },
+	{ "signer", FT_OBJ, 0, 0, 0, f_signer },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -1436,6 +1445,10 @@ config_defaults(struct config *cfg)
 	cfg->limits.max_header_bytes = 16384;
 	cfg->limits.max_header_count = 100;
 	cfg->limits.max_body_bytes = 4L * 1024 * 1024;
+	cfg->signer.async = 1;
+	cfg->signer.threads = 8;
+	cfg->signer.queue = 256;
+	cfg->signer.timeout_ms = 5000;
 	cfg->audit_fail_open = 0;
 	cfg->rate_per_second = 50;
 	cfg->rate_burst = 100;

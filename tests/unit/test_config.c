@@ -654,6 +654,42 @@ test_json_errors(void)
 	free(t);
 }
 
+/* signer: defaults, a full section, ranges and unknown keys. */
+static void
+test_signer(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok(variant(0), 0);
+	if (cfg) {
+		CHECK(cfg->signer.async == 1);
+		CHECK(cfg->signer.threads == 8);
+		CHECK(cfg->signer.queue == 256);
+		CHECK(cfg->signer.timeout_ms == 5000);
+	}
+	config_free(cfg);
+	cfg = expect_ok(variant(2, "  \"listen\": \"127.0.0.1:8443\", \"signer\": { \"async\": false, "
+	    "\"threads\": 2, \"queue\": 0, \"timeout_ms\": 250 },", 0), 0);
+	if (cfg) {
+		CHECK(cfg->signer.async == 0);
+		CHECK(cfg->signer.threads == 2);
+		CHECK(cfg->signer.queue == 0);
+		CHECK(cfg->signer.timeout_ms == 250);
+	}
+	config_free(cfg);
+	expect_one(variant(2, "  \"signer\": { \"threads\": 0 },", 0), 0, 2,
+	    "$.signer.threads", "between 1 and 256");
+	expect_one(variant(2, "  \"signer\": { \"queue\": -1 },", 0), 0, 2,
+	    "$.signer.queue", "between 0 and 1000000");
+	expect_one(variant(2, "  \"signer\": { \"timeout_ms\": 0 },", 0), 0, 2,
+	    "$.signer.timeout_ms", "between 1 and 600000");
+	expect_one(variant(2, "  \"signer\": { \"async\": 1 },", 0), 0, 2,
+	    "$.signer.async", "must be true or false");
+	expect_one(variant(2, "  \"signer\": { \"thread\": 4 },", 0), 0, 2,
+	    "$.signer.thread", "did you mean \"threads\"");
+	expect_one(variant(2, "  \"signer\": 8,", 0), 0, 2, "$.signer", "must be an object");
+}
+
 int
 main(void)
 {
@@ -682,6 +718,7 @@ main(void)
 	test_files();
 	test_pkcs11();
 	test_json_errors();
+	test_signer();
 	{
 		char cmd[PATH_MAX + 16];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
