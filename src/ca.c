@@ -360,17 +360,18 @@ static void
 ca_time_format(time_t t, char *buf, size_t len)
 {
 	struct tm tm;
-
 	int y;
 
 	gmtime_r(&t, &tm);
 	y = tm.tm_year + 1900;
+	/* strftime, unlike snprintf with %02d, cannot be flagged for truncation at -O2. */
+	if (strftime(buf, len, "%Y%m%d%H%M%SZ", &tm) == 0) {
+		if (len > 0)
+			buf[0] = '\0';
+		return;
+	}
 	if (y >= 1950 && y < 2050)
-		snprintf(buf, len, "%02d%02d%02d%02d%02d%02dZ", y % 100, tm.tm_mon + 1,
-		    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	else
-		snprintf(buf, len, "%04d%02d%02d%02d%02d%02dZ", y, tm.tm_mon + 1,
-		    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		memmove(buf, buf + 2, strlen(buf + 2) + 1);	/* UTCTime: two-digit year */
 }
 
 static void
