@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "p11.h"
 #include "proxy.h"
+#include "signer.h"
 #include "state.h"
 #include "tls.h"
 
@@ -80,6 +81,7 @@ static struct {
 	pthread_mutex_t ready_mtx;
 	pthread_cond_t ready_cv;
 	int nready;
+	struct signer_pool *signer;     /* NULL: token signatures block the worker */
 } g = {
 	.ready_mtx = PTHREAD_MUTEX_INITIALIZER,
 	.ready_cv = PTHREAD_COND_INITIALIZER,
@@ -179,6 +181,9 @@ conn_close(struct conn *c, const char *reason)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	/* A handshake paused for a signature: end its async job before SSL_free. */
+	if (!c->established && c->ssl != NULL && SSL_waiting_for_async(c->ssl))
+		signer_ssl_abandon(c->ssl);
 	if (c->px != NULL) {
 		proxy_conn_free(c, reason);
 		c->px = NULL;
@@ -234,7 +239,9 @@ conn_peer_refusal(const struct conn *c, const struct gw_state *st, int check_map
 static void
 conn_hs_fail(struct conn *c, int err)
 {
+	const char *data = NULL;
 	char reason[256];
+	int flags = 0;
 	unsigned long e;
 	long vr;
 
@@ -242,6 +249,13 @@ conn_hs_fail(struct conn *c, int err)
 	switch (err) {
 	case SSL_ERROR_SSL:
 		vr = SSL_get_verify_result(c->ssl);
+		/* The signer raises its own error first: say "queue full" or "timed out",
+		 * not OpenSSL's "EVP lib". */
+		if (ERR_GET_LIB(ERR_peek_error_data(&data, &flags)) == ERR_LIB_USER &&
+		    (flags & ERR_TXT_STRING) && data != NULL && *data != '\0') {
+			snprintf(reason, sizeof(reason), "%s", data);
+			break;
+		}
 		e = ERR_peek_last_error();
 		if (vr == X509_V_OK && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			/* Port probes and load balancer checks: not worth an info line. */
@@ -292,6 +306,8 @@ conn_hs_done(struct conn *c)
 	event_free(c->hs_ev);
 	event_free(c->hs_timer);
 	c->hs_ev = c->hs_timer = NULL;
+	/* Only the handshake signs; reads and writes need no job around them. */
+	SSL_clear_mode(c->ssl, SSL_MODE_ASYNC);
 	c->resumed = SSL_session_reused(c->ssl);
 	metrics_inc(c->resumed ? M_HS_RESUMED : M_HS_OK);
 	if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL) {
@@ -355,6 +371,36 @@ conn_hs_arm(struct conn *c, short what)
 	}
 }
 
+/* The handshake's async job is paused until the signer pool is done: wait for
+ * its wait fd (an eventfd the pool writes). The timeout resumes the job anyway so
+ * the sign can give up after signer.timeout_ms even if the token never answers. */
+static void
+conn_hs_arm_async(struct conn *c)
+{
+	OSSL_ASYNC_FD fds[4];
+	struct timeval tv;
+	size_t n = 0;
+	int ms = c->w->cfg->signer.timeout_ms + 100;
+
+	if (SSL_get_all_async_fds(c->ssl, NULL, &n) != 1 || n == 0 ||
+	    n > sizeof(fds) / sizeof(fds[0]) || SSL_get_all_async_fds(c->ssl, fds, &n) != 1) {
+		log_err("handshake from %s waits for a signature but has no wait fd",
+		    c->peer);
+		metrics_inc(M_HS_FAIL);
+		conn_close(c, "internal error");
+		return;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	event_del(c->hs_ev);
+	event_assign(c->hs_ev, c->w->base, fds[0], EV_READ, conn_hs_cb, c);
+	if (event_add(c->hs_ev, &tv) == -1) {
+		log_err("event_add failed for %s", c->peer);
+		metrics_inc(M_HS_FAIL);
+		conn_close(c, "internal error");
+	}
+}
+
 static void
 conn_hs_step(struct conn *c)
 {
@@ -375,8 +421,9 @@ conn_hs_step(struct conn *c)
 	case SSL_ERROR_WANT_WRITE:
 		conn_hs_arm(c, EV_WRITE);
 		break;
-	/* SSL_MODE_ASYNC goes here: SSL_ERROR_WANT_ASYNC -> arm EV_READ on the fds
-	 * from SSL_get_all_async_fds and call conn_hs_step again when one fires. */
+	case SSL_ERROR_WANT_ASYNC:
+		conn_hs_arm_async(c);
+		break;
 	default:
 		conn_hs_fail(c, err);
 	}
@@ -475,6 +522,8 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	SSL_set_accept_state(c->ssl);
+	if (g.signer != NULL)
+		SSL_set_mode(c->ssl, SSL_MODE_ASYNC);
 	c->hs_ev = event_new(w->base, fd, EV_READ, conn_hs_cb, c);
 	c->hs_timer = evtimer_new(w->base, conn_hs_timeout_cb, c);
 	if (c->hs_ev == NULL || c->hs_timer == NULL) {
@@ -667,6 +716,9 @@ conn_worker_main(void *arg)
 	if (w->px != NULL)
 		proxy_worker_free(w->px);
 	w->px = NULL;
+	/* bufferevents freed above with deferred callbacks are finalized by the loop:
+	 * run it once more so nothing is left for event_base_free to leak. */
+	event_base_loop(w->base, EVLOOP_NONBLOCK);
 	return NULL;
 }
 
@@ -997,6 +1049,44 @@ conn_join_workers(void)
 	g.nworkers = g.nstarted = 0;
 }
 
+/* Token signatures off the event loop (signer.h), when configured and possible. */
+static int
+conn_signer_start(const struct config *cfg, EVP_PKEY *key)
+{
+	if (!cfg->signer.async) {
+		log_info("signer.async is false: token signatures run on the worker threads "
+		    "and block their event loop");
+		return 0;
+	}
+	if (!signer_async_capable()) {
+		log_warn("OpenSSL async jobs are not available on this platform: token "
+		    "signatures run synchronously on the worker threads");
+		return 0;
+	}
+	if (p11_key_enable_async(key, NULL) == -1) {
+		log_info("the server key is not a token key: signing stays synchronous");
+		return 0;
+	}
+	if ((g.signer = signer_pool_new(cfg->signer.threads, cfg->signer.queue,
+	    cfg->signer.timeout_ms)) == NULL)
+		return -1;
+	if (p11_key_enable_async(key, g.signer) == -1) {
+		signer_pool_free(g.signer);
+		g.signer = NULL;
+	}
+	return 0;
+}
+
+static void
+conn_signer_stop(EVP_PKEY *key)
+{
+	if (g.signer == NULL)
+		return;
+	(void)p11_key_enable_async(key, NULL);
+	signer_pool_free(g.signer);
+	g.signer = NULL;
+}
+
 int
 conn_serve(struct config *cfg)
 {
@@ -1010,6 +1100,8 @@ conn_serve(struct config *cfg)
 		return 1;
 	}
 	if (tls_load_server_key(cfg, &key) == -1)
+		goto fail;
+	if (conn_signer_start(cfg, key) == -1)
 		goto fail;
 	if (state_init(cfg, key) == -1)
 		goto fail;
@@ -1035,6 +1127,8 @@ conn_serve(struct config *cfg)
 	rc = 0;
 fail:
 	conn_join_workers();
+	/* Every handshake is over: no job waits for the pool any more. */
+	conn_signer_stop(key);
 	admin_stop();
 	conn_main_events_free();
 	if (g.base != NULL)
