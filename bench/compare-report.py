@@ -25,7 +25,7 @@ def main():
     workers, conns, threads, duration, idle = sys.argv[3:8]
     rows = [json.loads(l) for l in open(res_path) if l.strip()]
     by = {r["label"]: r for r in rows}
-    servers = [s for s in ("certgate-token", "certgate-pem", "nginx")
+    servers = [s for s in ("certgate-token", "certgate-pem", "nginx", "nginx-pem")
                if any(k.startswith(s + ":") for k in by)]
     machine = f"{os.cpu_count()} CPUs, {cpu_model()}"
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -97,7 +97,8 @@ def main():
 
     def get(s, sc, k):
         r = by.get(f"{s}:{sc}")
-        if r is None:
+        # A run with errors measured something else: no ratio, no target from it.
+        if r is None or r["errors"] > 0 or r["requests"] == 0:
             return None
         if k == "cpu":
             return cpu_op(r)
@@ -116,8 +117,13 @@ def main():
         cc = ratio(get("certgate-token", sc, "cpu"), get("nginx", sc, "cpu"))
         tp = ratio(get("certgate-token", sc, k), get("certgate-pem", sc, k))
         tc = ratio(get("certgate-token", sc, "cpu"), get("certgate-pem", sc, "cpu"))
+        pn = ratio(get("certgate-pem", sc, k), get("nginx-pem", sc, k))
+        pc = ratio(get("certgate-pem", sc, "cpu"), get("nginx-pem", sc, "cpu"))
         print(f"  {sc:10s} certgate/nginx {fmt(cn)} (cpu/op {fmt(cc)})   "
-              f"token/PEM {fmt(tp)} (cpu/op {fmt(tc)})")
+              f"token/PEM {fmt(tp)} (cpu/op {fmt(tc)})   "
+              f"PEM certgate/nginx {fmt(pn)} (cpu/op {fmt(pc)})")
+        out += [("ratio", sc, "pem_certgate_over_nginx", pn),
+                ("ratio", sc, "pem_certgate_over_nginx_cpu", pc)]
         out += [("ratio", sc, "certgate_over_nginx", cn), ("ratio", sc, "certgate_over_nginx_cpu", cc),
                 ("ratio", sc, "token_over_pem", tp), ("ratio", sc, "token_over_pem_cpu", tc)]
 
@@ -128,21 +134,24 @@ def main():
         print(f"  [{state}] {name}: {detail}")
         out.append(("target", name, "met", "" if ok is None else int(ok)))
 
+    def both(x, y):
+        return x is not None and y is not None
+
     a = get("certgate-token", "new", "handshakes_per_s")
     b = get("nginx", "new", "handshakes_per_s")
     ca, cb = get("certgate-token", "new", "cpu"), get("nginx", "new", "cpu")
-    target("full handshakes >= nginx", None if b is None else a >= b,
+    target("full handshakes >= nginx", a >= b if both(a, b) else None,
            f"{fmt(a)} vs {fmt(b)} /s")
-    target("cpu/handshake <= nginx / 1.3", None if cb is None else ca <= cb / 1.3,
+    target("cpu/handshake <= nginx / 1.3", ca <= cb / 1.3 if both(ca, cb) else None,
            f"{fmt(ca)} vs {fmt(cb)} us (limit {fmt(cb / 1.3 if cb else None)})")
     p = get("certgate-pem", "new", "handshakes_per_s")
-    target("token >= 0.9 x PEM (full handshakes)", None if p is None else a >= 0.9 * p,
+    target("token >= 0.9 x PEM (full handshakes)", a >= 0.9 * p if both(a, p) else None,
            f"{fmt(ratio(a, p))}")
     ka, kb = get("certgate-token", "keepalive", "requests_per_s"), get("nginx", "keepalive", "requests_per_s")
-    target("keep-alive tools/call >= 1.2 x nginx", None if kb is None else ka >= 1.2 * kb,
+    target("keep-alive tools/call >= 1.2 x nginx", ka >= 1.2 * kb if both(ka, kb) else None,
            f"{fmt(ratio(ka, kb))}")
     ra = get("certgate-token", "resume", "handshakes_per_s")
-    target("resumed >= 3 x full rate", None if ra is None or not a else ra >= 3 * a,
+    target("resumed >= 3 x full rate", ra >= 3 * a if both(ra, a) else None,
            f"{fmt(ratio(ra, a))}")
     target("0 token signatures per resumed handshake",
            None if per_res is None else per_res == 0, f"{fmt(per_res)}")
@@ -160,7 +169,12 @@ def main():
             w.writerow([now, machine, workers, conns, threads, duration, s, sc, k,
                         "" if v is None else v])
     print(f"\nwrote {csv_path}")
+    bad = [r["label"] for r in rows if r.get("errors", 0) > 0]
+    if bad:
+        print("runs with errors (their figures are not comparable): " + ", ".join(bad))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
