@@ -87,6 +87,16 @@ const char *p11_rv_str(unsigned long rv);
 int p11_read_secret(const char *file, const char *env, char **out, char *err, size_t errlen);
 void p11_secret_free(char *s);
 
+struct signer_pool;
+
+/* Makes key's signatures run on pool (signer.h) when they are made inside an
+ * OpenSSL async job (a handshake with SSL_MODE_ASYNC); outside a job they stay
+ * synchronous. pool NULL detaches it again (do that before freeing the pool).
+ * The pool is borrowed. Returns 0, or -1 when key cannot sign asynchronously (a
+ * software key, or a key type without a wrapped method; logged when pool is set):
+ * it then keeps signing synchronously. */
+int p11_key_enable_async(EVP_PKEY *key, struct signer_pool *pool);
+
 /* Logs out and unloads every module. Safe to call when nothing is open. Free
  * every EVP_PKEY obtained from this module first: they refer to the token. */
 void p11_shutdown(void);

@@ -9,7 +9,11 @@
  *
  * The handshake is driven here with SSL_do_handshake on a non-blocking socket and
  * our own readiness event and timer, not by bufferevent_openssl: libevent cannot
- * drive SSL_ERROR_WANT_ASYNC (libevent#403), which an asynchronous token needs. */
+ * drive SSL_ERROR_WANT_ASYNC (libevent#403), which an asynchronous token needs.
+ * With a signer pool (signer.h) the handshake runs with SSL_MODE_ASYNC: the token
+ * signature pauses its async job, SSL_do_handshake returns SSL_ERROR_WANT_ASYNC,
+ * and the job's wait fd (an eventfd the pool writes) is watched like the socket
+ * until the signature is done; the worker serves other connections meanwhile. */
 #include "conn.h"
 
 #include <arpa/inet.h>

@@ -8,6 +8,7 @@
 
 #include "p11.h"
 #include "log.h"
+#include "signer.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -24,8 +25,13 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include <libp11.h>
 #include <p11-kit/pkcs11.h>
@@ -588,24 +594,433 @@ p11_pin_source(const struct p11_defaults *d, const struct p11_uri *u, char **pin
 /* ------------------------------------------------------------------------- */
 /* Modules and tokens (all called with p11_lock held) */
 
+/* Token keys sign through the EVP_PKEY_METHODs registered here (libp11 keys are
+ * "foreign" to OpenSSL 3, so every EVP_DigestSign on them takes the legacy
+ * method path: TLS 1.2 and 1.3, ECDSA, RSA PKCS#1 and PSS alike). Each is a copy
+ * of libp11's method with its sign wrapped: a key with a signer pool attached
+ * (p11_key_enable_async) signs through signer_sign(), which runs the signature on
+ * a pool thread when the caller is inside an async job (a handshake); any other
+ * key signs with libp11's own sign, unchanged (CA operations, `check`). */
+static const int p11_meth_nids[] = { EVP_PKEY_RSA, EVP_PKEY_EC };
+#define P11_NMETH (sizeof(p11_meth_nids) / sizeof(p11_meth_nids[0]))
+static signer_sign_fn p11_orig_sign[P11_NMETH];
+static int p11_ref_idx = -1;	/* EVP_PKEY ex_data: struct p11_keyref * */
+
+/* What a signer thread needs to find a token key in a session of its own. */
+struct p11_keyref {
+	struct p11_token	*tok;
+	char			*label;
+	unsigned char		*id;
+	size_t			 id_len;
+	struct signer_pool	*pool;	/* NULL: synchronous libp11 signing */
+};
+
+/* One raw session per thread that signs for a pool. libp11's own session pool
+ * is not used there: in 0.4.12 a thread waits on a condition variable forever
+ * when that pool is empty and C_OpenSession fails (token gone), so a short
+ * token outage would wedge every signer thread for good. A failed call here
+ * drops the session and the next signature opens a fresh one. */
+static __thread struct {
+	struct p11_token		*tok;
+	const struct p11_keyref		*key;	/* whose handle obj is */
+	CK_SESSION_HANDLE		 sess;
+	CK_OBJECT_HANDLE		 obj;
+	int				 has_sess;
+} p11_thr;
+
+static void
+p11_keyref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	struct p11_keyref *r = ptr;
+
+	if (r == NULL)
+		return;
+	free(r->label);
+	free(r->id);
+	free(r);
+}
+
+/* Remembers where key lives (once per EVP_PKEY: libp11 may hand out the same
+ * object again). Called with p11_lock held. */
+static void
+p11_keyref_attach(EVP_PKEY *key, struct p11_token *t, PKCS11_KEY *k)
+{
+	struct p11_keyref *r;
+
+	if (p11_ref_idx < 0 || EVP_PKEY_get_ex_data(key, p11_ref_idx) != NULL)
+		return;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return;
+	r->tok = t;
+	if ((k->label != NULL && (r->label = strdup(k->label)) == NULL) ||
+	    (k->id_len > 0 && (r->id = malloc(k->id_len)) == NULL) ||
+	    EVP_PKEY_set_ex_data(key, p11_ref_idx, r) != 1) {
+		p11_keyref_free(NULL, r, NULL, 0, 0, NULL);
+		ERR_clear_error();
+		return;
+	}
+	if (k->id_len > 0)
+		memcpy(r->id, k->id, k->id_len);
+	r->id_len = k->id_len;
+}
+
+static struct p11_keyref *
+p11_ctx_ref(EVP_PKEY_CTX *ctx)
+{
+	EVP_PKEY *pk;
+
+	if (p11_ref_idx < 0 || (pk = EVP_PKEY_CTX_get0_pkey(ctx)) == NULL)
+		return NULL;
+	return EVP_PKEY_get_ex_data(pk, p11_ref_idx);
+}
+
+static void
+p11_thr_drop(void)
+{
+	if (p11_thr.has_sess)
+		(void)p11_thr.tok->mod->fl->C_CloseSession(p11_thr.sess);
+	p11_thr.has_sess = 0;
+	p11_thr.key = NULL;
+	p11_thr.tok = NULL;
+}
+
+static CK_RV
+p11_thr_find(const struct p11_keyref *r)
+{
+	CK_FUNCTION_LIST_PTR fl = r->tok->mod->fl;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE tmpl[3];
+	CK_ULONG n = 0, count = 0;
+	CK_RV rv;
+
+	tmpl[n].type = CKA_CLASS;
+	tmpl[n].pValue = &cls;
+	tmpl[n++].ulValueLen = sizeof(cls);
+	if (r->label != NULL) {
+		tmpl[n].type = CKA_LABEL;
+		tmpl[n].pValue = r->label;
+		tmpl[n++].ulValueLen = strlen(r->label);
+	}
+	if (r->id_len > 0) {
+		tmpl[n].type = CKA_ID;
+		tmpl[n].pValue = r->id;
+		tmpl[n++].ulValueLen = r->id_len;
+	}
+	if ((rv = fl->C_FindObjectsInit(p11_thr.sess, tmpl, n)) != CKR_OK)
+		return rv;
+	rv = fl->C_FindObjects(p11_thr.sess, &p11_thr.obj, 1, &count);
+	(void)fl->C_FindObjectsFinal(p11_thr.sess);
+	if (rv == CKR_OK && count == 0)
+		rv = CKR_KEY_HANDLE_INVALID;
+	return rv;
+}
+
+/* C_SignInit + C_Sign in this thread's session. Returns 0, or -1 with an
+ * OpenSSL error naming the PKCS#11 call and code (the pool logs it). */
+static int
+p11_thr_sign(const struct p11_keyref *r, CK_MECHANISM *mech, const unsigned char *in,
+    size_t inlen, unsigned char *out, CK_ULONG *outlen)
+{
+	CK_FUNCTION_LIST_PTR fl = r->tok->mod->fl;
+	const char *call = "C_OpenSession";
+	CK_RV rv = CKR_OK;
+
+	if (p11_thr.has_sess && p11_thr.tok != r->tok)
+		p11_thr_drop();
+	if (!p11_thr.has_sess) {
+		rv = fl->C_OpenSession(r->tok->slot_id, CKF_SERIAL_SESSION, NULL, NULL,
+		    &p11_thr.sess);
+		if (rv == CKR_OK) {
+			p11_thr.has_sess = 1;
+			p11_thr.tok = r->tok;
+		}
+	}
+	if (rv == CKR_OK && p11_thr.key != r) {
+		call = "C_FindObjects";
+		if ((rv = p11_thr_find(r)) == CKR_OK)
+			p11_thr.key = r;
+	}
+	if (rv == CKR_OK) {
+		call = "C_SignInit";
+		rv = fl->C_SignInit(p11_thr.sess, mech, p11_thr.obj);
+	}
+	if (rv == CKR_OK) {
+		call = "C_Sign";
+		rv = fl->C_Sign(p11_thr.sess, (CK_BYTE_PTR)in, inlen, out, outlen);
+	}
+	if (rv == CKR_OK)
+		return 0;
+	ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "%s on token '%s': %s",
+	    call, r->tok->label, p11_rv_str(rv));
+	p11_thr_drop();
+	return -1;
+}
+
+static int
+p11_ec_sign_raw(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	struct p11_keyref *r = p11_ctx_ref(ctx);
+	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+	unsigned char rs[2 * 72], *p;
+	CK_ULONG rslen = sizeof(rs);
+	ECDSA_SIG *es = NULL;
+	BIGNUM *br = NULL, *bs = NULL;
+	int len, ret = 0;
+
+	if (r == NULL || sig == NULL) {
+		ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_NULL_PARAMETER, "not a token key");
+		return 0;
+	}
+	if (p11_thr_sign(r, &mech, tbs, tbslen, rs, &rslen) == -1)
+		return 0;
+	/* CKM_ECDSA returns r || s; TLS and X.509 want the DER ECDSA-Sig-Value. */
+	if (rslen == 0 || rslen % 2 != 0 ||
+	    (br = BN_bin2bn(rs, (int)(rslen / 2), NULL)) == NULL ||
+	    (bs = BN_bin2bn(rs + rslen / 2, (int)(rslen / 2), NULL)) == NULL ||
+	    (es = ECDSA_SIG_new()) == NULL || ECDSA_SIG_set0(es, br, bs) != 1)
+		goto fail;
+	br = bs = NULL;
+	if ((len = i2d_ECDSA_SIG(es, NULL)) <= 0 || (size_t)len > *siglen)
+		goto fail;
+	p = sig;
+	*siglen = (size_t)i2d_ECDSA_SIG(es, &p);
+	ret = 1;
+fail:
+	if (!ret)
+		ERR_raise_data(ERR_LIB_USER, ERR_R_INTERNAL_ERROR, "bad ECDSA signature "
+		    "from the token (%lu bytes)", (unsigned long)rslen);
+	BN_free(br);
+	BN_free(bs);
+	ECDSA_SIG_free(es);
+	return ret;
+}
+
+/* PKCS#11 hash and MGF1 constants for md. 0 when unknown. */
+static int
+p11_md_mech(const EVP_MD *md, CK_MECHANISM_TYPE *hash, CK_RSA_PKCS_MGF_TYPE *mgf)
+{
+	switch (EVP_MD_get_type(md)) {
+	case NID_sha1: *hash = CKM_SHA_1; *mgf = CKG_MGF1_SHA1; return 1;
+	case NID_sha224: *hash = CKM_SHA224; *mgf = CKG_MGF1_SHA224; return 1;
+	case NID_sha256: *hash = CKM_SHA256; *mgf = CKG_MGF1_SHA256; return 1;
+	case NID_sha384: *hash = CKM_SHA384; *mgf = CKG_MGF1_SHA384; return 1;
+	case NID_sha512: *hash = CKM_SHA512; *mgf = CKG_MGF1_SHA512; return 1;
+	default: return 0;
+	}
+}
+
+/* PSS parameters from the context (TLS sets the digest's length as salt). */
+static int
+p11_pss_params(EVP_PKEY_CTX *ctx, const EVP_MD *md, CK_RSA_PKCS_PSS_PARAMS *pp)
+{
+	CK_MECHANISM_TYPE h;
+	CK_RSA_PKCS_MGF_TYPE m;
+	const EVP_MD *mgf1 = NULL;
+	int salt = RSA_PSS_SALTLEN_DIGEST, hlen, emlen, bits;
+
+	if (md == NULL || !p11_md_mech(md, &pp->hashAlg, &m))
+		return -1;
+	if (EVP_PKEY_CTX_get_rsa_mgf1_md(ctx, &mgf1) <= 0 || mgf1 == NULL)
+		mgf1 = md;
+	if (!p11_md_mech(mgf1, &h, &pp->mgf))
+		return -1;
+	(void)EVP_PKEY_CTX_get_rsa_pss_saltlen(ctx, &salt);
+	hlen = EVP_MD_get_size(md);
+	bits = EVP_PKEY_get_bits(EVP_PKEY_CTX_get0_pkey(ctx));
+	emlen = (bits - 1 + 7) / 8;
+	if (salt == RSA_PSS_SALTLEN_DIGEST)
+		salt = hlen;
+	else if (salt < 0)	/* RSA_PSS_SALTLEN_MAX / _AUTO */
+		salt = emlen - hlen - 2;
+	if (salt < 0)
+		return -1;
+	pp->sLen = (CK_ULONG)salt;
+	return 0;
+}
+
+/* DER DigestInfo of a digest made with md (EMSA-PKCS1-v1_5), malloc'd. */
+static unsigned char *
+p11_digest_info(const EVP_MD *md, const unsigned char *d, size_t dlen, int *outlen)
+{
+	X509_SIG *xs;
+	X509_ALGOR *alg;
+	ASN1_OCTET_STRING *dig;
+	unsigned char *der = NULL;
+
+	*outlen = 0;
+	if ((xs = X509_SIG_new()) == NULL)
+		return NULL;
+	X509_SIG_getm(xs, &alg, &dig);
+	if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(md)), V_ASN1_NULL,
+	    NULL) == 1 && ASN1_OCTET_STRING_set(dig, d, (int)dlen) == 1)
+		*outlen = i2d_X509_SIG(xs, &der);
+	X509_SIG_free(xs);
+	if (*outlen <= 0) {
+		OPENSSL_free(der);
+		return NULL;
+	}
+	return der;
+}
+
+static int
+p11_rsa_sign_raw(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	struct p11_keyref *r = p11_ctx_ref(ctx);
+	CK_RSA_PKCS_PSS_PARAMS pp;
+	CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
+	const EVP_MD *md = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *in = tbs;
+	CK_ULONG outlen = *siglen;
+	size_t inlen = tbslen;
+	int pad = RSA_PKCS1_PADDING, dlen, ret = 0;
+
+	if (r == NULL || sig == NULL) {
+		ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_NULL_PARAMETER, "not a token key");
+		return 0;
+	}
+	(void)EVP_PKEY_CTX_get_rsa_padding(ctx, &pad);
+	if (EVP_PKEY_CTX_get_signature_md(ctx, &md) <= 0)
+		md = NULL;
+	if (pad == RSA_PKCS1_PSS_PADDING) {
+		if (p11_pss_params(ctx, md, &pp) == -1) {
+			ERR_raise_data(ERR_LIB_USER, ERR_R_UNSUPPORTED, "RSA-PSS parameters "
+			    "not supported by the token signer");
+			return 0;
+		}
+		mech.mechanism = CKM_RSA_PKCS_PSS;
+		mech.pParameter = &pp;
+		mech.ulParameterLen = sizeof(pp);
+	} else if (pad == RSA_PKCS1_PADDING) {
+		if (md != NULL) {
+			if ((der = p11_digest_info(md, tbs, tbslen, &dlen)) == NULL) {
+				ERR_raise_data(ERR_LIB_USER, ERR_R_INTERNAL_ERROR,
+				    "cannot encode the DigestInfo");
+				return 0;
+			}
+			in = der;
+			inlen = (size_t)dlen;
+		}
+	} else {
+		ERR_raise_data(ERR_LIB_USER, ERR_R_UNSUPPORTED, "RSA padding %d not "
+		    "supported by the token signer", pad);
+		return 0;
+	}
+	if (p11_thr_sign(r, &mech, in, inlen, sig, &outlen) == 0) {
+		*siglen = outlen;
+		ret = 1;
+	}
+	OPENSSL_free(der);
+	return ret;
+}
+
+static const signer_sign_fn p11_raw_sign[P11_NMETH] = {
+	p11_rsa_sign_raw, p11_ec_sign_raw
+};
+
+static int
+p11_sign_via(size_t i, EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	struct p11_keyref *r = sig != NULL ? p11_ctx_ref(ctx) : NULL;
+
+	if (r == NULL || r->pool == NULL)
+		return p11_orig_sign[i](ctx, sig, siglen, tbs, tbslen);
+	return signer_sign(r->pool, p11_raw_sign[i], ctx, sig, siglen, tbs, tbslen);
+}
+
+static int
+p11_sign_rsa(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	return p11_sign_via(0, ctx, sig, siglen, tbs, tbslen);
+}
+
+static int
+p11_sign_ec(EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
+    const unsigned char *tbs, size_t tbslen)
+{
+	return p11_sign_via(1, ctx, sig, siglen, tbs, tbslen);
+}
+
+/* Registers a copy of libp11's method m with its sign wrapped. Falls back to
+ * registering m itself (synchronous signing only). */
+static void
+p11_register_meth(size_t i, EVP_PKEY_METHOD *m)
+{
+	int (*init)(EVP_PKEY_CTX *) = NULL;
+	signer_sign_fn sign = NULL;
+	EVP_PKEY_METHOD *w;
+	int id, flags;
+
+	EVP_PKEY_meth_get0_info(&id, &flags, m);
+	EVP_PKEY_meth_get_sign(m, &init, &sign);
+	w = sign != NULL ? EVP_PKEY_meth_new(p11_meth_nids[i], flags) : NULL;
+	if (w == NULL) {
+		log_warn("cannot wrap the PKCS#11 %s method: token signatures stay "
+		    "synchronous", OBJ_nid2sn(p11_meth_nids[i]));
+		if (EVP_PKEY_meth_add0(m) != 1)
+			ERR_clear_error();
+		return;
+	}
+	EVP_PKEY_meth_copy(w, m);
+	p11_orig_sign[i] = sign;
+	EVP_PKEY_meth_set_sign(w, init, i == 0 ? p11_sign_rsa : p11_sign_ec);
+	/* Fails only if OpenSSL already holds one: nothing to do then. */
+	if (EVP_PKEY_meth_add0(w) != 1) {
+		p11_orig_sign[i] = NULL;
+		EVP_PKEY_meth_free(w);
+		ERR_clear_error();
+	}
+}
+
 static void
 p11_register_meths(void)
 {
-	static const int nids[] = { EVP_PKEY_RSA, EVP_PKEY_EC };
 	EVP_PKEY_METHOD *m;
 	size_t i;
 
 	ERR_load_PKCS11_strings();
-	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++) {
+	p11_ref_idx = EVP_PKEY_get_ex_new_index(0, NULL, NULL, NULL, p11_keyref_free);
+	for (i = 0; i < P11_NMETH; i++) {
 		m = NULL;
-		if (PKCS11_pkey_meths(NULL, &m, NULL, nids[i]) != 1 || m == NULL) {
+		if (PKCS11_pkey_meths(NULL, &m, NULL, p11_meth_nids[i]) != 1 || m == NULL) {
 			ERR_clear_error();
 			continue;
 		}
-		/* Fails only if OpenSSL already holds it: nothing to do then. */
-		if (EVP_PKEY_meth_add0(m) != 1)
-			ERR_clear_error();
+		p11_register_meth(i, m);
 	}
+}
+
+int
+p11_key_enable_async(EVP_PKEY *key, struct signer_pool *pool)
+{
+	struct p11_keyref *r;
+	size_t i;
+	int id;
+
+	pthread_once(&p11_meth_once, p11_register_meths);
+	if (key == NULL || p11_ref_idx < 0 ||
+	    (r = EVP_PKEY_get_ex_data(key, p11_ref_idx)) == NULL) {
+		if (pool != NULL)
+			log_info("the server key is not a token key: signing stays on "
+			    "the event loop");
+		return -1;
+	}
+	id = EVP_PKEY_get_base_id(key);
+	for (i = 0; i < P11_NMETH && p11_meth_nids[i] != id; i++)
+		;
+	if (i == P11_NMETH || p11_orig_sign[i] == NULL) {
+		if (pool != NULL)
+			log_warn("no asynchronous signing for %s token keys: signing stays "
+			    "on the event loop", OBJ_nid2sn(id));
+		return -1;
+	}
+	r->pool = pool;
+	return 0;
 }
 
 /* Resolves module-name (RFC 7512: the name without directory or extension). */
@@ -1127,6 +1542,7 @@ p11_load_private_key(const struct p11_defaults *d, const char *uri,
 	}
 	if ((*out = p11_lib_pkey(k, red)) == NULL)
 		goto fail;
+	p11_keyref_attach(*out, t, k);
 	ret = 0;
 fail:
 	p11_end(&u, red, 1);
