@@ -182,6 +182,16 @@ fi
 echo "ok renegotiation: $(grep -Eo 'warning no_renegotiation|fatal [a-z_]+' "$T/reneg.out" | head -2 | tr '\n' ' ')"
 check_after reneg
 
+# Every hostile connection was closed and accounted for: nothing leaks.
+active=
+for i in $(seq 1 50); do
+	active=$(curl -sS --max-time 5 "http://127.0.0.1:$CG_ADMIN_PORT/metrics" |
+	    awk '$1 == "certgate_connections_active" { print $2 }')
+	[ "$active" = 0 ] && break
+	sleep 0.1
+done
+[ "$active" = 0 ] || cg_fail "certgate_connections_active is '$active' after every client left"
+
 [ "${#SKIPPED[@]}" = 0 ] || echo "skipped: ${SKIPPED[*]}"
 gw_stop
 cg_pass

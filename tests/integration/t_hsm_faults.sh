@@ -225,29 +225,52 @@ EOF
 fi
 
 # --- the token disappears and comes back ----------------------------------------------
-ctl "token_error=CKR_TOKEN_NOT_PRESENT" "sign_error=CKR_TOKEN_NOT_PRESENT"
-code_h=$(curl -sS --max-time 5 -o "$T/healthz2.json" -w '%{http_code}' "$ADMIN/healthz") ||
-    cg_fail "/healthz unreachable while the token is gone"
-[ "$code_h" = 503 ] || { cat "$T/healthz2.json" >&2; cg_fail "/healthz: want 503 while the token is gone, got $code_h"; }
-cg_assert_contains "$T/healthz2.json" '"token":"down"'
-for i in 1 2 3 4; do
-	start=$(date +%s%N)
-	read -r rc _ _ < <(req "gone$i")
-	ms=$((($(date +%s%N) - start) / 1000000))
-	[ "$rc" != 0 ] || cg_fail "gone$i: a handshake succeeded without a token"
-	# handshake_timeout_ms is 3000: a handshake may never hang longer.
-	[ "$ms" -lt 4500 ] || cg_fail "gone$i: the handshake hung for $ms ms without a token (handshake_timeout_ms 3000)"
-done
-alive "while the token is gone"
-ctl ""
-code_h=$(curl -sS --max-time 5 -o "$T/healthz3.json" -w '%{http_code}' "$ADMIN/healthz") ||
-    cg_fail "/healthz unreachable after the token returned"
-[ "$code_h" = 200 ] || { cat "$T/healthz3.json" >&2; cg_fail "/healthz: want 200 after the token returned, got $code_h"; }
-cg_assert_contains "$T/healthz3.json" '"token":"ok"'
-# Enough handshakes to land on every worker.
-for i in 1 2 3 4 5 6; do
-	expect_ok "back$i" >/dev/null
-done
-
+token_loss() {
+	local what=$1 i start ms rc code_h
+	ctl "token_error=CKR_TOKEN_NOT_PRESENT" "sign_error=CKR_TOKEN_NOT_PRESENT"
+	code_h=$(curl -sS --max-time 5 -o "$T/healthz2.json" -w '%{http_code}' "$ADMIN/healthz") ||
+	    cg_fail "$what: /healthz unreachable while the token is gone"
+	[ "$code_h" = 503 ] || { cat "$T/healthz2.json" >&2; cg_fail "$what: /healthz: want 503 while the token is gone, got $code_h"; }
+	cg_assert_contains "$T/healthz2.json" '"token":"down"'
+	for i in 1 2 3 4; do
+		start=$(date +%s%N)
+		read -r rc _ _ < <(req "gone$i")
+		ms=$((($(date +%s%N) - start) / 1000000))
+		[ "$rc" != 0 ] || cg_fail "$what: gone$i: a handshake succeeded without a token"
+		# handshake_timeout_ms is 3000: a handshake may never hang longer.
+		[ "$ms" -lt 4500 ] || cg_fail "$what: gone$i: the handshake hung for $ms ms without a token (handshake_timeout_ms 3000)"
+	done
+	alive "$what: while the token is gone"
+	ctl ""
+	code_h=$(curl -sS --max-time 5 -o "$T/healthz3.json" -w '%{http_code}' "$ADMIN/healthz") ||
+	    cg_fail "$what: /healthz unreachable after the token returned"
+	[ "$code_h" = 200 ] || { cat "$T/healthz3.json" >&2; cg_fail "$what: /healthz: want 200 after the token returned, got $code_h"; }
+	cg_assert_contains "$T/healthz3.json" '"token":"ok"'
+	# Enough handshakes to land on every worker.
+	for i in 1 2 3 4 5 6; do
+		expect_ok "back$i" >/dev/null
+	done
+}
+token_loss "$([ "$HAS_SIGNER" = 1 ] && echo "async signer" || echo "signing on the workers")"
 gw_stop
+
+# --- the same with signatures made on the worker threads (signer.async false) -----------
+if [ "$HAS_SIGNER" = 1 ]; then
+	python3 - "$PKI/certgate.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["signer"]["async"] = False
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+EOF
+	: >"$CTL"
+	gw_start "$PKI/certgate.json" "$T/gw-sync.log"
+	expect_ok sync-warmup >/dev/null
+	ctl "sign_error=CKR_DEVICE_ERROR"
+	read -r rc _ _ < <(req sync-fail)
+	[ "$rc" = 35 ] || cg_fail "sync: want a failed handshake (curl exit 35) on CKR_DEVICE_ERROR, got $rc"
+	ctl ""
+	expect_ok sync-recovered >/dev/null
+	token_loss "signing on the workers"
+	gw_stop
+fi
 cg_pass

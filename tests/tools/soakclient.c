@@ -4,7 +4,7 @@
  *   soakclient --connect HOST:PORT --ca CA.pem --agent DIR[:guest]... [--clients N]
  *              [--duration S] [--think-ms MIN-MAX] [--mix K,C,R,S] [--sse-events N]
  *              [--sse-delay-ms D] [--sse-cancel-pct P] [--timeout-ms T] [--ramp-ms R]
- *              [--drain-ms D]
+ *              [--drain-ms D] [--burst-ms B --burst-think-ms MIN-MAX]
  *
  * Each client ("slot") uses one agent's certificate (DIR/cert.pem, DIR/key.pem;
  * ":guest" marks an agent without tools:* scopes, whose tools/call must be 403) and
@@ -20,6 +20,10 @@
  * the 400, the request's id. An event stream must deliver exactly N events.
  * Anything else (handshake failure, timeout, a close while a request is in flight or
  * while idle on a keep-alive connection) is an error.
+ *
+ * For the first --burst-ms milliseconds the think time is --burst-think-ms instead
+ * of --think-ms: a burst at the highest concurrency the run will see, so that the
+ * load's working set (and the gateway's allocator high-water mark) is reached early.
  *
  * After --duration seconds no new request starts; requests and streams in flight get
  * --drain-ms to finish, then every connection is closed with close_notify. Prints a
@@ -111,11 +115,22 @@ static int o_clients = 100, o_duration = 60, o_think_min = 300, o_think_max = 10
 static int o_mix[M_COUNT] = { 40, 20, 20, 20 };
 static int o_sse_events = 20, o_sse_delay = 100, o_sse_cancel = 30, o_timeout = 20000;
 static int o_ramp = 3000, o_drain = 30000;
+static int o_burst_ms, o_burst_min, o_burst_max;
+static long long burst_until;
 
 static void slot_connect(struct slot *s);
 static void slot_send(struct slot *s);
 static void slot_close(struct slot *s, int clean);
 static void slot_next(struct slot *s);
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static unsigned
 rnd(void)
@@ -292,7 +307,10 @@ slot_next(struct slot *s)
 		return;
 	}
 	s->state = S_THINKING;
-	arm(s->timer, rnd_range(o_think_min, o_think_max));
+	if (burst_until != 0 && now_ms() < burst_until)
+		arm(s->timer, rnd_range(o_burst_min, o_burst_max));
+	else
+		arm(s->timer, rnd_range(o_think_min, o_think_max));
 }
 
 static void
@@ -643,7 +661,7 @@ usage(void)
 	fprintf(stderr, "usage: soakclient --connect HOST:PORT --ca CA.pem --agent DIR[:guest]...\n"
 	    "  [--clients N] [--duration S] [--think-ms MIN-MAX] [--mix KEEP,CHURN,RESUME,SSE]\n"
 	    "  [--sse-events N] [--sse-delay-ms D] [--sse-cancel-pct P] [--timeout-ms T]\n"
-	    "  [--ramp-ms R] [--drain-ms D]\n");
+	    "  [--ramp-ms R] [--drain-ms D] [--burst-ms B --burst-think-ms MIN-MAX]\n");
 }
 
 static int
@@ -663,6 +681,8 @@ parse_opts(int argc, char **argv, const char **ca)
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "ramp-ms", required_argument, NULL, 'r' },
 		{ "drain-ms", required_argument, NULL, 'w' },
+		{ "burst-ms", required_argument, NULL, 'b' },
+		{ "burst-think-ms", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch, have_target = 0;
@@ -696,6 +716,12 @@ parse_opts(int argc, char **argv, const char **ca)
 		case 'T': o_timeout = atoi(optarg); break;
 		case 'r': o_ramp = atoi(optarg); break;
 		case 'w': o_drain = atoi(optarg); break;
+		case 'b': o_burst_ms = atoi(optarg); break;
+		case 'B':
+			if (sscanf(optarg, "%d-%d", &o_burst_min, &o_burst_max) != 2 ||
+			    o_burst_min < 0 || o_burst_max < o_burst_min)
+				return -1;
+			break;
 		default: return -1;
 		}
 	}
@@ -754,6 +780,8 @@ main(int argc, char **argv)
 	nslots = o_clients;
 	if ((slots = calloc((size_t)nslots, sizeof(*slots))) == NULL)
 		return 2;
+	if (o_burst_ms > 0)
+		burst_until = now_ms() + o_burst_ms;
 	slots_init();
 	drain_ev = evtimer_new(base, drain_cb, NULL);
 	stop_ev = evtimer_new(base, stop_cb, drain_ev);
