@@ -374,6 +374,24 @@ signer_wait_fd(ASYNC_JOB *job)
 	return fd;
 }
 
+/* Closes the job's eventfd once its signature is over: the pool writes to it only
+ * before it marks the request done (or never, once the request was detached), so
+ * nobody touches it afterwards. Without this every established connection would keep
+ * a descriptor until SSL_free, doubling the gateway's descriptors per connection. */
+static void
+signer_wait_fd_release(ASYNC_JOB *job)
+{
+	ASYNC_WAIT_CTX *w;
+	OSSL_ASYNC_FD fd;
+	void *custom;
+
+	if ((w = ASYNC_get_wait_ctx(job)) == NULL ||
+	    ASYNC_WAIT_CTX_get_fd(w, &signer_fd_key, &fd, &custom) != 1)
+		return;
+	if (ASYNC_WAIT_CTX_clear_fd(w, &signer_fd_key) == 1)
+		close(fd);
+}
+
 static void
 signer_fail(int kind, const char *why)
 {
@@ -518,6 +536,7 @@ signer_sign(struct signer_pool *p, signer_sign_fn fn, EVP_PKEY_CTX *ctx,
 	}
 	if (signer_submit(p, r) == -1) {
 		signer_req_free(r);
+		signer_wait_fd_release(job);
 		signer_fail(SR_REFUSED, "signer queue full");
 		return 0;
 	}
@@ -535,6 +554,7 @@ signer_sign(struct signer_pool *p, signer_sign_fn fn, EVP_PKEY_CTX *ctx,
 	pthread_mutex_lock(&p->mtx);
 	signer_req_unref(r);
 	pthread_mutex_unlock(&p->mtx);
+	signer_wait_fd_release(job);
 	return res;
 }
 
