@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1091,6 +1092,44 @@ conn_signer_stop(EVP_PKEY *key)
 	g.signer = NULL;
 }
 
+/* Descriptors a connection may hold at once: the client socket, the upstream socket
+ * and, during its signature, the async job's eventfd. */
+#define CONN_FDS_PER_CONN	3
+#define CONN_FDS_RESERVED	256	/* listeners, token files, logs, admin */
+
+/* Raises the descriptor limit to the hard limit and caps max_connections to what it
+ * allows. Running out of descriptors is worse than refusing a connection: SoftHSM
+ * re-opens its token files on every operation and fails every signature without
+ * them, so the budget is enforced here rather than discovered at EMFILE. */
+static void
+conn_fd_budget(struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t need, cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	need = (rlim_t)cfg->limits.max_connections * CONN_FDS_PER_CONN + CONN_FDS_RESERVED;
+	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("setrlimit(RLIMIT_NOFILE, %llu): %s",
+			    (unsigned long long)rl.rlim_cur, strerror(errno));
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur >= need)
+		return;
+	cap = rl.rlim_cur > CONN_FDS_RESERVED + CONN_FDS_PER_CONN ?
+	    (rl.rlim_cur - CONN_FDS_RESERVED) / CONN_FDS_PER_CONN : 1;
+	log_warn("limits.max_connections %d needs %llu descriptors but the limit is %llu: "
+	    "serving at most %llu connections (raise `ulimit -n`)",
+	    cfg->limits.max_connections, (unsigned long long)need,
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)cap);
+	cfg->limits.max_connections = (int)cap;
+}
+
 int
 conn_serve(struct config *cfg)
 {
@@ -1099,6 +1138,7 @@ conn_serve(struct config *cfg)
 
 	g.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
+	conn_fd_budget(cfg);
 	if (evthread_use_pthreads() == -1) {
 		log_err("evthread_use_pthreads failed");
 		return 1;
