@@ -159,6 +159,67 @@ def half_clienthello(t, a):
         s.close()
 
 
+@case
+def idle_after_handshake(t, a):
+    """A completed handshake and then silence: closed by header_timeout_ms."""
+    limit = a.header_timeout_ms / 1000.0
+    s = tls_connect(t)
+    try:
+        o = read_outcome(s, limit * 3 + MARGIN)
+    finally:
+        s.close()
+    if o.kind == "timeout":
+        return False, "still open after %.1fs (header_timeout_ms %d)" % (
+            o.elapsed, a.header_timeout_ms)
+    if o.elapsed > limit + MARGIN:
+        return False, "closed only after %.1fs (header_timeout_ms %d)" % (
+            o.elapsed, a.header_timeout_ms)
+    if o.kind == "response" and o.status != 408:
+        return False, "expected 408 or a close, got %s" % o
+    return True, "idle connection: %s" % o
+
+
+@case
+def slowloris_flood(t, a):
+    """100 connections dripping their heads: a good client is still served at once,
+    and every slow one is cut off by header_timeout_ms."""
+    import time
+    limit = a.header_timeout_ms / 1000.0
+    n = 100
+    conns = []
+    try:
+        t0 = time.monotonic()
+        for i in range(n):
+            s = tls_connect(t)
+            send_quietly(s, b"POST /mcp?" + marker("slowloris_flood").encode() +
+                         b" HTTP/1.1\r\nHost: x\r\n")
+            conns.append(s)
+        opened = time.monotonic() - t0
+        s = tls_connect(t)
+        try:
+            send_quietly(s, request("POST", "/mcp", JSON_HEADERS,
+                                    b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}'))
+            good = read_outcome(s, 5.0)
+        finally:
+            s.close()
+        if good.kind != "response" or good.status != 200 or good.elapsed > 2.0:
+            return False, "a good request among %d slow connections: %s" % (n, good)
+        deadline = time.monotonic() + limit + MARGIN + 1.0
+        still = []
+        for s in conns:
+            closed, _, _ = wait_closed(s, max(0.01, deadline - time.monotonic()))
+            if not closed:
+                still.append(s)
+        if still:
+            return False, "%d of %d slow connections still open %.1fs after opening" % (
+                len(still), n, time.monotonic() - t0)
+        return True, "%d slow connections opened in %.1fs, good request %s, all cut off" % (
+            n, opened, good)
+    finally:
+        for s in conns:
+            s.close()
+
+
 # --- HTTP framing ---------------------------------------------------------------------
 
 @case
@@ -178,6 +239,37 @@ def huge_content_length(t, a):
     if ok and o.elapsed > 2.0:
         return False, "413 only after %.1fs: the gateway waited for the body" % o.elapsed
     return ok, msg
+
+
+@case
+def huge_header(t, a):
+    """One 64 kB header value (over max_header_bytes): 431."""
+    o = exchange(t, post("huge_header", ["X-Big: " + "b" * 65536]))
+    return want_status(o, (431,), "64 kB header")
+
+
+@case
+def dup_content_length(t, a):
+    """Two different Content-Length headers: 400."""
+    body = rpc_body(marker("dup_content_length"))
+    o = exchange(t, post("dup_content_length", ["Content-Length: %d" % len(body),
+                                                "Content-Length: %d" % (len(body) + 5)],
+                         body=body))
+    return want_status(o, (400,), "conflicting Content-Length")
+
+
+@case
+def te_obfuscated(t, a):
+    """Transfer-Encodings a proxy might read differently from the upstream: 400/501."""
+    msgs = []
+    for te in ("chunked, identity", "xchunked", "chunked, chunked", "gzip"):
+        body = b"5\r\nhello\r\n0\r\n\r\n"
+        o = exchange(t, post("te_obfuscated", ["Transfer-Encoding: " + te], body=body))
+        ok, msg = want_status(o, (400, 501), "Transfer-Encoding %r" % te)
+        if not ok:
+            return False, msg
+        msgs.append("%r -> %s" % (te, o.status))
+    return True, ", ".join(msgs)
 
 
 @case

@@ -14,8 +14,11 @@
  *                          delay included); callers beyond K wait. 0: no cap
  *     token_error=CKR_...  C_GetSessionInfo, C_OpenSession, C_Login and
  *                          C_GetTokenInfo fail with it ("token unplugged")
- *   P11FAULT_STATS    optional file rewritten after every C_Sign/C_SignFinal with
- *                     "signs=N failed=N max_concurrent=N"
+ *   P11FAULT_STATS    optional file rewritten after every C_Sign/C_SignFinal and
+ *                     every failed C_SignInit with "signs=N failed=N max_concurrent=N":
+ *                     signatures attempted (C_Sign/C_SignFinal), operations that
+ *                     failed (at C_SignInit or at the signature), the most
+ *                     signatures ever in flight at once
  *
  * The module hands out a copy of the real CK_FUNCTION_LIST with the sign entry
  * points replaced; everything else goes straight to the real module. */
@@ -199,6 +202,7 @@ static struct fault_ctl
 fault_enter(void)
 {
 	struct fault_ctl c;
+	struct timespec ts;
 
 	pthread_mutex_lock(&fault_lock);
 	for (;;) {
@@ -206,17 +210,13 @@ fault_enter(void)
 		if (fault_cur.concurrency == 0 || fault_active < fault_cur.concurrency)
 			break;
 		/* Timed wait so a cap raised in the control file is noticed. */
-		{
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			(void)pthread_cond_timedwait(&fault_cv, &fault_lock, &ts);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
 		}
+		(void)pthread_cond_timedwait(&fault_cv, &fault_lock, &ts);
 	}
 	fault_active++;
 	if (fault_active > fault_max_active)
@@ -272,8 +272,13 @@ fault_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
 	struct fault_ctl c = fault_get();
 
-	if (c.sign_error != CKR_OK)
+	if (c.sign_error != CKR_OK) {
+		pthread_mutex_lock(&fault_lock);
+		fault_failed++;
+		fault_write_stats_locked();
+		pthread_mutex_unlock(&fault_lock);
 		return c.sign_error;
+	}
 	return fault_real->C_SignInit(s, mech, key);
 }
 
