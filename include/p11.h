@@ -91,7 +91,10 @@ struct signer_pool;
 
 /* Makes key's signatures run on pool (signer.h) when they are made inside an
  * OpenSSL async job (a handshake with SSL_MODE_ASYNC); outside a job they stay
- * synchronous. pool NULL detaches it again (do that before freeing the pool).
+ * synchronous. pool NULL detaches it again (do that before freeing the pool); the
+ * key then signs synchronously on the calling thread. Either way, once called, the
+ * key signs in per-thread PKCS#11 sessions of its own rather than libp11's session
+ * pool, which in 0.4.12 blocks a thread forever when the token is gone.
  * The pool is borrowed. Returns 0, or -1 when key cannot sign asynchronously (a
  * software key, or a key type without a wrapped method; logged when pool is set):
  * it then keeps signing synchronously. */

@@ -1058,6 +1058,11 @@ conn_join_workers(void)
 static int
 conn_signer_start(const struct config *cfg, EVP_PKEY *key)
 {
+	/* Also in synchronous mode: the key signs in per-thread sessions of its own. */
+	if (p11_key_enable_async(key, NULL) == -1) {
+		log_info("the server key is not a token key: signing stays synchronous");
+		return 0;
+	}
 	if (!cfg->signer.async) {
 		log_info("signer.async is false: token signatures run on the worker threads "
 		    "and block their event loop");
@@ -1066,10 +1071,6 @@ conn_signer_start(const struct config *cfg, EVP_PKEY *key)
 	if (!signer_async_capable()) {
 		log_warn("OpenSSL async jobs are not available on this platform: token "
 		    "signatures run synchronously on the worker threads");
-		return 0;
-	}
-	if (p11_key_enable_async(key, NULL) == -1) {
-		log_info("the server key is not a token key: signing stays synchronous");
 		return 0;
 	}
 	if ((g.signer = signer_pool_new(cfg->signer.threads, cfg->signer.queue,

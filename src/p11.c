@@ -612,7 +612,8 @@ struct p11_keyref {
 	char			*label;
 	unsigned char		*id;
 	size_t			 id_len;
-	struct signer_pool	*pool;	/* NULL: synchronous libp11 signing */
+	struct signer_pool	*pool;	/* NULL: sign on the calling thread */
+	int			 own_sessions;	/* sign in per-thread raw sessions */
 };
 
 /* One raw session per thread that signs for a pool. libp11's own session pool
@@ -927,8 +928,9 @@ p11_sign_via(size_t i, EVP_PKEY_CTX *ctx, unsigned char *sig, size_t *siglen,
 {
 	struct p11_keyref *r = sig != NULL ? p11_ctx_ref(ctx) : NULL;
 
-	if (r == NULL || r->pool == NULL)
+	if (r == NULL || !r->own_sessions)
 		return p11_orig_sign[i](ctx, sig, siglen, tbs, tbslen);
+	/* With no pool signer_sign calls the raw signer right here. */
 	return signer_sign(r->pool, p11_raw_sign[i], ctx, sig, siglen, tbs, tbslen);
 }
 
@@ -1020,6 +1022,7 @@ p11_key_enable_async(EVP_PKEY *key, struct signer_pool *pool)
 		return -1;
 	}
 	r->pool = pool;
+	r->own_sessions = 1;
 	return 0;
 }
 
