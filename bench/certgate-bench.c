@@ -1329,6 +1329,10 @@ mode_name(void)
 	return n[o.mode];
 }
 
+/* See main(): what the report needs stays reachable until exit. */
+static struct hist *bench_keep_h;
+static struct bthread *bench_keep_th;
+
 int
 main(int argc, char **argv)
 {
@@ -1356,6 +1360,10 @@ main(int argc, char **argv)
 	}
 	h = calloc(1, sizeof(*h));
 	th = calloc(o.threads, sizeof(*th));
+	/* Kept reachable until exit (the threads' event bases and SSL contexts hang off
+	 * them and the process ends right after the report). */
+	bench_keep_h = h;
+	bench_keep_th = th;
 	if (h == NULL || th == NULL)
 		return 1;
 	srv_sample(&s_start);

@@ -116,6 +116,13 @@ cmd_check(struct config *cfg)
 		goto fail;
 	if (state_init(cfg, key) == -1)
 		goto fail;
+	/* serve would start, but refuse every client: that is not a working config. */
+	if (cfg->tls.crl_check && state_crl_expired()) {
+		fprintf(stderr, "%s: CRL %s has expired: every client would be refused "
+		    "(re-sign it with `certgate ca crl`)\n", cfg->path, cfg->tls.crl);
+		state_shutdown();
+		goto fail;
+	}
 	state_shutdown();
 	printf("configuration OK\n");
 	rc = 0;
