@@ -1330,8 +1330,8 @@ mode_name(void)
 }
 
 /* See main(): what the report needs stays reachable until exit. */
-static struct hist *bench_keep_h;
-static struct bthread *bench_keep_th;
+static struct hist *volatile bench_keep_h;
+static struct bthread *volatile bench_keep_th;
 
 int
 main(int argc, char **argv)
