@@ -12,7 +12,7 @@ CERTGATE_APT_PACKAGES=(
 	build-essential cmake pkg-config
 	libssl-dev libp11-dev softhsm2 libevent-dev libjansson-dev opensc
 	libhttp-parser-dev libp11-kit-dev
-	curl python3 jq clang valgrind
+	curl python3 jq clang valgrind openssl testssl.sh iproute2 procps
 )
 
 # Node.js version the pinned npm packages require (undici 7 wants >= 20.18.1).
