@@ -21,7 +21,7 @@ SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out
  * format identity_peer_from_cert uses) into buf. Returns 0/-1. */
 int tls_serial_hex(X509 *cert, char *buf, size_t len);
 
-/* Wipes the process-wide session ticket keys (shutdown). */
+/* Frees the process-wide TLS session cache (shutdown, after every SSL_CTX). */
 void tls_shutdown(void);
 
 #endif

@@ -98,6 +98,7 @@ static pthread_mutex_t ip_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct ip_ent *ip_tab[CONN_IP_BUCKETS];
 
 static void conn_hs_step(struct conn *c);
+static int conn_nworkers(const struct config *cfg);
 
 /* ------------------------------------------------------------------------- */
 /* Connection limits */
@@ -1093,9 +1094,11 @@ conn_signer_stop(EVP_PKEY *key)
 	g.signer = NULL;
 }
 
-/* Descriptors a connection may hold at once: the client socket, the upstream socket
- * and, during its signature, the async job's eventfd. */
-#define CONN_FDS_PER_CONN	3
+/* Descriptors a connection may hold at once: the client socket, and either the
+ * async job's eventfd (only while its handshake waits for a signature) or the
+ * upstream socket of its request in flight (only after the handshake): never
+ * both. Idle pooled upstream connections are counted per worker. */
+#define CONN_FDS_PER_CONN	2
 #define CONN_FDS_RESERVED	256	/* listeners, token files, logs, admin */
 
 /* Raises the descriptor limit to the hard limit and caps max_connections to what it
@@ -1106,13 +1109,24 @@ static void
 conn_fd_budget(struct config *cfg)
 {
 	struct rlimit rl;
-	rlim_t need, cap;
+	rlim_t need, cap, fixed;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
 		return;
 	}
-	need = (rlim_t)cfg->limits.max_connections * CONN_FDS_PER_CONN + CONN_FDS_RESERVED;
+	fixed = CONN_FDS_RESERVED + (rlim_t)(cfg->upstream.pool_size > 0 ?
+	    cfg->upstream.pool_size : 0) * (rlim_t)conn_nworkers(cfg);
+	need = (rlim_t)cfg->limits.max_connections * CONN_FDS_PER_CONN + fixed;
+	if (rl.rlim_max < need) {
+		/* Privileged (CAP_SYS_RESOURCE) it may raise the hard limit too, as
+		 * nginx's worker_rlimit_nofile does; otherwise EPERM, and the soft limit
+		 * goes up to the hard one below. */
+		struct rlimit want = { need, need };
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
 	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
@@ -1122,8 +1136,8 @@ conn_fd_budget(struct config *cfg)
 	}
 	if (rl.rlim_cur >= need)
 		return;
-	cap = rl.rlim_cur > CONN_FDS_RESERVED + CONN_FDS_PER_CONN ?
-	    (rl.rlim_cur - CONN_FDS_RESERVED) / CONN_FDS_PER_CONN : 1;
+	cap = rl.rlim_cur > fixed + CONN_FDS_PER_CONN ?
+	    (rl.rlim_cur - fixed) / CONN_FDS_PER_CONN : 1;
 	log_warn("limits.max_connections %d needs %llu descriptors but the limit is %llu: "
 	    "serving at most %llu connections (raise `ulimit -n`)",
 	    cfg->limits.max_connections, (unsigned long long)need,

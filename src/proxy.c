@@ -144,6 +144,7 @@ struct proxy_conn {
 	int close_after_flush;
 	const char *flush_reason;
 	int up_paused;
+	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
 	struct preq q;
 };
 
@@ -413,10 +414,15 @@ px_send_error(struct proxy_conn *px, int status, const char *msg, const char *bo
 		}
 		body = built ? built : "{}";
 	}
+	/* Say what happens to the connection: HTTP/1.0 clients (ab -k) wait for the
+	 * server to close unless the response echoes keep-alive. */
+	if (!close && (!px->q.keep_alive || px->c->w->draining))
+		close = 1;
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	    "Content-Length: %zu\r\nStrict-Transport-Security: max-age=%d; includeSubDomains\r\n"
 	    "%s%s\r\n", status, http_status_text(status), strlen(body), px->cfg->hsts_max_age,
-	    extra ? extra : "", close ? "Connection: close\r\n" : "");
+	    extra ? extra : "", close ? "Connection: close\r\n" :
+	    (px->q.m != NULL && px->q.m->minor == 0) ? "Connection: keep-alive\r\n" : "");
 	evbuffer_add(out, body, strlen(body));
 	free(built);
 	px->q.head_sent = 1;
@@ -464,7 +470,8 @@ px_end_request(struct proxy_conn *px, int keep)
 	}
 	px->phase = PH_IDLE;
 	px_timer(px, px->cfg->limits.idle_timeout_ms);
-	http_reader_resume(px->rd);
+	if (px->rd != NULL)
+		http_reader_resume(px->rd);
 }
 
 static void
@@ -501,6 +508,110 @@ px_body_meta(struct proxy_conn *px)
 	    json_is_string(v = json_object_get(params, "uri")))
 		q->rpc_name = strdup(json_string_value(v));
 	json_decref(root);
+}
+
+/* ---- message heads ----
+ * A head is assembled in one contiguous buffer (on the stack while it fits) and
+ * handed to the evbuffer in one evbuffer_add: a printf and an evbuffer call per
+ * header line cost more than the copying. */
+
+struct hbuf {
+	char *p;
+	size_t len, cap;
+	int heap;
+	int err;
+	char stack[4096];
+};
+
+static void
+hb_init(struct hbuf *b)
+{
+	b->p = b->stack;
+	b->len = 0;
+	b->cap = sizeof(b->stack);
+	b->heap = 0;
+	b->err = 0;
+}
+
+static int
+hb_grow(struct hbuf *b, size_t need)
+{
+	size_t ncap = b->cap;
+	char *np;
+
+	while (ncap < b->len + need)
+		ncap *= 2;
+	if (b->heap)
+		np = realloc(b->p, ncap);
+	else if ((np = malloc(ncap)) != NULL)
+		memcpy(np, b->p, b->len);
+	if (np == NULL) {
+		b->err = 1;
+		return -1;
+	}
+	b->p = np;
+	b->cap = ncap;
+	b->heap = 1;
+	return 0;
+}
+
+static void
+hb_add(struct hbuf *b, const char *s, size_t n)
+{
+	if (b->err || (b->len + n > b->cap && hb_grow(b, n) == -1))
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void
+hb_str(struct hbuf *b, const char *s)
+{
+	hb_add(b, s, strlen(s));
+}
+
+/* "name: value\r\n" */
+static void
+hb_header(struct hbuf *b, const char *name, const char *value)
+{
+	hb_str(b, name);
+	hb_add(b, ": ", 2);
+	hb_str(b, value);
+	hb_add(b, "\r\n", 2);
+}
+
+static void
+hb_num(struct hbuf *b, long long v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+
+	hb_add(b, num, (size_t)n);
+}
+
+/* Moves the head into out; -1 on allocation failure. */
+static int
+hb_flush(struct hbuf *b, struct evbuffer *out)
+{
+	int rc = b->err ? -1 : evbuffer_add(out, b->p, b->len);
+
+	if (b->heap)
+		free(b->p);
+	hb_init(b);
+	return rc;
+}
+
+/* 1 when the message has a Connection header (whose tokens name more hop-by-hop
+ * headers): most have none, and then no header needs the per-name scan. */
+static int
+has_connection(const struct http_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nh; i++)
+		if (strcasecmp(m->h[i].name, "Connection") == 0)
+			return 1;
+	return 0;
 }
 
 /* ---- building the upstream request ---- */
@@ -553,14 +664,22 @@ conn_listed(const struct http_msg *m, const char *name)
 /* Adds "name: value" with control characters replaced: values we add come from
  * certificates and the identity map and must not split the header section. */
 static void
-add_header_safe(struct evbuffer *b, const char *name, const char *value)
+add_header_safe(struct hbuf *b, const char *name, const char *value)
 {
-	const unsigned char *v;
+	const unsigned char *v, *start;
 
-	evbuffer_add_printf(b, "%s: ", name);
-	for (v = (const unsigned char *)(value ? value : ""); *v; v++)
-		evbuffer_add(b, (*v < 0x20 || *v == 0x7f) ? "?" : (const char *)v, 1);
-	evbuffer_add(b, "\r\n", 2);
+	hb_str(b, name);
+	hb_add(b, ": ", 2);
+	start = (const unsigned char *)(value ? value : "");
+	for (v = start; *v; v++) {
+		if (*v >= 0x20 && *v != 0x7f)
+			continue;
+		hb_add(b, (const char *)start, (size_t)(v - start));
+		hb_add(b, "?", 1);
+		start = v + 1;
+	}
+	hb_add(b, (const char *)start, (size_t)(v - start));
+	hb_add(b, "\r\n", 2);
 }
 
 static const char *
@@ -588,28 +707,46 @@ px_build_upstream(struct proxy_conn *px)
 	const struct http_msg *m = q->m;
 	const struct identity_agent *a = q->agent;
 	size_t i, blen = q->body ? evbuffer_get_length(q->body) : 0;
-	char *xfcc, pbuf[512];
+	char pbuf[512];
+	struct hbuf b;
+	int conn_hdr = has_connection(m);
 
 	if ((q->out = evbuffer_new()) == NULL)
 		return -1;
-	evbuffer_add_printf(q->out, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", m->method_str,
-	    path_prefix(px->cfg, m->url, pbuf, sizeof(pbuf)), m->url, px->pw->hostport);
+	/* The certificate does not change on a connection: its XFCC value is built
+	 * once, at the first request (not at the handshake: idle connections stay
+	 * small). */
+	if (px->xfcc == NULL && (px->xfcc = identity_xfcc(&px->c->peer_id)) == NULL)
+		return -1;
+	hb_init(&b);
+	hb_str(&b, m->method_str);
+	hb_add(&b, " ", 1);
+	hb_str(&b, path_prefix(px->cfg, m->url, pbuf, sizeof(pbuf)));
+	hb_str(&b, m->url);
+	hb_add(&b, " HTTP/1.1\r\nHost: ", 17);
+	hb_str(&b, px->pw->hostport);
+	hb_add(&b, "\r\n", 2);
 	for (i = 0; i < m->nh; i++) {
-		if (hop_by_hop(m->h[i].name) || conn_listed(m, m->h[i].name))
+		if (hop_by_hop(m->h[i].name) || (conn_hdr && conn_listed(m, m->h[i].name)))
 			continue;
-		evbuffer_add_printf(q->out, "%s: %s\r\n", m->h[i].name, m->h[i].value);
+		hb_header(&b, m->h[i].name, m->h[i].value);
 	}
-	add_header_safe(q->out, "X-Agent-Id", a->id);
-	add_header_safe(q->out, "X-Agent-Scopes", a->scopes_str);
-	xfcc = identity_xfcc(&px->c->peer_id);
-	add_header_safe(q->out, "X-Forwarded-Client-Cert", xfcc);
-	free(xfcc);
-	add_header_safe(q->out, "X-Forwarded-For", px->c->peer_ip);
-	if (blen > 0 || q->method == HTTP_POST)
-		evbuffer_add_printf(q->out, "Content-Length: %zu\r\n", blen);
-	evbuffer_add(q->out, "\r\n", 2);
-	if (blen > 0)
-		evbuffer_add(q->out, evbuffer_pullup(q->body, -1), blen);
+	add_header_safe(&b, "X-Agent-Id", a->id);
+	add_header_safe(&b, "X-Agent-Scopes", a->scopes_str);
+	add_header_safe(&b, "X-Forwarded-Client-Cert", px->xfcc);
+	add_header_safe(&b, "X-Forwarded-For", px->c->peer_ip);
+	if (blen > 0 || q->method == HTTP_POST) {
+		hb_add(&b, "Content-Length: ", 16);
+		hb_num(&b, (long long)blen);
+		hb_add(&b, "\r\n", 2);
+	}
+	hb_add(&b, "\r\n", 2);
+	if (hb_flush(&b, q->out) == -1)
+		return -1;
+	/* The body is already contiguous (inspected); the upstream request keeps
+	 * it by reference rather than by copy. */
+	if (blen > 0 && evbuffer_add_buffer_reference(q->out, q->body) == -1)
+		return -1;
 	return 0;
 }
 
@@ -761,9 +898,9 @@ px_request_ready(struct proxy_conn *px)
 
 	px_timer(px, 0);
 	px->phase = PH_UPSTREAM;
-	if (q->method == HTTP_POST)
-		px_body_meta(px);
 	if (q->deny_status) {
+		if (q->method == HTTP_POST)
+			px_body_meta(px);
 		px_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 0, 0);
 		return;
 	}
@@ -773,15 +910,21 @@ px_request_ready(struct proxy_conn *px)
 		body = blen ? (const char *)evbuffer_pullup(q->body, -1) : "";
 		if (mcp_inspect_body(body, blen, a->scopes, a->nscopes,
 		    http_msg_get(m, "Mcp-Method"), http_msg_get(m, "Mcp-Name"), &q->insp) == -1) {
+			px_body_meta(px);
 			px_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
 			return;
 		}
 		q->have_insp = 1;
 		if (q->insp.status) {
+			px_body_meta(px);
 			px_refuse(px, q->insp.status, q->insp.reason ? q->insp.reason : "refused",
 			    q->insp.error_body, NULL, 0, 0);
 			return;
 		}
+		/* The id for a later error (502, 504) comes from the one parse. */
+		if (json_is_object(q->insp.root) &&
+		    (q->rpc_id = json_object_get(q->insp.root, "id")) != NULL)
+			json_incref(q->rpc_id);
 	}
 	if (!px->cfg->audit_fail_open && audit_failing()) {
 		px_refuse(px, 503, "audit log unavailable", NULL, NULL, 0, 0);
@@ -802,7 +945,7 @@ px_request_ready(struct proxy_conn *px)
 static void
 px_parse_error(struct proxy_conn *px)
 {
-	int status = http_reader_status(px->rd);
+	int status = px->rd != NULL ? http_reader_status(px->rd) : 0;
 
 	if (status == 0 || px->q.audited || px->close_reason)
 		return;         /* we aborted the feed ourselves and already acted */
@@ -815,6 +958,30 @@ px_parse_error(struct proxy_conn *px)
 }
 
 /* Feeds buffered client bytes to the reader while no request is in progress. */
+/* The request reader is made when the first request byte arrives: a connection
+ * that stays idle after its handshake does not carry one. */
+static int
+px_reader(struct proxy_conn *px)
+{
+	const struct config *cfg = px->cfg;
+	struct http_limits hl;
+
+	if (px->rd != NULL)
+		return 0;
+	hl.max_header_bytes = cfg->limits.max_header_bytes > 0 ?
+	    (size_t)cfg->limits.max_header_bytes : 16384;
+	hl.max_header_count = cfg->limits.max_header_count > 0 ?
+	    (size_t)cfg->limits.max_header_count : 100;
+	hl.max_body_bytes = cfg->limits.max_body_bytes;
+	if ((px->rd = http_reader_new(1, &hl, &rq_cbs, px)) == NULL) {
+		log_err("out of memory for the request reader of %s", px->c->peer);
+		if (px->close_reason == NULL)
+			px->close_reason = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
 static void
 px_drive(struct proxy_conn *px)
 {
@@ -827,6 +994,8 @@ px_drive(struct proxy_conn *px)
 		if (evbuffer_get_length(in) == 0)
 			break;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		if (px_reader(px) == -1)
 			break;
 		k = http_reader_feed(px->rd, v.iov_base, v.iov_len);
 		if (k < 0) {
@@ -877,29 +1046,42 @@ px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
 	struct evbuffer *out = client_out(px);
 	size_t i;
 	const char *n;
+	struct hbuf b;
+	int conn_hdr = has_connection(m);
 
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", m->status, http_status_text(m->status));
+	hb_init(&b);
+	hb_add(&b, "HTTP/1.1 ", 9);
+	hb_num(&b, m->status);
+	hb_add(&b, " ", 1);
+	hb_str(&b, http_status_text(m->status));
+	hb_add(&b, "\r\n", 2);
 	for (i = 0; i < m->nh; i++) {
 		n = m->h[i].name;
 		if (strcasecmp(n, "Connection") == 0 || strcasecmp(n, "Keep-Alive") == 0 ||
 		    strcasecmp(n, "Transfer-Encoding") == 0 || strcasecmp(n, "Content-Length") == 0 ||
 		    strcasecmp(n, "TE") == 0 || strcasecmp(n, "Trailer") == 0 ||
 		    strcasecmp(n, "Upgrade") == 0 || strncasecmp(n, "Proxy-", 6) == 0 ||
-		    strcasecmp(n, "Strict-Transport-Security") == 0 || conn_listed(m, n))
+		    strcasecmp(n, "Strict-Transport-Security") == 0 ||
+		    (conn_hdr && conn_listed(m, n)))
 			continue;
-		evbuffer_add_printf(out, "%s: %s\r\n", n, m->h[i].value);
+		hb_header(&b, n, m->h[i].value);
 	}
-	evbuffer_add_printf(out, "Strict-Transport-Security: max-age=%d; includeSubDomains\r\n",
-	    px->cfg->hsts_max_age);
+	hb_add(&b, "Strict-Transport-Security: max-age=", 35);
+	hb_num(&b, px->cfg->hsts_max_age);
+	hb_add(&b, "; includeSubDomains\r\n", 21);
 	if (q->out_mode == OUT_CHUNKED)
-		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-	else if (length >= 0)
-		evbuffer_add_printf(out, "Content-Length: %lld\r\n", length);
+		hb_str(&b, "Transfer-Encoding: chunked\r\n");
+	else if (length >= 0) {
+		hb_add(&b, "Content-Length: ", 16);
+		hb_num(&b, length);
+		hb_add(&b, "\r\n", 2);
+	}
 	if (!q->client_keep)
-		evbuffer_add_printf(out, "Connection: close\r\n");
+		hb_str(&b, "Connection: close\r\n");
 	else if (q->m->minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+		hb_str(&b, "Connection: keep-alive\r\n");
+	hb_add(&b, "\r\n", 2);
+	(void)hb_flush(&b, out);
 	q->head_sent = 1;
 	q->status_sent = m->status;
 }
@@ -1095,6 +1277,57 @@ px_up_fail(struct proxy_conn *px, int status, const char *reason, int timeout)
 	px_close_after_flush(px, reason);
 }
 
+#define PX_IOV 16
+
+/* Sends q->out (kept whole for one retry) on up. A connected plain-TCP upstream
+ * with nothing queued gets it in one sendmsg now, without a copy; the rest, if
+ * any, and every other case go through the bufferevent, which also reports write
+ * errors (a pooled connection the upstream had closed) the usual way. */
+static int
+px_up_send(struct proxy_conn *px, struct upconn *up)
+{
+	struct evbuffer_iovec v[PX_IOV];
+	struct iovec iov[PX_IOV];
+	struct msghdr mh;
+	evutil_socket_t fd;
+	ssize_t w = 0;
+	size_t skip;
+	int i, n;
+
+	n = evbuffer_peek(px->q.out, -1, NULL, v, PX_IOV);
+	if (n < 0 || n > PX_IOV) {
+		n = 1;
+		v[0].iov_base = evbuffer_pullup(px->q.out, -1);
+		v[0].iov_len = evbuffer_get_length(px->q.out);
+		if (v[0].iov_base == NULL && v[0].iov_len > 0)
+			return -1;
+	}
+	if (up->connected && px->pw->ssl_ctx == NULL &&
+	    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0 &&
+	    (fd = bufferevent_getfd(up->bev)) != -1) {
+		for (i = 0; i < n; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = iov;
+		mh.msg_iovlen = (size_t)n;
+		if ((w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0)
+			w = 0;          /* the bufferevent retries and reports the error */
+	}
+	for (i = 0, skip = (size_t)w; i < n; i++) {
+		if (skip >= v[i].iov_len) {
+			skip -= v[i].iov_len;
+			continue;
+		}
+		if (bufferevent_write(up->bev, (char *)v[i].iov_base + skip,
+		    v[i].iov_len - skip) == -1)
+			return -1;
+		skip = 0;
+	}
+	return 0;
+}
+
 static int
 px_up_start(struct proxy_conn *px)
 {
@@ -1103,7 +1336,6 @@ px_up_start(struct proxy_conn *px)
 	struct http_limits hl;
 	struct timeval rtv, ctv;
 	struct upconn *up;
-	size_t len;
 
 	if ((up = up_get(px->pw, q->retried)) == NULL)
 		return -1;
@@ -1123,10 +1355,13 @@ px_up_start(struct proxy_conn *px)
 	bufferevent_set_timeouts(up->bev, l->upstream_response_timeout_ms > 0 ? &rtv : NULL,
 	    l->upstream_connect_timeout_ms > 0 ? &ctv : NULL);
 	bufferevent_setcb(up->bev, up_readcb, NULL, up_eventcb, up);
-	len = evbuffer_get_length(q->out);
-	if (bufferevent_write(up->bev, evbuffer_pullup(q->out, -1), len) == -1)
+	if (px_up_send(px, up) == -1)
 		return -1;
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	/* Arming EV_WRITE with nothing queued costs two epoll_ctl calls and a loop
+	 * pass for nothing; the bufferevent keeps EV_WRITE in its enabled set, so
+	 * later writes still arm it themselves. */
+	bufferevent_enable(up->bev, evbuffer_get_length(bufferevent_get_output(up->bev)) > 0 ||
+	    !up->connected ? EV_READ | EV_WRITE : EV_READ);
 	clock_gettime(CLOCK_MONOTONIC, &q->t_up);
 	return 0;
 }
@@ -1413,19 +1648,13 @@ proxy_conn_start(struct conn *c)
 {
 	struct proxy_conn *px;
 	const struct config *cfg = c->w->cfg;
-	struct http_limits hl;
 
 	if ((px = calloc(1, sizeof(*px))) == NULL)
 		return -1;
 	px->c = c;
 	px->pw = c->w->px;
 	px->cfg = cfg;
-	hl.max_header_bytes = cfg->limits.max_header_bytes > 0 ? (size_t)cfg->limits.max_header_bytes : 16384;
-	hl.max_header_count = cfg->limits.max_header_count > 0 ? (size_t)cfg->limits.max_header_count : 100;
-	hl.max_body_bytes = cfg->limits.max_body_bytes;
-	if ((px->rd = http_reader_new(1, &hl, &rq_cbs, px)) == NULL ||
-	    (px->timer = evtimer_new(c->w->base, timer_cb, px)) == NULL) {
-		http_reader_free(px->rd);
+	if ((px->timer = evtimer_new(c->w->base, timer_cb, px)) == NULL) {
 		free(px);
 		return -1;
 	}
@@ -1462,6 +1691,7 @@ proxy_conn_free(struct conn *c, const char *reason)
 	http_reader_free(px->rd);
 	if (px->timer)
 		event_free(px->timer);
+	free(px->xfcc);
 	free(px);
 	c->px = NULL;
 }
