@@ -33,7 +33,7 @@ log_enabled(enum log_level lvl)
 }
 
 /* Formats the whole line into one buffer so concurrent threads never interleave. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_emit(enum log_level lvl, const char *func, const char *fmt, va_list ap, const char *suffix)
 {
 	char line[2048];

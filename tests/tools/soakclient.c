@@ -156,7 +156,7 @@ agent_name(const struct agent *a)
 	return p != NULL && p[1] != '\0' ? p + 1 : a->dir;
 }
 
-static void
+static void __attribute__((format(printf, 2, 3)))
 note_error(struct slot *s, const char *fmt, ...)
 {
 	char msg[200];
