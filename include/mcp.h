@@ -18,9 +18,13 @@
 /* Protocol revisions certgate knows (MCP-Protocol-Version header). 1 if known. */
 int mcp_protocol_version_known(const char *v);
 
-/* A listing request seen in the body whose response must be filtered. */
+/* A listing request seen in the body whose response must be filtered. An entry with
+ * id and method NULL (only built by callers of mcp_sse_new / mcp_filter_json, never by
+ * mcp_inspect_body) matches every response whose result is shaped like a listing
+ * (tools, prompts, resources, resourceTemplates) and never counts as answered: used
+ * for GET streams, on which a server may replay earlier responses (Last-Event-ID). */
 struct mcp_pending_list {
-	json_t *id;            /* owned reference */
+	json_t *id;            /* owned reference, or NULL (see above) */
 	const char *method;    /* static: "tools/list", "prompts/list", "resources/list",
 	                        * "resources/templates/list" */
 };

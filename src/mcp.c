@@ -315,7 +315,28 @@ mcp_id_equal(json_t *a, json_t *b)
 	return json_equal(a, b);
 }
 
-/* Index of the pending listing request that msg (a response) answers, or -1. */
+/* The listing method whose result shape msg (a response) has, or NULL. */
+static const char *
+mcp_listing_shape(json_t *msg)
+{
+	json_t *res = json_object_get(msg, "result");
+
+	if (!json_is_object(res))
+		return NULL;
+	if (json_object_get(res, "tools") != NULL)
+		return "tools/list";
+	if (json_object_get(res, "prompts") != NULL)
+		return "prompts/list";
+	if (json_object_get(res, "resourceTemplates") != NULL)
+		return "resources/templates/list";
+	if (json_object_get(res, "resources") != NULL)
+		return "resources/list";
+	return NULL;
+}
+
+/* Index of the pending listing request that msg (a response) answers, or -1. An entry
+ * with a NULL id (see mcp.h) matches any response shaped like a listing result, after
+ * the entries with ids. */
 static long
 mcp_match_list(json_t *msg, const struct mcp_pending_list *lists, size_t nlists)
 {
@@ -327,6 +348,9 @@ mcp_match_list(json_t *msg, const struct mcp_pending_list *lists, size_t nlists)
 		return -1;
 	for (i = 0; i < nlists; i++)
 		if (lists[i].id != NULL && mcp_id_equal(lists[i].id, id))
+			return (long)i;
+	for (i = 0; i < nlists; i++)
+		if (lists[i].id == NULL && mcp_listing_shape(msg) != NULL)
 			return (long)i;
 	return -1;
 }
@@ -366,9 +390,11 @@ mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nli
 		msg = json_is_array(*rootp) ? json_array_get(*rootp, i) : *rootp;
 		if ((k = mcp_match_list(msg, lists, nlists)) < 0)
 			continue;
-		if (answered != NULL)
+		/* a listing-shaped wildcard stays pending for the whole stream */
+		if (answered != NULL && lists[k].id != NULL)
 			answered[k] = 1;
-		if ((r = mcp_filter_response(msg, lists[k].method, scopes, nscopes, &repl)) == -1)
+		if ((r = mcp_filter_response(msg, lists[k].method != NULL ? lists[k].method :
+		    mcp_listing_shape(msg), scopes, nscopes, &repl)) == -1)
 			return -1;
 		changed |= r;
 		if (repl == NULL)

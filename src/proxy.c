@@ -773,16 +773,24 @@ deny(struct preq *q, int status, const char *reason)
 	}
 }
 
+/* 1 when a header the gateway checks appears twice, or spelt with '_' for '-': some
+ * upstream stacks fold one into the other, so Mcp_Session_Id would reach them as the
+ * session header without having passed the session check. */
 static int
 dup_header(const struct http_msg *m)
 {
 	static const char *const once[] = { "Mcp-Session-Id", "Mcp-Method", "Mcp-Name",
 	    "MCP-Protocol-Version", "Content-Type", NULL };
-	size_t i;
+	size_t i, j, n;
 
-	for (i = 0; once[i]; i++)
-		if (http_msg_count(m, once[i]) > 1)
-			return 1;
+	for (i = 0; once[i]; i++) {
+		for (j = 0, n = 0; j < m->nh; j++) {
+			if (!http_name_eq(m->h[j].name, once[i]))
+				continue;
+			if (strcasecmp(m->h[j].name, once[i]) != 0 || ++n > 1)
+				return 1;
+		}
+	}
 	return 0;
 }
 
@@ -833,8 +841,16 @@ px_check_headers(struct proxy_conn *px, const struct http_msg *m)
 		deny(q, 400, "unsupported MCP-Protocol-Version");
 	if ((v = http_msg_get(m, "Mcp-Session-Id")) != NULL) {
 		q->session = strdup(v);
-		if (px_sessions && session_check(px_sessions, v, a->id) == 0)
+		/* An id the gateway did not bind (restart, eviction, ended) could be another
+		 * agent's live session: 404 makes the client initialize a new one (MCP). */
+		switch (px_sessions ? session_check(px_sessions, v, a->id) : 1) {
+		case 0:
 			deny(q, 403, "session belongs to another agent");
+			break;
+		case -1:
+			deny(q, 404, "unknown session");
+			break;
+		}
 	}
 	return 0;
 }
@@ -1105,6 +1121,21 @@ px_session_effects(struct proxy_conn *px, const struct http_msg *m)
 		session_remove(px_sessions, q->session);
 }
 
+/* Matches every listing-shaped response on a GET stream (mcp.h). */
+static const struct mcp_pending_list px_any_listing = { NULL, NULL };
+
+/* 1 when the agent holds "*": nothing to filter for it. */
+static int
+px_agent_has_all(const struct identity_agent *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nscopes; i++)
+		if (strcmp(a->scopes[i], "*") == 0)
+			return 1;
+	return 0;
+}
+
 static int
 rs_headers(void *arg, struct http_msg *m)
 {
@@ -1112,8 +1143,11 @@ rs_headers(void *arg, struct http_msg *m)
 	struct preq *q = &px->q;
 	const char *ct = http_msg_get(m, "Content-Type");
 	const char *ce = http_msg_get(m, "Content-Encoding");
-	int lists = q->have_insp && q->insp.nlists > 0;
 	int sse = is_ctype(ct, "text/event-stream");
+	/* A GET stream may replay earlier responses (Last-Event-ID): filter any listing. */
+	int any_list = sse && q->method == HTTP_GET && q->agent != NULL &&
+	    !px_agent_has_all(q->agent);
+	int lists = (q->have_insp && q->insp.nlists > 0) || any_list;
 	int bodyless = m->status == 204 || m->status == 304 || m->content_length == 0;
 	struct timeval tv;
 
@@ -1140,7 +1174,9 @@ rs_headers(void *arg, struct http_msg *m)
 		return 0;       /* head goes out with the filtered body */
 	}
 	if (lists && sse) {
-		q->sse = mcp_sse_new(q->insp.lists, q->insp.nlists, q->agent->scopes,
+		q->sse = any_list ? mcp_sse_new(&px_any_listing, 1, q->agent->scopes,
+		    q->agent->nscopes, (size_t)px->cfg->limits.max_body_bytes) :
+		    mcp_sse_new(q->insp.lists, q->insp.nlists, q->agent->scopes,
 		    q->agent->nscopes, (size_t)px->cfg->limits.max_body_bytes);
 		if (q->sse == NULL) {
 			q->resp_err = 502;
