@@ -68,7 +68,8 @@ char *mcp_error_body(json_t *id, int code, const char *message);
  * becomes a JSON-RPC error (-32003), and a body that starts like JSON but cannot be
  * parsed here (nesting beyond 2048, lone surrogate escapes, 64-bit overflow — all of
  * which a JavaScript client might accept) is replaced by one error per pending listing.
- * Ill-formed UTF-8 is replaced by U+FFFD before filtering, as the client would. */
+ * Ill-formed UTF-8 is replaced by U+FFFD before filtering, as the client would.
+ * Out of memory: NULL with *outlen == (size_t)-1; the caller must not send the body. */
 char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
     size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen);
 

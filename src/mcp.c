@@ -531,6 +531,7 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
 {
 	json_t *root;
 	char *s = NULL;
+	int r;
 
 	if (outlen != NULL)
 		*outlen = 0;
@@ -541,15 +542,26 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
 			return NULL;
 		s = mcp_fail_closed(lists, nlists, "certgate: listing response could not be "
 		    "parsed for filtering");
-		if (s != NULL && outlen != NULL)
+		if (s == NULL)
+			goto fail;
+		if (outlen != NULL)
 			*outlen = strlen(s);
 		return s;
 	}
-	if (mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL) == 1 &&
-	    (s = json_dumps(root, JSON_COMPACT)) != NULL && outlen != NULL)
-		*outlen = strlen(s);
+	r = mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL);
+	if (r == 1 && (s = json_dumps(root, JSON_COMPACT)) == NULL)
+		r = -1;
 	json_decref(root);
+	if (r == -1)
+		goto fail;
+	if (s != NULL && outlen != NULL)
+		*outlen = strlen(s);
 	return s;
+fail:
+	/* out of memory: the caller must not send the unfiltered body */
+	if (outlen != NULL)
+		*outlen = (size_t)-1;
+	return NULL;
 }
 
 /*

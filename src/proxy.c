@@ -490,11 +490,14 @@ px_body_meta(struct proxy_conn *px)
 {
 	struct preq *q = &px->q;
 	json_t *root, *v, *params;
+	const char *p;
 	size_t len;
 
 	if (q->body == NULL || (len = evbuffer_get_length(q->body)) == 0)
 		return;
-	root = json_loadb((const char *)evbuffer_pullup(q->body, -1), len, 0, NULL);
+	if ((p = (const char *)evbuffer_pullup(q->body, -1)) == NULL)
+		return;
+	root = json_loadb(p, len, 0, NULL);
 	if (!json_is_object(root)) {
 		json_decref(root);
 		return;
@@ -924,7 +927,7 @@ px_request_ready(struct proxy_conn *px)
 	if (q->method == HTTP_POST) {
 		blen = q->body ? evbuffer_get_length(q->body) : 0;
 		body = blen ? (const char *)evbuffer_pullup(q->body, -1) : "";
-		if (mcp_inspect_body(body, blen, a->scopes, a->nscopes,
+		if (body == NULL || mcp_inspect_body(body, blen, a->scopes, a->nscopes,
 		    http_msg_get(m, "Mcp-Method"), http_msg_get(m, "Mcp-Name"), &q->insp) == -1) {
 			px_body_meta(px);
 			px_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
@@ -1251,12 +1254,20 @@ px_flush_filtered(struct proxy_conn *px)
 	struct preq *q = &px->q;
 	size_t len = evbuffer_get_length(q->rbuf), flen = 0;
 	const char *body = len ? (const char *)evbuffer_pullup(q->rbuf, -1) : "";
-	char *filtered;
+	char *filtered = NULL;
 
-	filtered = mcp_filter_json(body, len, q->insp.lists, q->insp.nlists, q->agent->scopes,
-	    q->agent->nscopes, &flen);
-	if (filtered) {
-		body = filtered;
+	if (body != NULL)
+		filtered = mcp_filter_json(body, len, q->insp.lists, q->insp.nlists,
+		    q->agent->scopes, q->agent->nscopes, &flen);
+	if (body == NULL || (filtered == NULL && flen == (size_t)-1)) {
+		/* Out of memory: an error instead of the unfiltered listing. */
+		log_err("cannot filter a listing response for %s: out of memory", px->c->peer);
+		filtered = mcp_error_body(NULL, MCP_ERR_GATEWAY,
+		    "certgate: listing response could not be filtered");
+		flen = filtered != NULL ? strlen(filtered) : 0;
+	}
+	if (filtered != NULL || body == NULL) {
+		body = filtered != NULL ? filtered : "";
 		len = flen;
 	}
 	q->out_mode = OUT_LENGTH;
