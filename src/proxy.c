@@ -115,6 +115,7 @@ struct preq {
 	/* upstream side */
 	struct upconn *up;
 	int retried;
+	int up_eof;             /* upstream closed while its bytes waited for the client */
 	int up_got;                     /* any response byte received */
 	struct http_reader *resp;
 	const struct http_msg *resp_m;  /* the response reader's head */
@@ -1480,6 +1481,29 @@ up_readcb(struct bufferevent *bev, void *arg)
 	px_leave(px);
 }
 
+/* The upstream closed after the response head: the response ends here if it is read
+ * until close, else the client sees the truncation. Bytes still buffered because the
+ * client is slow go out first: the end waits for them (q->up_eof, client_writecb). */
+static void
+px_up_eof(struct proxy_conn *px)
+{
+	struct preq *q = &px->q;
+
+	px_up_read(px);
+	if (q->up == NULL || q->resp_done)
+		return;
+	if (px->up_paused && evbuffer_get_length(bufferevent_get_input(q->up->bev)) > 0) {
+		q->up_eof = 1;
+		return;
+	}
+	q->up_eof = 0;
+	if (http_reader_eof(q->resp) == 0 && q->resp_done) {
+		q->resp_keep = 0;
+		px_resp_finish(px);
+	} else
+		px_up_fail(px, 502, "upstream closed mid-response", 0);
+}
+
 static void
 up_eventcb(struct bufferevent *bev, short what, void *arg)
 {
@@ -1517,12 +1541,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 		if (px_up_start(px) == -1)
 			px_up_fail(px, 502, "upstream unreachable", 0);
 	} else if ((what & BEV_EVENT_EOF) && q->got_headers) {
-		px_up_read(px);
-		if (q->up && !q->resp_done && http_reader_eof(q->resp) == 0 && q->resp_done) {
-			q->resp_keep = 0;
-			px_resp_finish(px);
-		} else if (q->up && !q->resp_done)
-			px_up_fail(px, 502, "upstream closed mid-response", 0);
+		px_up_eof(px);
 	} else {
 		if (what & BEV_EVENT_ERROR)
 			log_debug("upstream: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -1557,8 +1576,12 @@ client_writecb(struct bufferevent *bev, void *arg)
 	if (px->depth == 1 && px->up_paused && len <= PX_OUT_LOW && px->q.up) {
 		px->up_paused = 0;
 		px_timer(px, 0);
-		bufferevent_enable(px->q.up->bev, EV_READ);
-		px_up_read(px);
+		if (px->q.up_eof)
+			px_up_eof(px);
+		else {
+			bufferevent_enable(px->q.up->bev, EV_READ);
+			px_up_read(px);
+		}
 		if (px->phase == PH_IDLE)
 			px_drive(px);
 	}
