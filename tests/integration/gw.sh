@@ -123,6 +123,26 @@ gw_upstream_start() {
 	_gw_fail "upstream on port $port did not start"
 }
 
+# Starts the C test upstream (tests/tools/upstream.c) on PORT, logging each request to
+# LOG when given, and waits until it accepts. Sets GW_TOOL_UP_PID (tracked for cleanup).
+gw_tool_upstream() {
+	local port=$1 log=${2:-} i
+	local tools=${CERTGATE_TOOLS_DIR:-${CERTGATE_BUILD_DIR:-$CG_SRC/build}/tests}
+	[ -x "$tools/upstream" ] || _gw_fail "upstream tool not found in $tools"
+	if [ -n "$log" ]; then
+		"$tools/upstream" --port "$port" --log "$log" 2>"$T/up.err" &
+	else
+		"$tools/upstream" --port "$port" 2>"$T/up.err" &
+	fi
+	GW_TOOL_UP_PID=$!
+	cg_track_pid "$GW_TOOL_UP_PID"
+	for i in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	_gw_fail "test upstream on port $port did not start (see $T/up.err)"
+}
+
 # Writes a raw HTTP JSON-RPC request for METHOD to FILE (id 1).
 gw_rpc_request() {
 	local file=$1 method=$2 path=${3:-/mcp} body

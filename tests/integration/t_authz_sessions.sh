@@ -13,14 +13,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 . "$HERE/gw.sh"
 cg_setup
-TOOLS=${CERTGATE_TOOLS_DIR:-${CERTGATE_BUILD_DIR:-$CG_SRC/build}/tests}
-[ -x "$TOOLS/upstream" ] || cg_fail "upstream tool not found in $TOOLS"
 
 UP_PORT=$(cg_free_port)
 LPORT=$(cg_free_port)
 PKI=$T/pki
-"$TOOLS/upstream" --port "$UP_PORT" --log "$T/up.log" 2>"$T/up.err" &
-cg_track_pid $!
+gw_tool_upstream "$UP_PORT" "$T/up.log"
 gw_soft_pki "$PKI" "$LPORT" "http://127.0.0.1:$UP_PORT/" || cg_fail "soft PKI"
 for a in alice bob; do
 	gw_soft_issue "$PKI" "$a" || cg_fail "issue $a"

@@ -60,13 +60,8 @@ echo "soak: $CLIENTS clients for $DURATION s (asan=$asan), open files limit $(ul
 
 UP_PORT=$(cg_free_port)
 cg_pki_init --upstream "http://127.0.0.1:$UP_PORT/"
-"$TOOLS/upstream" --port "$UP_PORT" 2>"$T/up.err" &
-UP_PID=$!
-cg_track_pid "$UP_PID"
-for i in $(seq 1 50); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$UP_PORT") 2>/dev/null && break
-	sleep 0.1
-done
+gw_tool_upstream "$UP_PORT"
+UP_PID=$GW_TOOL_UP_PID
 
 issue() {
 	"$CG_SRC/scripts/agent-issue" --dir "$PKI" --agent "$1" --role "$2" >/dev/null 2>"$T/issue.err" ||

@@ -27,18 +27,11 @@ if ldd "$CERTGATE_BIN" 2>/dev/null | grep -q libasan; then
 	exit 0
 fi
 command -v valgrind >/dev/null || cg_fail "valgrind not installed (apt-get install valgrind)"
-TOOLS=${CERTGATE_TOOLS_DIR:-${CERTGATE_BUILD_DIR:-$CG_SRC/build}/tests}
-[ -x "$TOOLS/upstream" ] || cg_fail "upstream tool not found in $TOOLS"
 SUPP=$CG_SRC/tests/valgrind.supp
 
 UP_PORT=$(cg_free_port)
 cg_pki_init --upstream "http://127.0.0.1:$UP_PORT/"
-"$TOOLS/upstream" --port "$UP_PORT" 2>"$T/up.err" &
-cg_track_pid $!
-for i in $(seq 1 50); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$UP_PORT") 2>/dev/null && break
-	sleep 0.1
-done
+gw_tool_upstream "$UP_PORT"
 
 issue() {
 	"$CG_SRC/scripts/agent-issue" --dir "$PKI" --agent "$1" --role "$2" >/dev/null 2>"$T/issue.err" ||
