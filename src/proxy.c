@@ -1267,9 +1267,12 @@ px_flush_filtered(struct proxy_conn *px)
 		    "certgate: listing response could not be filtered");
 		flen = filtered != NULL ? strlen(filtered) : 0;
 	}
-	if (filtered != NULL || body == NULL) {
-		body = filtered != NULL ? filtered : "";
+	if (filtered != NULL) {
+		body = filtered;
 		len = flen;
+	} else if (body == NULL) {
+		body = "";
+		len = 0;
 	}
 	q->out_mode = OUT_LENGTH;
 	/* the response reader paused after this message: its head is still valid */
