@@ -11,8 +11,10 @@
 CERTGATE_APT_PACKAGES=(
 	build-essential cmake pkg-config
 	libssl-dev libp11-dev softhsm2 libevent-dev libjansson-dev opensc
-	libhttp-parser-dev libp11-kit-dev
+	libhttp-parser-dev libp11-kit-dev libcurl4-openssl-dev libpcre2-dev libsystemd-dev
+	libhiredis-dev
 	curl python3 jq clang valgrind openssl testssl.sh iproute2 procps
+	redis-server haproxy prometheus gnuplot-nox
 )
 
 # Node.js version the pinned npm packages require (undici 7 wants >= 20.18.1).
