@@ -1,0 +1,29 @@
+/* Whole-file reads and crash-safe writes: the one place certgate reads a file into
+ * memory or replaces one. No logging here: functions return 0/-1 with errno set
+ * and the caller says what the file was for. Thread-safe (no shared state). */
+#ifndef CERTGATE_FILE_H
+#define CERTGATE_FILE_H
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Reads path whole into a malloc'd NUL-terminated buffer (*out, *len without the
+ * NUL; len may be NULL). max > 0 refuses larger files with EFBIG, so a hostile or
+ * corrupt file cannot exhaust memory. Returns 0/-1 (errno). */
+int file_read(const char *path, size_t max, char **out, size_t *len);
+
+/* Replaces path with data atomically: a temporary file in the same directory,
+ * written, fsync'd, chmod'd to mode, renamed over path, and the directory fsync'd,
+ * so a reader (or a crash) sees the old contents or the new ones, never a mix.
+ * Returns 0/-1 (errno; the temporary file is removed). */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* fsync of a directory (after a rename or an unlink in it). 0/-1. */
+int file_fsync_dir(const char *dir);
+
+/* mkdir -p with mode for every directory created. 0/-1. */
+int file_mkdirs(const char *path, mode_t mode);
+
+/* Directory part of path ("." when none), malloc'd; NULL on ENOMEM. */
+char *file_dirname(const char *path);
+
+#endif

@@ -1,0 +1,133 @@
+/* The shared utility modules: buf.h, file.h, hash.h, jsonl.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "check.h"
+#include "file.h"
+#include "hash.h"
+#include "jsonl.h"
+
+static void
+test_buf(void)
+{
+	struct buf b;
+	char stack[8], *s;
+	size_t len;
+	int i;
+
+	buf_init(&b);
+	CHECK_STR(buf_str(&b), "");
+	CHECK(buf_adds(&b, "abc") == 0 && b.len == 3);
+	CHECK(buf_addf(&b, "-%d-", 42) == 0);
+	CHECK(buf_addu(&b, 0) == 0 && buf_addu(&b, 18446744073709551615ull) == 0);
+	CHECK_STR(buf_str(&b), "abc-42-018446744073709551615");
+	buf_free(&b);
+
+	/* stack storage moves to the heap when outgrown, contents kept */
+	buf_init_stack(&b, stack, sizeof(stack));
+	CHECK(buf_adds(&b, "1234567") == 0 && !b.heap);
+	CHECK(buf_adds(&b, "89") == 0 && b.heap);
+	CHECK_STR(buf_str(&b), "123456789");
+	s = buf_detach(&b, &len);
+	CHECK(s != NULL && len == 9 && strcmp(s, "123456789") == 0);
+	free(s);
+	buf_init_stack(&b, stack, sizeof(stack));
+	CHECK(buf_adds(&b, "xy") == 0);
+	s = buf_detach(&b, &len);    /* a copy: the stack storage is the caller's */
+	CHECK(s != NULL && s != stack && strcmp(s, "xy") == 0 && len == 2);
+	free(s);
+
+	/* max: errors are sticky */
+	buf_init(&b);
+	b.max = 10;
+	for (i = 0; i < 3; i++)
+		(void)buf_adds(&b, "abcd");
+	CHECK(buf_failed(&b) && b.len == 8);
+	CHECK(buf_adds(&b, "") == -1);
+	CHECK(buf_detach(&b, NULL) == NULL);
+	buf_reset(&b);
+	CHECK(!buf_failed(&b));
+	buf_free(&b);
+
+	buf_init(&b);
+	CHECK(buf_add(&b, "s\0cret", 6) == 0 && b.len == 6);
+	buf_wipe(&b);
+	CHECK(b.p == NULL && b.len == 0);
+}
+
+static void
+test_file(const char *dir)
+{
+	char path[512], *out = NULL;
+	size_t len = 0;
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	CHECK(file_mkdirs(path, 0700) == 0);
+	CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+	CHECK(file_mkdirs(path, 0700) == 0);     /* idempotent */
+	snprintf(path, sizeof(path), "%s/a/f.txt", dir);
+	CHECK(file_write_atomic(path, "hello\n", 6, 0640) == 0);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0640);
+	CHECK(file_read(path, 0, &out, &len) == 0 && len == 6 && strcmp(out, "hello\n") == 0);
+	free(out);
+	CHECK(file_read(path, 5, &out, &len) == -1 && errno == EFBIG && out == NULL);
+	CHECK(file_write_atomic(path, "", 0, 0600) == 0);
+	CHECK(file_read(path, 0, &out, &len) == 0 && len == 0 && out[0] == '\0');
+	free(out);
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	CHECK(file_read(path, 0, &out, &len) == -1 && errno == ENOENT);
+	snprintf(path, sizeof(path), "%s/nodir/x", dir);
+	CHECK(file_write_atomic(path, "x", 1, 0600) == -1 && errno == ENOENT);
+	out = file_dirname("/x/y/z");
+	CHECK_STR(out, "/x/y");
+	free(out);
+	out = file_dirname("z");
+	CHECK_STR(out, ".");
+	free(out);
+}
+
+static void
+test_jsonl(const char *dir)
+{
+	char path[512], *out = NULL;
+	json_t *o = json_pack("{s:s,s:i}", "b", "x\ny", "a", 1);
+
+	snprintf(path, sizeof(path), "%s/log.jsonl", dir);
+	CHECK(jsonl_append(path, o, 1) == 0);
+	CHECK(jsonl_append(path, o, 0) == 0);
+	CHECK(file_read(path, 0, &out, NULL) == 0);
+	CHECK_STR(out, "{\"b\":\"x\\ny\",\"a\":1}\n{\"b\":\"x\\ny\",\"a\":1}\n");
+	free(out);
+	json_decref(o);
+}
+
+static void
+test_hash(void)
+{
+	/* FNV-1a 32 reference values */
+	CHECK(hash_str("") == 2166136261u);
+	CHECK(hash_str("a") == 0xe40c292cu);
+	CHECK(hash_str("foobar") == 0xbf9cf968u);
+	CHECK(hash_fnv1a(HASH_FNV_INIT, "foobar", 6) == hash_str("foobar"));
+}
+
+int
+main(void)
+{
+	char dir[] = "/tmp/certgate-test-util.XXXXXX", cmd[600];
+
+	CHECK(mkdtemp(dir) != NULL);
+	test_buf();
+	test_file(dir);
+	test_jsonl(dir);
+	test_hash();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+	CHECK_DONE();
+}
