@@ -15,18 +15,29 @@
 #define MCP_ERR_RATE_LIMITED (-32002)
 #define MCP_ERR_GATEWAY      (-32003)
 
+/* What a Content-Type value says a body is, parsed per RFC 9110 §8.3.1 (type and
+ * subtype case-insensitive, OWS around ';', parameters token=token|quoted-string).
+ * Anything else, malformed values included, is MCP_MEDIA_OTHER: a listing response
+ * of another type is refused rather than guessed at. */
+enum mcp_media { MCP_MEDIA_OTHER = 0, MCP_MEDIA_JSON, MCP_MEDIA_SSE };
+enum mcp_media mcp_media_kind(const char *value);
+
 /* Protocol revisions certgate knows (MCP-Protocol-Version header). 1 if known. */
 int mcp_protocol_version_known(const char *v);
 
-/* A listing request seen in the body whose response must be filtered. An entry with
- * id and method NULL (only built by callers of mcp_sse_new / mcp_filter_json, never by
- * mcp_inspect_body) matches every response whose result is shaped like a listing
- * (tools, prompts, resources, resourceTemplates) and never counts as answered: used
- * for GET streams, on which a server may replay earlier responses (Last-Event-ID). */
+/* A request seen in the body. Entries with a method are listing requests whose
+ * responses must be filtered; entries with an id and method NULL are the body's other
+ * requests, whose responses pass unchanged: with both, a filter knows every response
+ * the upstream may send, and fails closed on one it does not know (an id of another
+ * JSON type, an id no request had). An entry with id and method NULL (only built by
+ * callers of mcp_sse_new / mcp_filter_json, never by mcp_inspect_body) matches every
+ * response whose result is shaped like a listing (tools, prompts, resources,
+ * resourceTemplates) and never counts as answered: used for GET streams, on which a
+ * server may replay earlier responses (Last-Event-ID). */
 struct mcp_pending_list {
 	json_t *id;            /* owned reference, or NULL (see above) */
 	const char *method;    /* static: "tools/list", "prompts/list", "resources/list",
-	                        * "resources/templates/list" */
+	                        * "resources/templates/list"; NULL for other requests */
 };
 
 struct mcp_inspect {
@@ -41,8 +52,9 @@ struct mcp_inspect {
 	const char *name;             /* first message's tool/prompt/resource name, borrowed */
 	int has_initialize;           /* an initialize request is in the body */
 	int only_notifications;       /* no request with an id (upstream answers 202) */
-	struct mcp_pending_list *lists;
-	size_t nlists;
+	struct mcp_pending_list *lists; /* listings first, then the other requests */
+	size_t nlists;                /* entries in lists */
+	size_t nlisting;              /* of which listing requests (to be filtered) */
 };
 
 /* Parses and checks a POST body for an agent with the given effective scopes.

@@ -20,6 +20,7 @@ enum metric_id {
 	M_RELOAD_FAIL,
 	M_REVOKED_REFUSED,      /* requests/handshakes refused because revoked */
 	M_AUDIT_WRITE_FAIL,
+	M_TLS_CACHE_SESSIONS,   /* gauge: resumable sessions held in the TLS cache */
 	M_METRIC_COUNT
 };
 

@@ -71,12 +71,32 @@ int p11_key_exists(const struct p11_defaults *d, const char *uri);
 /* Reads the key's CKA_SENSITIVE / CKA_EXTRACTABLE flags. Returns 0/-1. */
 int p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive, int *extractable);
 
-/* Token health for /healthz: 1 when a trivial call on the open session succeeds,
- * 0 otherwise (after trying to re-open and log in again). Checks every token
- * opened so far; 1 when none is open (nothing to check). Re-login reads the PIN
- * again from its file or environment variable; a token opened with pin-value
- * cannot be logged in again. Thread-safe. */
+/* Token health. /healthz must never wait for a token, and a liveness probe must
+ * never spend a real HSM's PIN retries, so the checks run on a monitor thread and
+ * /healthz reads their last result.
+ *
+ * p11_health_check: checks every token opened so far now, on the calling thread
+ * (C_GetSessionInfo; after a lost session it re-opens one and logs in again,
+ * reading the PIN again from its file or environment variable; a token opened with
+ * pin-value cannot be logged in again). A failed login is retried only after a
+ * back-off (1 s, doubling to 5 min); after CKR_PIN_INCORRECT, CKR_PIN_LOCKED,
+ * CKR_PIN_EXPIRED or CKR_PIN_INVALID no login is tried again until
+ * p11_health_reset() (SIGHUP), so a wrong PIN file cannot lock the token. Returns 1
+ * when every token is usable (also when none is open), 0 otherwise, and stores it
+ * for p11_health(). May block as long as the token does; thread-safe.
+ * p11_health: the last stored result, without touching the token (1 before any
+ * check). Lock-free.
+ * p11_health_reset: forgets back-offs and PIN stops; the next check may log in.
+ * p11_health_logins: login attempts made by health checks so far (metrics, tests).
+ * p11_monitor_start: runs p11_health_check every interval_ms on a thread of its
+ * own (and at once after p11_health_reset). Returns 0/-1. p11_monitor_stop joins
+ * it (waits for a check in progress). */
+int p11_health_check(void);
 int p11_health(void);
+void p11_health_reset(void);
+long p11_health_logins(void);
+int p11_monitor_start(int interval_ms);
+void p11_monitor_stop(void);
 
 /* The PKCS#11 return code in words, e.g. "CKR_PIN_INCORRECT". Never NULL. */
 const char *p11_rv_str(unsigned long rv);

@@ -18,6 +18,11 @@ int proxy_conn_start(struct conn *c);
  * of any request in flight, writes its audit record with `reason`, frees c->px. */
 void proxy_conn_free(struct conn *c, const char *reason);
 
+/* 1 when closing c now would cut a response whose head went out (or one was cut
+ * already): the close must then not look clean to the client (no close_notify),
+ * since a body delimited by the close would seem complete. */
+int proxy_conn_truncated(const struct conn *c);
+
 /* 1 when c has a request in flight (used by graceful shutdown). */
 int proxy_conn_busy(const struct conn *c);
 

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/thread.h>
 #include <openssl/err.h>
@@ -52,6 +53,7 @@
 #define CONN_MAX_WORKERS	64
 #define CONN_IP_BUCKETS		4096
 #define CONN_DRAIN_TICK_MS	100
+#define CONN_HEALTH_INTERVAL_MS	5000
 
 /* conn.c's per-worker state (w->priv). */
 struct worker_priv {
@@ -183,10 +185,12 @@ void
 conn_close(struct conn *c, const char *reason)
 {
 	struct worker *w = c->w;
+	int cut;
 
 	if (c->closing)
 		return;
 	c->closing = 1;
+	cut = c->px != NULL && proxy_conn_truncated(c);
 	/* A handshake paused for a signature: end its async job before SSL_free. */
 	if (!c->established && c->ssl != NULL && SSL_waiting_for_async(c->ssl))
 		signer_ssl_abandon(c->ssl);
@@ -200,9 +204,18 @@ conn_close(struct conn *c, const char *reason)
 		event_free(c->hs_timer);
 	c->hs_ev = c->hs_timer = NULL;
 	if (c->established && c->ssl != NULL) {
-		/* One attempt at close_notify; a full send buffer is not waited for. */
-		ERR_clear_error();
-		(void)SSL_shutdown(c->ssl);
+		/* close_notify says "that was everything": only true when nothing we owed
+		 * the client is being dropped. With output discarded, an unclean close lets
+		 * the client see that a close-delimited body was cut short. One attempt; a
+		 * full send buffer is not waited for. */
+		if (!cut && (c->bev == NULL ||
+		    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)) {
+			ERR_clear_error();
+			(void)SSL_shutdown(c->ssl);
+		} else
+			log_debug("connection %llu from %s: closing without close_notify (%s)",
+			    (unsigned long long)c->id, c->peer, cut ? "response cut short" :
+			    "output unsent");
 	}
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
@@ -885,6 +898,7 @@ conn_sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("SIGHUP: reloading");
 	conn_reload("SIGHUP");
+	p11_health_reset();     /* a fixed PIN file may be tried again */
 	if (audit_reopen() == -1)
 		log_err("audit log re-open failed; still writing to the previous file");
 }
@@ -1162,6 +1176,9 @@ conn_serve(struct config *cfg)
 		goto fail;
 	if (conn_signer_start(cfg, key) == -1)
 		goto fail;
+	/* Token health off the main loop (p11.h): /healthz never waits for a token. */
+	if (p11_monitor_start(CONN_HEALTH_INTERVAL_MS) == -1)
+		goto fail;
 	if (state_init(cfg, key) == -1)
 		goto fail;
 	state_ok = 1;
@@ -1172,6 +1189,12 @@ conn_serve(struct config *cfg)
 		log_err("event_base_new failed");
 		goto fail;
 	}
+	/* libevent restores, when its signal events are freed at shutdown, the handlers
+	 * it found when they were added: with SIG_IGN there, a second SIGTERM during the
+	 * shutdown (a supervisor repeating itself) cannot kill the process half-way. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	if (conn_main_events() == -1)
 		goto fail;
 	if (admin_start(g.base, cfg) == -1)
@@ -1194,6 +1217,7 @@ fail:
 		event_base_free(g.base);
 	g.base = NULL;
 	conn_pidfile_remove();
+	p11_monitor_stop();
 	if (state_ok)
 		state_shutdown();
 	if (audit_ok)

@@ -47,6 +47,7 @@ struct http_reader {
 	size_t line_len;
 	unsigned line_no;
 	int prev_cr;
+	char line0_tail[9];         /* last bytes of the request line: " HTTP/1.1" */
 
 	/* head storage: one arena, offsets until headers complete */
 	char *buf;
@@ -113,6 +114,7 @@ head_reset(struct http_reader *r)
 	r->line_len = 0;
 	r->line_no = 0;
 	r->prev_cr = 0;
+	memset(r->line0_tail, 0, sizeof(r->line0_tail));
 }
 
 static void
@@ -128,6 +130,16 @@ msg_reset(struct http_reader *r)
 	memset(&r->msg, 0, sizeof(r->msg));
 	r->msg.content_length = -1;
 	r->msg.is_request = r->is_request;
+}
+
+/* 1 when the request line seen so far ends with " HTTP/d.d". */
+static int
+http_version_tail(const struct http_reader *r)
+{
+	const char *t = r->line0_tail;
+
+	return r->line_len >= sizeof(r->line0_tail) && memcmp(t, " HTTP/", 6) == 0 &&
+	    t[6] >= '0' && t[6] <= '9' && t[7] == '.' && t[8] >= '0' && t[8] <= '9';
 }
 
 /* Scans head bytes; returns how many belong to the head (all of n, or up to and
@@ -148,6 +160,11 @@ scan_head(struct http_reader *r, const char *p, size_t n)
 			if (ch != '\n')
 				return fail(r, 400, "bare CR in header section");
 			r->prev_cr = 0;
+			/* http_parser reads "GET /" + CRLF as HTTP/0.9 and then waits for
+			 * headers: refuse it when its line ends, not at the header timeout. */
+			if (r->is_request && r->line_no == 0 && r->line_len > 0 &&
+			    !http_version_tail(r))
+				return fail(r, 400, "request line without HTTP/1.x version");
 			if (r->line_len == 0 && r->line_no > 0) {
 				r->in_head = 0;
 				return i + 1;
@@ -166,8 +183,12 @@ scan_head(struct http_reader *r, const char *p, size_t n)
 		if (r->line_len == 0 && r->line_no > 0 && (ch == ' ' || ch == '\t'))
 			return fail(r, 400, "obsolete line folding in header");
 		r->line_len++;
-		if (r->line_no == 0 && r->line_len > HTTP_MAX_REQUEST_LINE)
-			return fail(r, 400, "request line too long");
+		if (r->line_no == 0) {
+			if (r->line_len > HTTP_MAX_REQUEST_LINE)
+				return fail(r, 400, "request line too long");
+			memmove(r->line0_tail, r->line0_tail + 1, sizeof(r->line0_tail) - 1);
+			r->line0_tail[sizeof(r->line0_tail) - 1] = (char)ch;
+		}
 	}
 	return n;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Default cap on one buffered SSE event when mcp_sse_new gets 0. */
 #define MCP_SSE_DEFAULT_MAX (16u * 1024 * 1024)
@@ -53,6 +54,78 @@ mcp_buf_add(struct mcp_buf *b, const void *d, size_t n)
 	memcpy(b->p + b->len, d, n);
 	b->len += n;
 	return 0;
+}
+
+/* RFC 9110 tchar */
+static int
+mcp_tchar(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static const char *
+mcp_ows(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+static const char *
+mcp_token(const char *p)
+{
+	while (mcp_tchar((unsigned char)*p))
+		p++;
+	return p;
+}
+
+enum mcp_media
+mcp_media_kind(const char *v)
+{
+	const char *p, *t, *slash, *end;
+	enum mcp_media kind;
+	size_t n;
+
+	if (v == NULL)
+		return MCP_MEDIA_OTHER;
+	p = mcp_ows(v);
+	t = p;
+	if ((slash = mcp_token(p)) == p || *slash != '/')
+		return MCP_MEDIA_OTHER;
+	if ((end = mcp_token(slash + 1)) == slash + 1)
+		return MCP_MEDIA_OTHER;
+	n = (size_t)(end - t);
+	if (n == 16 && strncasecmp(t, "application/json", n) == 0)
+		kind = MCP_MEDIA_JSON;
+	else if (n == 17 && strncasecmp(t, "text/event-stream", n) == 0)
+		kind = MCP_MEDIA_SSE;
+	else
+		return MCP_MEDIA_OTHER;
+	/* *( OWS ";" OWS [ token "=" ( token / quoted-string ) ] ) OWS */
+	for (p = mcp_ows(end); *p != '\0'; p = mcp_ows(p)) {
+		if (*p++ != ';')
+			return MCP_MEDIA_OTHER;
+		p = mcp_ows(p);
+		if (*p == ';' || *p == '\0')
+			continue;
+		if ((t = mcp_token(p)) == p || *t != '=')
+			return MCP_MEDIA_OTHER;
+		p = t + 1;
+		if (*p == '"') {
+			for (p++; *p != '"'; p++) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				else if (*p == '\0' || ((unsigned char)*p < 0x20 && *p != '\t'))
+					return MCP_MEDIA_OTHER;
+			}
+			p++;
+		} else if ((t = mcp_token(p)) == p)
+			return MCP_MEDIA_OTHER;
+		else
+			p = t;
+	}
+	return kind;
 }
 
 int
@@ -216,22 +289,29 @@ mcp_record_lists(struct mcp_inspect *in)
 {
 	const char *lm;
 	size_t i;
+	int pass;
 
 	in->only_notifications = 1;
-	for (i = 0; i < in->n; i++) {
-		if (!in->res[i].is_request)
-			continue;
-		in->only_notifications = 0;
-		if (strcmp(in->res[i].method, "initialize") == 0)
-			in->has_initialize = 1;
-		if ((lm = mcp_listing_method(in->res[i].method)) == NULL)
-			continue;
-		if (in->lists == NULL &&
-		    (in->lists = calloc(in->n, sizeof(*in->lists))) == NULL)
-			return -1;
-		in->lists[in->nlists].id = json_incref(in->res[i].id);
-		in->lists[in->nlists].method = lm;
-		in->nlists++;
+	/* Listings first (their indexes are what a filter marks answered), then every
+	 * other request with an id. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < in->n; i++) {
+			if (!in->res[i].is_request)
+				continue;
+			in->only_notifications = 0;
+			if (pass == 0 && strcmp(in->res[i].method, "initialize") == 0)
+				in->has_initialize = 1;
+			lm = mcp_listing_method(in->res[i].method);
+			if ((pass == 0) != (lm != NULL))
+				continue;
+			if (in->lists == NULL &&
+			    (in->lists = calloc(in->n, sizeof(*in->lists))) == NULL)
+				return -1;
+			in->lists[in->nlists].id = json_incref(in->res[i].id);
+			in->lists[in->nlists].method = lm;
+			in->nlists++;
+			in->nlisting += lm != NULL;
+		}
 	}
 	return 0;
 }
@@ -334,25 +414,59 @@ mcp_listing_shape(json_t *msg)
 	return NULL;
 }
 
-/* Index of the pending listing request that msg (a response) answers, or -1. An entry
- * with a NULL id (see mcp.h) matches any response shaped like a listing result, after
- * the entries with ids. */
+/* 1 when msg could be taken for a response by a client: it carries a result or an
+ * error, or an id without a method. */
+static int
+mcp_is_response(json_t *msg)
+{
+	if (!json_is_object(msg))
+		return 0;
+	if (json_object_get(msg, "result") != NULL || json_object_get(msg, "error") != NULL)
+		return 1;
+	return json_object_get(msg, "id") != NULL && json_object_get(msg, "method") == NULL;
+}
+
+/* 1 when the entries hold a listing request with an id (not only a wildcard). */
+static int
+mcp_lists_strict(const struct mcp_pending_list *lists, size_t nlists)
+{
+	size_t i;
+
+	for (i = 0; i < nlists; i++)
+		if (lists[i].id != NULL && lists[i].method != NULL)
+			return 1;
+	return 0;
+}
+
+#define MCP_MATCH_NONE    (-1)  /* not a response, or nothing to do with it */
+#define MCP_MATCH_UNKNOWN (-2)  /* a response no request of ours explains */
+
+/* Index of the entry that msg (a response) answers: a listing (method set, to be
+ * filtered) or another request of the body (method NULL, passed as is). Ids compare
+ * by JSON type and value, so "1" does not answer 1: a client that matches ids loosely
+ * (the SDK looks up Number(id)) would otherwise take an unfiltered "1" for the answer
+ * to listing 1. A wildcard entry (id NULL, see mcp.h) matches any listing-shaped
+ * response, after the entries with ids. MCP_MATCH_UNKNOWN: a response that answers
+ * no entry while a listing with an id is pending (the caller fails closed); an error
+ * with a null id (a parse error report) is never unknown. */
 static long
 mcp_match_list(json_t *msg, const struct mcp_pending_list *lists, size_t nlists)
 {
 	json_t *id;
 	size_t i;
 
-	if (!json_is_object(msg) || json_object_get(msg, "method") != NULL ||
-	    (id = json_object_get(msg, "id")) == NULL)
-		return -1;
-	for (i = 0; i < nlists; i++)
+	if (!mcp_is_response(msg))
+		return MCP_MATCH_NONE;
+	id = json_object_get(msg, "id");
+	for (i = 0; id != NULL && i < nlists; i++)
 		if (lists[i].id != NULL && mcp_id_equal(lists[i].id, id))
 			return (long)i;
 	for (i = 0; i < nlists; i++)
 		if (lists[i].id == NULL && mcp_listing_shape(msg) != NULL)
 			return (long)i;
-	return -1;
+	if (json_is_null(id) && json_object_get(msg, "result") == NULL)
+		return MCP_MATCH_NONE;
+	return mcp_lists_strict(lists, nlists) ? MCP_MATCH_UNKNOWN : MCP_MATCH_NONE;
 }
 
 /* Filters one response in place. A result whose shape is not understood is replaced by
@@ -373,9 +487,13 @@ mcp_filter_response(json_t *msg, const char *method, char *const *scopes, size_t
 	return *repl != NULL ? 1 : -1;
 }
 
+#define MCP_FILTER_UNKNOWN 2      /* mcp_filter_root: an unexplained response */
+
 /* Filters a parsed body (response or batch of responses) in place, possibly replacing
  * *rootp. answered (optional) gets 1 for every pending list that was answered.
- * Returns 1 changed, 0 unchanged, -1 out of memory. */
+ * Returns 1 changed, 0 unchanged, MCP_FILTER_UNKNOWN when a response answers no
+ * request of ours while a listing is pending (nothing of it may be sent), -1 out of
+ * memory. */
 static int
 mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nlists,
     char *const *scopes, size_t nscopes, unsigned char *answered)
@@ -388,8 +506,10 @@ mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nli
 	n = json_is_array(*rootp) ? json_array_size(*rootp) : 1;
 	for (i = 0; i < n; i++) {
 		msg = json_is_array(*rootp) ? json_array_get(*rootp, i) : *rootp;
-		if ((k = mcp_match_list(msg, lists, nlists)) < 0)
-			continue;
+		if ((k = mcp_match_list(msg, lists, nlists)) == MCP_MATCH_UNKNOWN)
+			return MCP_FILTER_UNKNOWN;
+		if (k < 0 || (lists[k].method == NULL && lists[k].id != NULL))
+			continue;       /* not a response, or one to a request we pass */
 		/* a listing-shaped wildcard stays pending for the whole stream */
 		if (answered != NULL && lists[k].id != NULL)
 			answered[k] = 1;
@@ -481,6 +601,12 @@ mcp_parse_response(const char *p, size_t n)
 	char *fixed;
 	size_t flen = 0;
 
+	/* Response.json() decodes with a BOM-stripping UTF-8 decoder. */
+	if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
+		p += 3;
+		n -= 3;
+	}
+
 	if ((root = json_loadb(p, n, JSON_ALLOW_NUL, NULL)) != NULL)
 		return root;
 	if ((fixed = mcp_utf8_fix(p, n, &flen)) == NULL)
@@ -488,17 +614,6 @@ mcp_parse_response(const char *p, size_t n)
 	root = json_loadb(fixed, flen, JSON_ALLOW_NUL, NULL);
 	free(fixed);
 	return root;
-}
-
-/* 1 when text that failed to parse could still be an object or array to a client. */
-static int
-mcp_looks_structured(const char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'); i++)
-		;
-	return i < n && (p[i] == '{' || p[i] == '[');
 }
 
 /* Errors for every pending listing: what goes out instead of a listing response that
@@ -530,6 +645,7 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
     size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen)
 {
 	json_t *root;
+	const char *why;
 	char *s = NULL;
 	int r;
 
@@ -538,15 +654,9 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
 	if (nlists == 0 || body == NULL)
 		return NULL;
 	if ((root = mcp_parse_response(body, len)) == NULL) {
-		if (!mcp_looks_structured(body, len))
-			return NULL;
-		s = mcp_fail_closed(lists, nlists, "certgate: listing response could not be "
-		    "parsed for filtering");
-		if (s == NULL)
-			goto fail;
-		if (outlen != NULL)
-			*outlen = strlen(s);
-		return s;
+		/* Whatever a client might make of it, it is not sent unfiltered. */
+		why = "certgate: listing response could not be parsed for filtering";
+		goto closed;
 	}
 	r = mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL);
 	if (r == 1 && (s = json_dumps(root, JSON_COMPACT)) == NULL)
@@ -554,7 +664,17 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
 	json_decref(root);
 	if (r == -1)
 		goto fail;
+	if (r == MCP_FILTER_UNKNOWN) {
+		why = "certgate: upstream answered a request it was not sent";
+		goto closed;
+	}
 	if (s != NULL && outlen != NULL)
+		*outlen = strlen(s);
+	return s;
+closed:
+	if ((s = mcp_fail_closed(lists, nlists, why)) == NULL)
+		goto fail;
+	if (outlen != NULL)
 		*outlen = strlen(s);
 	return s;
 fail:
@@ -630,7 +750,7 @@ mcp_sse_unanswered(const struct mcp_sse *s)
 	size_t i, n = 0;
 
 	for (i = 0; i < s->nlists; i++)
-		n += !s->answered[i];
+		n += s->lists[i].method != NULL && !s->answered[i];
 	return n;
 }
 
@@ -695,7 +815,10 @@ mcp_sse_rewrite(struct mcp_sse *s, const char *json, struct mcp_buf *out)
 static int mcp_sse_dropped(struct mcp_sse *, mcp_emit_fn, void *, const char *);
 
 /* Emits the complete (or, at end of stream, partial) event: filtered when its data is a
- * response to a pending listing request, verbatim otherwise. */
+ * response to a pending listing request, verbatim otherwise. Fails closed: data that
+ * does not parse, or a response that answers no request of the POST, is replaced by
+ * an error event for the listing (a listing that was answered already stays
+ * answered: a second copy of it is filtered like the first). */
 static int
 mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 {
@@ -709,15 +832,17 @@ mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
 	/* drop the \n that followed the last data line */
 	root = mcp_parse_response(s->data.p, s->data.len - 1);
-	if (root == NULL) {
-		if (mcp_sse_unanswered(s) > 0 && mcp_looks_structured(s->data.p, s->data.len))
-			return mcp_sse_dropped(s, emit, arg, "certgate: event could not be "
-			    "parsed for filtering");
-		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
-	}
+	if (root == NULL)
+		return mcp_sse_dropped(s, emit, arg, "certgate: event could not be parsed "
+		    "for filtering");
 	r = mcp_filter_root(&root, s->lists, s->nlists, s->scopes, s->nscopes, s->answered);
 	if (r == -1)
 		goto fail;
+	if (r == MCP_FILTER_UNKNOWN) {
+		rv = mcp_sse_dropped(s, emit, arg, "certgate: upstream answered a request it "
+		    "was not sent");
+		goto fail;
+	}
 	if (r == 0) {
 		rv = mcp_emit(emit, arg, s->raw.p, s->raw.len);
 		goto fail;
@@ -753,7 +878,10 @@ mcp_sse_dropped(struct mcp_sse *s, mcp_emit_fn emit, void *arg, const char *why)
 	body = mcp_error_body(id, MCP_ERR_GATEWAY, why);
 	if (body == NULL)
 		return -1;
-	rv = mcp_emit(emit, arg, "data: ", 6);
+	/* the LF that ended the previous event's CRLF belongs to that event */
+	rv = !s->discard && s->skip > 0 ? mcp_emit(emit, arg, s->raw.p, s->skip) : 0;
+	if (rv == 0)
+		rv = mcp_emit(emit, arg, "data: ", 6);
 	if (rv == 0)
 		rv = mcp_emit(emit, arg, body, strlen(body));
 	if (rv == 0)
@@ -780,8 +908,6 @@ mcp_sse_line(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 		rv = s->discard ? mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE) :
 		    mcp_sse_dispatch(s, emit, arg);
 		mcp_sse_reset_event(s);
-		if (mcp_sse_unanswered(s) == 0)
-			s->passthrough = 1;
 		return rv;
 	}
 	if (s->discard) {
@@ -807,17 +933,16 @@ mcp_sse_line(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 	return 0;
 }
 
-/* The event outgrew max_event. With nothing left to filter it simply streams on;
- * otherwise it is dropped (and answered with an error if it carried data). */
+/* The event outgrew max_event: it is dropped (and answered with an error if it
+ * carried data), even once every listing was answered, since it could be another copy
+ * of one and cannot be parsed to tell. */
 static int
 mcp_sse_overflow(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 {
 	size_t keep;
 
-	if (mcp_sse_unanswered(s) == 0) {
-		s->passthrough = 1;
-		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
-	}
+	(void)emit;
+	(void)arg;
 	keep = s->line_len < sizeof(s->line_head) ? s->line_len : sizeof(s->line_head);
 	memcpy(s->line_head, s->raw.p + s->line_start, keep);
 	s->discard = 1;

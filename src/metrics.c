@@ -318,6 +318,8 @@ render_counters(FILE *f)
 	    M_REVOKED_REFUSED);
 	put_simple(f, "audit_write_failures_total", "counter", "Audit log writes that failed.",
 	    M_AUDIT_WRITE_FAIL);
+	put_simple(f, "tls_session_cache_sessions", "gauge",
+	    "Resumable TLS sessions held in the session cache.", M_TLS_CACHE_SESSIONS);
 }
 
 char *

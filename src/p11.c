@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -62,6 +63,10 @@ struct p11_token {
 	int			 need_login;
 	char			*pin_file;
 	char			*pin_env;
+	CK_RV			 login_rv;	/* last C_Login result */
+	int			 pin_stop;	/* bad PIN seen: no login until reset */
+	int			 backoff_s;	/* next wait after a failed login */
+	time_t			 retry_at;	/* no login before this */
 	struct p11_token	*next;
 };
 
@@ -717,6 +722,8 @@ p11_thr_find(const struct p11_keyref *r)
 	return rv;
 }
 
+static void p11_monitor_kick(void);
+
 /* C_SignInit + C_Sign in this thread's session. Returns 0, or -1 with an
  * OpenSSL error naming the PKCS#11 call and code (the pool logs it). */
 static int
@@ -755,6 +762,7 @@ p11_thr_sign(const struct p11_keyref *r, CK_MECHANISM *mech, const unsigned char
 	ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "%s on token '%s': %s",
 	    call, r->tok->label, p11_rv_str(rv));
 	p11_thr_drop();
+	p11_monitor_kick();     /* /healthz should know now, not at the next interval */
 	return -1;
 }
 
@@ -1214,6 +1222,7 @@ p11_token_session(struct p11_token *t, const char *pin, const char *red)
 		return -1;
 	}
 	rv = fl->C_Login(t->sess, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	t->login_rv = rv;
 	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
 		log_err("%s: C_Login on token '%s': %s", red, t->label, p11_rv_str(rv));
 		return -1;
@@ -1459,6 +1468,7 @@ p11_begin(const struct p11_defaults *d, const char *uri, struct p11_uri *u,
 
 	if (d == NULL)
 		d = &none;
+	memset(u, 0, sizeof(*u));       /* p11_end frees it whatever fails first */
 	if ((*red = p11_uri_redact(uri)) == NULL) {
 		log_err("out of memory");
 		return NULL;
@@ -1727,18 +1737,169 @@ p11_token_check(struct p11_token *t)
 	return ret;
 }
 
+static struct {
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	pthread_t thr;
+	int running, stop, kick;
+	int interval_ms;
+	int ok;                 /* atomic: last result */
+	long logins;            /* atomic */
+} p11_mon = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .ok = 1 };
+
+/* A wrong or blocked PIN will not get better by trying again: each try may count
+ * against the token's retry limit. */
+static int
+p11_pin_fatal(CK_RV rv)
+{
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED ||
+	    rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE;
+}
+
+/* One token: 1 usable, 0 not. Called with p11_lock held. */
+static int
+p11_token_health(struct p11_token *t, time_t now)
+{
+	CK_SESSION_INFO si;
+
+	if (t->has_sess && t->mod->fl->C_GetSessionInfo(t->sess, &si) == CKR_OK &&
+	    (!t->need_login || si.state == CKS_RO_USER_FUNCTIONS ||
+	    si.state == CKS_RW_USER_FUNCTIONS))
+		return 1;
+	if (t->pin_stop || now < t->retry_at)
+		return 0;
+	t->login_rv = CKR_OK;
+	if (t->need_login)
+		__atomic_add_fetch(&p11_mon.logins, 1, __ATOMIC_RELAXED);
+	if (p11_token_check(t)) {
+		t->backoff_s = 0;
+		t->retry_at = 0;
+		return 1;
+	}
+	if (t->need_login && p11_pin_fatal(t->login_rv)) {
+		t->pin_stop = 1;
+		log_err("token '%s': %s: not logging in again until the PIN is fixed and "
+		    "the gateway gets SIGHUP (each try may count against the token's PIN "
+		    "retry limit)", t->label, p11_rv_str(t->login_rv));
+		return 0;
+	}
+	t->backoff_s = t->backoff_s == 0 ? 1 : t->backoff_s >= 150 ? 300 : t->backoff_s * 2;
+	t->retry_at = now + t->backoff_s;
+	log_warn("token '%s' unusable; next attempt in %d s", t->label, t->backoff_s);
+	return 0;
+}
+
 int
-p11_health(void)
+p11_health_check(void)
 {
 	struct p11_token *t;
+	time_t now = time(NULL);
 	int ok = 1;
 
 	pthread_mutex_lock(&p11_lock);
 	for (t = p11_tokens; t != NULL; t = t->next)
-		if (!p11_token_check(t))
+		if (!p11_token_health(t, now))
 			ok = 0;
 	pthread_mutex_unlock(&p11_lock);
+	__atomic_store_n(&p11_mon.ok, ok, __ATOMIC_RELEASE);
 	return ok;
+}
+
+int
+p11_health(void)
+{
+	return __atomic_load_n(&p11_mon.ok, __ATOMIC_ACQUIRE);
+}
+
+long
+p11_health_logins(void)
+{
+	return __atomic_load_n(&p11_mon.logins, __ATOMIC_RELAXED);
+}
+
+/* Asks the monitor for a check now. Never blocks for long (the monitor holds its
+ * mutex only between checks). */
+static void
+p11_monitor_kick(void)
+{
+	pthread_mutex_lock(&p11_mon.mtx);
+	p11_mon.kick = 1;
+	pthread_cond_signal(&p11_mon.cv);
+	pthread_mutex_unlock(&p11_mon.mtx);
+}
+
+void
+p11_health_reset(void)
+{
+	struct p11_token *t;
+
+	pthread_mutex_lock(&p11_lock);
+	for (t = p11_tokens; t != NULL; t = t->next) {
+		t->pin_stop = 0;
+		t->backoff_s = 0;
+		t->retry_at = 0;
+	}
+	pthread_mutex_unlock(&p11_lock);
+	p11_monitor_kick();
+}
+
+static void *
+p11_monitor_main(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	pthread_mutex_lock(&p11_mon.mtx);
+	while (!p11_mon.stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += p11_mon.interval_ms / 1000;
+		ts.tv_nsec += (long)(p11_mon.interval_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!p11_mon.stop && !p11_mon.kick &&
+		    pthread_cond_timedwait(&p11_mon.cv, &p11_mon.mtx, &ts) == 0)
+			;
+		if (p11_mon.stop)
+			break;
+		p11_mon.kick = 0;
+		pthread_mutex_unlock(&p11_mon.mtx);
+		(void)p11_health_check();
+		pthread_mutex_lock(&p11_mon.mtx);
+	}
+	pthread_mutex_unlock(&p11_mon.mtx);
+	return NULL;
+}
+
+int
+p11_monitor_start(int interval_ms)
+{
+	int rc;
+
+	if (p11_mon.running)
+		return 0;
+	p11_mon.interval_ms = interval_ms > 0 ? interval_ms : 5000;
+	p11_mon.stop = p11_mon.kick = 0;
+	if ((rc = pthread_create(&p11_mon.thr, NULL, p11_monitor_main, NULL)) != 0) {
+		log_err("cannot start the token monitor thread: %s", strerror(rc));
+		return -1;
+	}
+	p11_mon.running = 1;
+	return 0;
+}
+
+void
+p11_monitor_stop(void)
+{
+	if (!p11_mon.running)
+		return;
+	pthread_mutex_lock(&p11_mon.mtx);
+	p11_mon.stop = 1;
+	pthread_cond_signal(&p11_mon.cv);
+	pthread_mutex_unlock(&p11_mon.mtx);
+	pthread_join(p11_mon.thr, NULL);
+	p11_mon.running = 0;
 }
 
 void

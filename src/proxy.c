@@ -49,10 +49,14 @@
 #include <http_parser.h>
 
 #include "audit.h"
+#include "buf.h"
+#include "decide.h"
+#include "head.h"
 #include "http.h"
 #include "log.h"
 #include "mcp.h"
 #include "metrics.h"
+#include "path.h"
 #include "proxy.h"
 #include "rate.h"
 #include "session.h"
@@ -98,6 +102,7 @@ struct preq {
 	unsigned method;
 	int keep_alive;
 	char *session;                  /* request Mcp-Session-Id */
+	char *target;                   /* normalized target under upstream.path */
 	char *bound_session;            /* from an initialize response */
 	/* refusal decided at headers complete, answered at message complete */
 	int deny_status;
@@ -129,6 +134,8 @@ struct preq {
 	int head_sent;
 	int status_sent;
 	struct evbuffer *rbuf;          /* JSON body being buffered for filtering */
+	const struct mcp_pending_list *flists;  /* what the response is filtered for */
+	size_t nflists;
 	struct mcp_sse *sse;
 };
 
@@ -145,6 +152,8 @@ struct proxy_conn {
 	int close_after_flush;
 	const char *flush_reason;
 	int up_paused;
+	int in_paused;                  /* not parsing: the client owes us a read */
+	int truncated;                  /* a response was cut after its head went out */
 	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
 	struct preq q;
 };
@@ -152,6 +161,7 @@ struct proxy_conn {
 static pthread_once_t px_once = PTHREAD_ONCE_INIT;
 static struct rate_table *px_rates;
 static struct session_table *px_sessions;
+static int px_tables_ok;
 
 static void px_drive(struct proxy_conn *);
 static void up_readcb(struct bufferevent *, void *);
@@ -159,13 +169,16 @@ static void up_eventcb(struct bufferevent *, short, void *);
 static void px_up_read(struct proxy_conn *);
 static int px_up_start(struct proxy_conn *);
 
+/* Without either table the gateway would serve without rate limits or session
+ * binding: that is a start-up failure, never a silent downgrade. */
 static void
 px_tables_init(void)
 {
 	px_rates = rate_table_new();
 	px_sessions = session_table_new();
-	if (px_rates == NULL || px_sessions == NULL)
-		log_err("cannot create the rate or session table: limits/bindings disabled");
+	px_tables_ok = px_rates != NULL && px_sessions != NULL;
+	if (!px_tables_ok)
+		log_err("out of memory for the rate limit or session binding table");
 }
 
 static double
@@ -360,10 +373,8 @@ px_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 	metrics_inc(M_REQ_TOTAL);
 	if (status >= 100)
 		metrics_status(status);
-	if (!allow) {
-		metrics_inc(M_REQ_DENIED);
-		metrics_deny(r.agent, reason);
-	}
+	if (!allow)
+		metrics_deny(r.agent, reason);      /* counts M_REQ_DENIED too */
 }
 
 static int
@@ -454,6 +465,7 @@ preq_clear(struct preq *q)
 	free(q->rpc_name);
 	free(q->session);
 	free(q->bound_session);
+	free(q->target);
 	memset(q, 0, sizeof(*q));
 }
 
@@ -514,206 +526,16 @@ px_body_meta(struct proxy_conn *px)
 	json_decref(root);
 }
 
-/* ---- message heads ----
- * A head is assembled in one contiguous buffer (on the stack while it fits) and
- * handed to the evbuffer in one evbuffer_add: a printf and an evbuffer call per
- * header line cost more than the copying. */
-
-struct hbuf {
-	char *p;
-	size_t len, cap;
-	int heap;
-	int err;
-	char stack[4096];
-};
-
-static void
-hb_init(struct hbuf *b)
-{
-	b->p = b->stack;
-	b->len = 0;
-	b->cap = sizeof(b->stack);
-	b->heap = 0;
-	b->err = 0;
-}
-
-static int
-hb_grow(struct hbuf *b, size_t need)
-{
-	size_t ncap = b->cap;
-	char *np;
-
-	while (ncap < b->len + need)
-		ncap *= 2;
-	if (b->heap)
-		np = realloc(b->p, ncap);
-	else if ((np = malloc(ncap)) != NULL)
-		memcpy(np, b->p, b->len);
-	if (np == NULL) {
-		b->err = 1;
-		return -1;
-	}
-	b->p = np;
-	b->cap = ncap;
-	b->heap = 1;
-	return 0;
-}
-
-static void
-hb_add(struct hbuf *b, const char *s, size_t n)
-{
-	if (b->err || (b->len + n > b->cap && hb_grow(b, n) == -1))
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static void
-hb_str(struct hbuf *b, const char *s)
-{
-	hb_add(b, s, strlen(s));
-}
-
-/* "name: value\r\n" */
-static void
-hb_header(struct hbuf *b, const char *name, const char *value)
-{
-	hb_str(b, name);
-	hb_add(b, ": ", 2);
-	hb_str(b, value);
-	hb_add(b, "\r\n", 2);
-}
-
-static void
-hb_num(struct hbuf *b, long long v)
-{
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", v);
-
-	hb_add(b, num, (size_t)n);
-}
-
-/* Moves the head into out; -1 on allocation failure. */
-static int
-hb_flush(struct hbuf *b, struct evbuffer *out)
-{
-	int rc = b->err ? -1 : evbuffer_add(out, b->p, b->len);
-
-	if (b->heap)
-		free(b->p);
-	hb_init(b);
-	return rc;
-}
-
-/* 1 when the message has a Connection header (whose tokens name more hop-by-hop
- * headers): most have none, and then no header needs the per-name scan. */
-static int
-has_connection(const struct http_msg *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->nh; i++)
-		if (strcasecmp(m->h[i].name, "Connection") == 0)
-			return 1;
-	return 0;
-}
-
-/* ---- building the upstream request ---- */
-
-static int
-hop_by_hop(const char *name)
-{
-	static const char *const hop[] = { "Connection", "Keep-Alive", "TE", "Trailer",
-	    "Transfer-Encoding", "Upgrade", "Content-Length", "Host", "Expect",
-	    "Accept-Encoding", NULL };
-	static const char *const ident[] = { "X-Agent-Id", "X-Agent-Scopes",
-	    "X-Forwarded-Client-Cert", "X-Forwarded-For", "Forwarded", "X-Real-IP", NULL };
-	size_t i;
-
-	for (i = 0; hop[i]; i++)
-		if (strcasecmp(name, hop[i]) == 0)
-			return 1;
-	for (i = 0; ident[i]; i++)
-		if (http_name_eq(name, ident[i]))
-			return 1;
-	return strncasecmp(name, "Proxy-", 6) == 0 || strncasecmp(name, "Proxy_", 6) == 0;
-}
-
-/* 1 when name is listed in one of the message's Connection headers. */
-static int
-conn_listed(const struct http_msg *m, const char *name)
-{
-	size_t i, n = strlen(name);
-	const char *p, *e;
-
-	for (i = 0; i < m->nh; i++) {
-		if (strcasecmp(m->h[i].name, "Connection") != 0)
-			continue;
-		for (p = m->h[i].value; *p; p = *e ? e + 1 : e) {
-			while (*p == ' ' || *p == '\t' || *p == ',')
-				p++;
-			for (e = p; *e && *e != ','; e++)
-				;
-			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			if ((size_t)(e - p) == n && strncasecmp(p, name, n) == 0)
-				return 1;
-			while (*e && *e != ',')
-				e++;
-		}
-	}
-	return 0;
-}
-
-/* Adds "name: value" with control characters replaced: values we add come from
- * certificates and the identity map and must not split the header section. */
-static void
-add_header_safe(struct hbuf *b, const char *name, const char *value)
-{
-	const unsigned char *v, *start;
-
-	hb_str(b, name);
-	hb_add(b, ": ", 2);
-	start = (const unsigned char *)(value ? value : "");
-	for (v = start; *v; v++) {
-		if (*v >= 0x20 && *v != 0x7f)
-			continue;
-		hb_add(b, (const char *)start, (size_t)(v - start));
-		hb_add(b, "?", 1);
-		start = v + 1;
-	}
-	hb_add(b, (const char *)start, (size_t)(v - start));
-	hb_add(b, "\r\n", 2);
-}
-
-static const char *
-path_prefix(const struct config *cfg, const char *target, char *buf, size_t len)
-{
-	const char *pp = cfg->upstream.path;
-	size_t n;
-
-	if (pp == NULL || strcmp(pp, "/") == 0 || *pp == '\0')
-		return "";
-	n = strlen(pp);
-	while (n > 1 && pp[n - 1] == '/')
-		n--;
-	if (strncmp(target, pp, n) == 0 && (target[n] == '\0' || target[n] == '/' ||
-	    target[n] == '?'))
-		return "";
-	snprintf(buf, len, "%.*s", (int)n, pp);
-	return buf;
-}
-
 static int
 px_build_upstream(struct proxy_conn *px)
 {
 	struct preq *q = &px->q;
-	const struct http_msg *m = q->m;
 	const struct identity_agent *a = q->agent;
-	size_t i, blen = q->body ? evbuffer_get_length(q->body) : 0;
-	char pbuf[512];
-	struct hbuf b;
-	int conn_hdr = has_connection(m);
+	size_t blen = q->body ? evbuffer_get_length(q->body) : 0;
+	struct head_ident id;
+	char stack[4096];
+	struct buf b;
+	int rc;
 
 	if ((q->out = evbuffer_new()) == NULL)
 		return -1;
@@ -722,30 +544,18 @@ px_build_upstream(struct proxy_conn *px)
 	 * small). */
 	if (px->xfcc == NULL && (px->xfcc = identity_xfcc(&px->c->peer_id)) == NULL)
 		return -1;
-	hb_init(&b);
-	hb_str(&b, m->method_str);
-	hb_add(&b, " ", 1);
-	hb_str(&b, path_prefix(px->cfg, m->url, pbuf, sizeof(pbuf)));
-	hb_str(&b, m->url);
-	hb_add(&b, " HTTP/1.1\r\nHost: ", 17);
-	hb_str(&b, px->pw->hostport);
-	hb_add(&b, "\r\n", 2);
-	for (i = 0; i < m->nh; i++) {
-		if (hop_by_hop(m->h[i].name) || (conn_hdr && conn_listed(m, m->h[i].name)))
-			continue;
-		hb_header(&b, m->h[i].name, m->h[i].value);
-	}
-	add_header_safe(&b, "X-Agent-Id", a->id);
-	add_header_safe(&b, "X-Agent-Scopes", a->scopes_str);
-	add_header_safe(&b, "X-Forwarded-Client-Cert", px->xfcc);
-	add_header_safe(&b, "X-Forwarded-For", px->c->peer_ip);
-	if (blen > 0 || q->method == HTTP_POST) {
-		hb_add(&b, "Content-Length: ", 16);
-		hb_num(&b, (long long)blen);
-		hb_add(&b, "\r\n", 2);
-	}
-	hb_add(&b, "\r\n", 2);
-	if (hb_flush(&b, q->out) == -1)
+	id.agent = a->id;
+	id.scopes = a->scopes_str;
+	id.xfcc = px->xfcc;
+	id.peer_ip = px->c->peer_ip;
+	/* A head is assembled in one buffer (on the stack while it fits) and handed to
+	 * the evbuffer in one evbuffer_add: an evbuffer call per line costs more. */
+	buf_init_stack(&b, stack, sizeof(stack));
+	rc = head_request(&b, q->m, q->target, px->pw->hostport, &id, (long long)blen);
+	if (rc == 0)
+		rc = evbuffer_add(q->out, b.p, b.len);
+	buf_free(&b);
+	if (rc == -1)
 		return -1;
 	/* The body is already contiguous (inspected); the upstream request keeps
 	 * it by reference rather than by copy. */
@@ -777,27 +587,6 @@ deny(struct preq *q, int status, const char *reason)
 	}
 }
 
-/* 1 when a header the gateway checks appears twice, or spelt with '_' for '-': some
- * upstream stacks fold one into the other, so Mcp_Session_Id would reach them as the
- * session header without having passed the session check. */
-static int
-dup_header(const struct http_msg *m)
-{
-	static const char *const once[] = { "Mcp-Session-Id", "Mcp-Method", "Mcp-Name",
-	    "MCP-Protocol-Version", "Content-Type", NULL };
-	size_t i, j, n;
-
-	for (i = 0; once[i]; i++) {
-		for (j = 0, n = 0; j < m->nh; j++) {
-			if (!http_name_eq(m->h[j].name, once[i]))
-				continue;
-			if (strcasecmp(m->h[j].name, once[i]) != 0 || ++n > 1)
-				return 1;
-		}
-	}
-	return 0;
-}
-
 /* Returns -1 to stop reading this connection (revoked). */
 static int
 px_check_headers(struct proxy_conn *px, const struct http_msg *m)
@@ -805,6 +594,7 @@ px_check_headers(struct proxy_conn *px, const struct http_msg *m)
 	struct preq *q = &px->q;
 	const struct config *cfg = px->cfg;
 	const struct identity_agent *a;
+	struct decide_http dh;
 	const char *v;
 	double per, burst, retry = 1;
 
@@ -825,29 +615,29 @@ px_check_headers(struct proxy_conn *px, const struct http_msg *m)
 	}
 	per = a->rate_per_second > 0 ? a->rate_per_second : cfg->rate_per_second;
 	burst = a->rate_burst > 0 ? a->rate_burst : cfg->rate_burst;
-	if (px_rates && !rate_take(px_rates, a->id, per, burst, now_s(), &retry)) {
+	if (!rate_take(px_rates, a->id, per, burst, now_s(), &retry)) {
 		deny(q, 429, "rate limited");
 		snprintf(q->retry_hdr, sizeof(q->retry_hdr), "Retry-After: %.0f\r\n",
 		    retry < 1 ? 1 : ceil(retry));
 		q->deny_extra = q->retry_hdr;
 	}
-	if (q->method != HTTP_POST && q->method != HTTP_GET && q->method != HTTP_DELETE) {
-		deny(q, 405, "method not allowed");
-		if (q->deny_status == 405)
-			q->deny_extra = "Allow: GET, POST, DELETE\r\n";
+	/* Method, body, target and header rules (decide.h): the normalized target is
+	 * what is forwarded. */
+	if (decide_http_request(m, cfg->upstream.path, &dh) == -1) {
+		deny(q, 503, "out of memory");
+		return 0;
 	}
-	if (m->url[0] != '/')
-		deny(q, 400, "request target must be a path");
-	if (dup_header(m))
-		deny(q, 400, "duplicate MCP header");
-	if ((v = http_msg_get(m, "MCP-Protocol-Version")) != NULL &&
-	    !mcp_protocol_version_known(v))
-		deny(q, 400, "unsupported MCP-Protocol-Version");
+	q->target = dh.target;
+	if (dh.status != 0) {
+		deny(q, dh.status, dh.reason);
+		if (q->deny_status == dh.status && dh.extra != NULL)
+			q->deny_extra = dh.extra;
+	}
 	if ((v = http_msg_get(m, "Mcp-Session-Id")) != NULL) {
 		q->session = strdup(v);
 		/* An id the gateway did not bind (restart, eviction, ended) could be another
 		 * agent's live session: 404 makes the client initialize a new one (MCP). */
-		switch (px_sessions ? session_check(px_sessions, v, a->id) : 1) {
+		switch (session_check(px_sessions, v, a->id)) {
 		case 0:
 			deny(q, 403, "session belongs to another agent");
 			break;
@@ -893,6 +683,10 @@ rq_body(void *arg, const char *p, size_t n)
 {
 	struct proxy_conn *px = arg;
 
+	/* A refused body is read (the framing was valid) but only a POST's is kept, for
+	 * the JSON-RPC id of the refusal. */
+	if (px->q.deny_status != 0 && px->q.method != HTTP_POST)
+		return 0;
 	if (px->q.body == NULL && (px->q.body = evbuffer_new()) == NULL)
 		return -1;
 	return evbuffer_add(px->q.body, p, n);
@@ -1013,6 +807,14 @@ px_drive(struct proxy_conn *px)
 		in = bufferevent_get_input(px->c->bev);
 		if (evbuffer_get_length(in) == 0)
 			break;
+		/* A client that pipelines and never reads would make us queue answers
+		 * (refusals included) without bound: stop parsing while the answers it owes
+		 * are above the watermark; the input then fills to its own watermark and
+		 * libevent stops reading the socket. client_writecb resumes. */
+		if (evbuffer_get_length(client_out(px)) > PX_OUT_HIGH) {
+			px->in_paused = 1;
+			break;
+		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
 		if (px_reader(px) == -1)
@@ -1046,62 +848,23 @@ emit_client(void *arg, const char *p, size_t n)
 	return evbuffer_add(out, p, n);
 }
 
-static int
-is_ctype(const char *ct, const char *want)
-{
-	size_t n = strlen(want);
-
-	if (ct == NULL)
-		return 0;
-	while (*ct == ' ')
-		ct++;
-	return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' ||
-	    ct[n] == ' ');
-}
-
 static void
 px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
 {
 	struct preq *q = &px->q;
-	struct evbuffer *out = client_out(px);
-	size_t i;
-	const char *n;
-	struct hbuf b;
-	int conn_hdr = has_connection(m);
+	char stack[4096];
+	struct buf b;
 
-	hb_init(&b);
-	hb_add(&b, "HTTP/1.1 ", 9);
-	hb_num(&b, m->status);
-	hb_add(&b, " ", 1);
-	hb_str(&b, http_status_text(m->status));
-	hb_add(&b, "\r\n", 2);
-	for (i = 0; i < m->nh; i++) {
-		n = m->h[i].name;
-		if (strcasecmp(n, "Connection") == 0 || strcasecmp(n, "Keep-Alive") == 0 ||
-		    strcasecmp(n, "Transfer-Encoding") == 0 || strcasecmp(n, "Content-Length") == 0 ||
-		    strcasecmp(n, "TE") == 0 || strcasecmp(n, "Trailer") == 0 ||
-		    strcasecmp(n, "Upgrade") == 0 || strncasecmp(n, "Proxy-", 6) == 0 ||
-		    strcasecmp(n, "Strict-Transport-Security") == 0 ||
-		    (conn_hdr && conn_listed(m, n)))
-			continue;
-		hb_header(&b, n, m->h[i].value);
+	buf_init_stack(&b, stack, sizeof(stack));
+	if (head_response(&b, m, px->cfg->hsts_max_age, q->out_mode == OUT_CHUNKED ?
+	    HEAD_CHUNKED : q->out_mode == OUT_EOF ? HEAD_CLOSE : HEAD_LENGTH, length,
+	    q->client_keep, q->m->minor == 0) == -1 ||
+	    evbuffer_add(client_out(px), b.p, b.len) == -1) {
+		log_err("out of memory for a response head to %s", px->c->peer);
+		if (px->close_reason == NULL)
+			px->close_reason = "out of memory";
 	}
-	hb_add(&b, "Strict-Transport-Security: max-age=", 35);
-	hb_num(&b, px->cfg->hsts_max_age);
-	hb_add(&b, "; includeSubDomains\r\n", 21);
-	if (q->out_mode == OUT_CHUNKED)
-		hb_str(&b, "Transfer-Encoding: chunked\r\n");
-	else if (length >= 0) {
-		hb_add(&b, "Content-Length: ", 16);
-		hb_num(&b, length);
-		hb_add(&b, "\r\n", 2);
-	}
-	if (!q->client_keep)
-		hb_str(&b, "Connection: close\r\n");
-	else if (q->m->minor == 0)
-		hb_str(&b, "Connection: keep-alive\r\n");
-	hb_add(&b, "\r\n", 2);
-	(void)hb_flush(&b, out);
+	buf_free(&b);
 	q->head_sent = 1;
 	q->status_sent = m->status;
 }
@@ -1113,8 +876,6 @@ px_session_effects(struct proxy_conn *px, const struct http_msg *m)
 	const char *sid = http_msg_get(m, "Mcp-Session-Id");
 	int ok = m->status >= 200 && m->status < 300;
 
-	if (px_sessions == NULL)
-		return;
 	if (ok && sid && q->have_insp && q->insp.has_initialize && q->agent) {
 		if (session_bind(px_sessions, sid, q->agent->id) == -1)
 			log_warn("upstream session id already bound to another agent");
@@ -1140,19 +901,43 @@ px_agent_has_all(const struct identity_agent *a)
 	return 0;
 }
 
+/* Why a listing response (or a GET stream that may replay one) cannot be filtered,
+ * or NULL when it can (*kind says how). A client may read a body in ways the filter
+ * does not (two Content-Type lines joined, an encoding after "identity", a media type
+ * it matches loosely): anything but one plain JSON or event-stream body is refused. */
+static const char *
+px_unfilterable(const struct http_msg *m, enum mcp_media *kind)
+{
+	const char *te = http_msg_get(m, "Transfer-Encoding");
+	size_t i;
+
+	if (http_msg_count(m, "Content-Type") != 1)
+		return "listing response without exactly one Content-Type";
+	if ((*kind = mcp_media_kind(http_msg_get(m, "Content-Type"))) == MCP_MEDIA_OTHER)
+		return "listing response of a media type that cannot be filtered";
+	for (i = 0; i < m->nh; i++)
+		if (strcasecmp(m->h[i].name, "Content-Encoding") == 0 &&
+		    strcasecmp(m->h[i].value, "identity") != 0)
+			return "encoded listing response cannot be filtered";
+	if (http_msg_count(m, "Transfer-Encoding") > 1 ||
+	    (te != NULL && strcasecmp(te, "chunked") != 0))
+		return "transfer-coded listing response cannot be filtered";
+	return NULL;
+}
+
 static int
 rs_headers(void *arg, struct http_msg *m)
 {
 	struct proxy_conn *px = arg;
 	struct preq *q = &px->q;
-	const char *ct = http_msg_get(m, "Content-Type");
-	const char *ce = http_msg_get(m, "Content-Encoding");
-	int sse = is_ctype(ct, "text/event-stream");
-	/* A GET stream may replay earlier responses (Last-Event-ID): filter any listing. */
-	int any_list = sse && q->method == HTTP_GET && q->agent != NULL &&
-	    !px_agent_has_all(q->agent);
-	int lists = (q->have_insp && q->insp.nlists > 0) || any_list;
+	/* A GET stream may replay earlier responses (Last-Event-ID): filter any listing
+	 * in what a client reads as the stream (a 2xx body). */
+	int any_list = q->method == HTTP_GET && q->agent != NULL &&
+	    !px_agent_has_all(q->agent) && m->status >= 200 && m->status < 300;
+	int lists = (q->have_insp && q->insp.nlisting > 0) || any_list;
 	int bodyless = m->status == 204 || m->status == 304 || m->content_length == 0;
+	enum mcp_media kind = MCP_MEDIA_OTHER;
+	const char *why;
 	struct timeval tv;
 
 	if (m->status < 200)
@@ -1165,22 +950,24 @@ rs_headers(void *arg, struct http_msg *m)
 	bufferevent_set_timeouts(q->up->bev, px->cfg->limits.stream_idle_timeout_ms > 0 ?
 	    &tv : NULL, NULL);
 	px_session_effects(px, m);
-	if (lists && !bodyless && ce && strcasecmp(ce, "identity") != 0) {
-		q->resp_err = 502;
-		q->resp_err_reason = "encoded listing response cannot be filtered";
-		return -1;
-	}
 	q->client_keep = q->keep_alive && !px->c->w->draining;
-	if (lists && !bodyless && !sse) {
+	if (lists && !bodyless) {
+		if ((why = px_unfilterable(m, &kind)) != NULL) {
+			q->resp_err = 502;
+			q->resp_err_reason = why;
+			return -1;
+		}
+		q->flists = any_list ? &px_any_listing : q->insp.lists;
+		q->nflists = any_list ? 1 : q->insp.nlists;
+	}
+	if (lists && !bodyless && kind == MCP_MEDIA_JSON) {
 		q->out_mode = OUT_BUFFER;
 		if ((q->rbuf = evbuffer_new()) == NULL)
 			return -1;
 		return 0;       /* head goes out with the filtered body */
 	}
-	if (lists && sse) {
-		q->sse = any_list ? mcp_sse_new(&px_any_listing, 1, q->agent->scopes,
-		    q->agent->nscopes, (size_t)px->cfg->limits.max_body_bytes) :
-		    mcp_sse_new(q->insp.lists, q->insp.nlists, q->agent->scopes,
+	if (lists && !bodyless) {
+		q->sse = mcp_sse_new(q->flists, q->nflists, q->agent->scopes,
 		    q->agent->nscopes, (size_t)px->cfg->limits.max_body_bytes);
 		if (q->sse == NULL) {
 			q->resp_err = 502;
@@ -1249,6 +1036,10 @@ rs_complete(void *arg, struct http_msg *m)
 
 static const struct http_cbs rs_cbs = { NULL, rs_headers, rs_body, rs_complete };
 
+/* What goes out when even the error body cannot be built: never the listing. */
+static const char px_filter_oom[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":"
+    "{\"code\":-32003,\"message\":\"certgate: listing response could not be filtered\"}}";
+
 static void
 px_flush_filtered(struct proxy_conn *px)
 {
@@ -1258,21 +1049,16 @@ px_flush_filtered(struct proxy_conn *px)
 	char *filtered = NULL;
 
 	if (body != NULL)
-		filtered = mcp_filter_json(body, len, q->insp.lists, q->insp.nlists,
+		filtered = mcp_filter_json(body, len, q->flists, q->nflists,
 		    q->agent->scopes, q->agent->nscopes, &flen);
 	if (body == NULL || (filtered == NULL && flen == (size_t)-1)) {
 		/* Out of memory: an error instead of the unfiltered listing. */
 		log_err("cannot filter a listing response for %s: out of memory", px->c->peer);
-		filtered = mcp_error_body(NULL, MCP_ERR_GATEWAY,
-		    "certgate: listing response could not be filtered");
-		flen = filtered != NULL ? strlen(filtered) : 0;
-	}
-	if (filtered != NULL) {
+		body = px_filter_oom;
+		len = sizeof(px_filter_oom) - 1;
+	} else if (filtered != NULL) {
 		body = filtered;
 		len = flen;
-	} else if (body == NULL) {
-		body = "";
-		len = 0;
 	}
 	q->out_mode = OUT_LENGTH;
 	/* the response reader paused after this message: its head is still valid */
@@ -1324,6 +1110,7 @@ px_up_fail(struct proxy_conn *px, int status, const char *reason, int timeout)
 		return;
 	}
 	/* what was received goes out, then the close shows the truncation */
+	px->truncated = 1;
 	px_audit(px, 1, reason, q->status_sent);
 	px_close_after_flush(px, reason);
 }
@@ -1576,6 +1363,11 @@ client_writecb(struct bufferevent *bev, void *arg)
 	px_enter(px);
 	if (px->close_after_flush && len == 0 && px->close_reason == NULL)
 		px->close_reason = px->flush_reason;
+	if (px->depth == 1 && px->in_paused && len <= PX_OUT_LOW) {
+		px->in_paused = 0;
+		if (px->phase != PH_UPSTREAM)
+			px_drive(px);
+	}
 	if (px->depth == 1 && px->up_paused && len <= PX_OUT_LOW && px->q.up) {
 		px->up_paused = 0;
 		px_timer(px, 0);
@@ -1684,6 +1476,8 @@ proxy_worker_new(struct worker *w)
 	struct proxy_worker *pw;
 
 	pthread_once(&px_once, px_tables_init);
+	if (!px_tables_ok)
+		return NULL;
 	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
 		log_err("calloc: %s", strerror(errno));
 		return NULL;
@@ -1767,6 +1561,16 @@ proxy_conn_free(struct conn *c, const char *reason)
 	free(px->xfcc);
 	free(px);
 	c->px = NULL;
+}
+
+int
+proxy_conn_truncated(const struct conn *c)
+{
+	const struct proxy_conn *px = c->px;
+
+	if (px == NULL)
+		return 0;
+	return px->truncated || (px->q.active && !px->q.audited && px->q.head_sent);
 }
 
 /* Busy while a request is unanswered, and while a final response is still being

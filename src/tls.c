@@ -23,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "p11.h"
 #include "state.h"
 
@@ -216,6 +217,7 @@ tls_cache_unlink(uint32_t i)
 	if (*pp == i)
 		*pp = e->next;
 	e->sess = NULL;
+	metrics_dec(M_TLS_CACHE_SESSIONS);
 	e->idlen = 0;
 	e->next = TLS_CACHE_NIL;
 	return sess;
@@ -261,6 +263,7 @@ tls_sess_new_cb(SSL *s, SSL_SESSION *sess)
 	if (e->sess != NULL)
 		old = tls_cache_unlink(i);
 	e->sess = sess;
+	metrics_inc(M_TLS_CACHE_SESSIONS);
 	e->idlen = len;
 	memcpy(e->id, id, len);
 	e->next = tls_cache.bucket[h];

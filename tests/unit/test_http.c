@@ -217,6 +217,11 @@ test_attacks(void)
 	CHECK(run(1, "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", 0, &r) == 400);
 	CHECK(run(1, "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 0, &r) == 400);
 	CHECK(run(1, "GET /\r\n\r\n", 0, &r) == 400);
+	/* refused as soon as the request line ends, not when headers would end */
+	CHECK(run(1, "GET /\r\n", 0, &r) == 400);
+	CHECK(run(1, "GET /mcp\r\n", 1, &r) == 400);
+	CHECK(run(1, "GET / HTTP/1\r\n", 0, &r) == 400);
+	CHECK(run(1, "GET /HTTP/1.1\r\n", 0, &r) == 400);
 	CHECK(run(1, "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, &r) == 400);
 	CHECK(run(1, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0, &r) == 400);
 	CHECK(run(1, "GET / HTTP/1.1\r\n\r\n", 0, &r) == 400);          /* no Host */

@@ -47,7 +47,7 @@ test_inspect_single(void)
 	CHECK(in.status == 0 && !in.batch && in.n == 1 && in.error_body == NULL);
 	CHECK_STR(in.method, "tools/call");
 	CHECK_STR(in.name, "read_file");
-	CHECK(!in.only_notifications && !in.has_initialize && in.nlists == 0);
+	CHECK(!in.only_notifications && !in.has_initialize && in.nlisting == 0);
 	mcp_inspect_free(&in);
 
 	CHECK(inspect("{\"jsonrpc\":\"2.0\",\"id\":\"r7\",\"method\":\"tools/call\","
@@ -128,7 +128,7 @@ test_inspect_batch(void)
 	    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"resources/list\"},"
 	    "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{}}]", NULL, NULL, &in) == 0);
 	CHECK(in.status == 0 && in.has_initialize && !in.only_notifications);
-	CHECK(in.nlists == 4);
+	CHECK(in.nlisting == 4);
 	if (in.nlists == 4) {
 		CHECK(json_integer_value(in.lists[0].id) == 1);
 		CHECK_STR(in.lists[0].method, "tools/list");
@@ -286,8 +286,9 @@ test_error_body(void)
 	json_decref(id);
 }
 
-/* Pending lists: 1 -> tools/list, "p" -> prompts/list. */
-static struct mcp_pending_list lists[2];
+/* Pending lists: 1 -> tools/list, "p" -> prompts/list; 7 -> another request of the
+ * same body (its response passes unchanged). */
+static struct mcp_pending_list lists[3];
 
 static void
 init_lists(void)
@@ -296,12 +297,21 @@ init_lists(void)
 	lists[0].method = "tools/list";
 	lists[1].id = json_string("p");
 	lists[1].method = "prompts/list";
+	lists[2].id = json_integer(7);
+	lists[2].method = NULL;
 }
+
+#define ERR2(why) "[{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32003," \
+	"\"message\":\"certgate: " why "\"}},{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"error\":" \
+	"{\"code\":-32003,\"message\":\"certgate: " why "\"}}]"
+#define UNPARSED "listing response could not be parsed for filtering"
+#define UNKNOWN "upstream answered a request it was not sent"
 
 #define TOOLS_RESP(id) "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"result\":{\"tools\":[" \
 	"{\"name\":\"read_a\"},{\"name\":\"write_b\"}]}}"
 #define TOOLS_FILTERED(id) "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"result\":{\"tools\":[" \
 	"{\"name\":\"read_a\"}]}}"
+#define TOOLS_FILTERED_M(id) "{\"id\":" id ",\"method\":\"x\",\"result\":{\"tools\":[]}}"
 
 static void
 filter_json_case(const char *in, size_t nl, const char *expect)
@@ -328,12 +338,26 @@ test_filter_json(void)
 	filter_json_case(TOOLS_RESP("1"), 2, TOOLS_FILTERED("1"));
 	/* same id by value */
 	filter_json_case(TOOLS_RESP("1.0"), 2, TOOLS_FILTERED("1.0"));
-	/* other ids, nothing pending, not JSON: unchanged */
-	filter_json_case(TOOLS_RESP("2"), 2, NULL);
-	filter_json_case(TOOLS_RESP("\"1\""), 2, NULL);
+	/* nothing pending: unchanged */
 	filter_json_case(TOOLS_RESP("1"), 0, NULL);
-	filter_json_case("not json", 2, NULL);
-	filter_json_case("", 2, NULL);
+	/* a response to no request of ours, or an id of another type (the SDK would match
+	 * "1" to 1): fail closed for every pending request */
+	filter_json_case(TOOLS_RESP("2"), 2, ERR2(UNKNOWN));
+	filter_json_case(TOOLS_RESP("\"1\""), 2, ERR2(UNKNOWN));
+	filter_json_case(TOOLS_RESP("null"), 2, ERR2(UNKNOWN));
+	filter_json_case("{\"id\":1,\"method\":\"x\",\"result\":{\"tools\":[{\"name\":\"write_b\"}]}}",
+	    1, TOOLS_FILTERED_M("1"));
+	/* an error with a null id (a parse error report) is not an unknown response */
+	filter_json_case("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
+	    "\"message\":\"x\"}}", 2, NULL);
+	/* the other request of the body passes unchanged */
+	filter_json_case("{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"x\"}]}}",
+	    3, NULL);
+	/* whatever does not parse is not sent: not JSON, empty */
+	filter_json_case("not json", 2, ERR2(UNPARSED));
+	filter_json_case("", 2, ERR2(UNPARSED));
+	/* a UTF-8 BOM is what Response.json() skips: filtered, sent without it */
+	filter_json_case("\xEF\xBB\xBF" TOOLS_RESP("1"), 1, TOOLS_FILTERED("1"));
 	/* cannot be parsed here but perhaps by the client: fail closed for every listing */
 	filter_json_case("{not json", 2, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":"
 	    "-32003,\"message\":\"certgate: listing response could not be parsed for "
@@ -361,7 +385,7 @@ test_filter_json(void)
 	/* batch: only the listing response changes */
 	filter_json_case("[{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"x\"}]}},"
 	    TOOLS_RESP("1") ",{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":["
-	    "{\"name\":\"greet\"},{\"name\":\"secret\"}]}}]", 2,
+	    "{\"name\":\"greet\"},{\"name\":\"secret\"}]}}]", 3,
 	    "[{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"x\"}]}},"
 	    TOOLS_FILTERED("1") ",{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":["
 	    "{\"name\":\"greet\"}]}}]");
@@ -464,6 +488,11 @@ sse_case(const char *name, const char *in, size_t nl, size_t max_event, const ch
 	}
 }
 
+#define BADEV(id) "data: {\"jsonrpc\":\"2.0\",\"id\":" id ",\"error\":{\"code\":-32003," \
+	"\"message\":\"certgate: event could not be parsed for filtering\"}}\n\n"
+#define BADID(id) "data: {\"jsonrpc\":\"2.0\",\"id\":" id ",\"error\":{\"code\":-32003," \
+	"\"message\":\"certgate: upstream answered a request it was not sent\"}}\n\n"
+
 static void
 test_sse(void)
 {
@@ -492,19 +521,24 @@ test_sse(void)
 	    "retry: 100\r\n\r\n" "data: after\n\n", 1, 0,
 	    ": keepalive\n\n" "event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\","
 	    "\"method\":\"notifications/message\",\"params\":{}}\n\n"
-	    "id: 8\r\ndata: " TOOLS_FILTERED("1") "\nretry: 100\r\n\r\n" "data: after\n\n");
-	/* CR-only line ends; "data:" without a space; the listing comes first */
-	sse_case("cr", "data:" TOOLS_RESP("1") "\r\r" "data: x\r\r", 2, 0,
-	    "data: " TOOLS_FILTERED("1") "\n\r" "data: x\r\r");
+	    "id: 8\r\ndata: " TOOLS_FILTERED("1") "\nretry: 100\r\n\r\n" BADEV("null"));
+	/* CR-only line ends; "data:" without a space; the listing comes first; data that
+	 * does not parse while filtering becomes an error event */
+	sse_case("cr", "data:" TOOLS_RESP("1") "\r\r" "data: {}\r\r", 2, 0,
+	    "data: " TOOLS_FILTERED("1") "\n\r" "data: {}\r\r");
+	sse_case("cr-bad", "data:" TOOLS_RESP("1") "\r\r" "data: x\r\r", 1, 0,
+	    "data: " TOOLS_FILTERED("1") "\n\r" BADEV("null"));
 	/* CRLF blank line split anywhere; the event after it must start clean */
-	sse_case("crlf", "data: " TOOLS_RESP("1") "\r\n\r\n" "id: 2\r\ndata: y\r\n\r\n", 2, 0,
-	    "data: " TOOLS_FILTERED("1") "\n\r\n" "id: 2\r\ndata: y\r\n\r\n");
-	/* both listings in one stream; after the last one everything passes */
+	sse_case("crlf", "data: " TOOLS_RESP("1") "\r\n\r\n" "id: 2\r\ndata: {}\r\n\r\n", 2, 0,
+	    "data: " TOOLS_FILTERED("1") "\n\r\n" "id: 2\r\ndata: {}\r\n\r\n");
+	/* both listings in one stream; a second copy of an answered one is filtered too */
 	sse_case("two", "data: {\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":"
 	    "[{\"name\":\"x\"}]}}\n\n" "event: message\ndata: " TOOLS_RESP("1") "\n\n"
 	    "data: " TOOLS_RESP("1") "\n\n", 2, 0,
 	    "data: {\"jsonrpc\":\"2.0\",\"id\":\"p\",\"result\":{\"prompts\":[]}}\n\n"
-	    "event: message\ndata: " TOOLS_FILTERED("1") "\n\n" "data: " TOOLS_RESP("1") "\n\n");
+	    "event: message\ndata: " TOOLS_FILTERED("1") "\n\n" "data: " TOOLS_FILTERED("1") "\n\n");
+	/* a response with an id of another type is an error event, not passed */
+	sse_case("idtype", "data: " TOOLS_RESP("\"1\"") "\n\n", 1, 0, BADID("1"));
 	/* batch response in one event */
 	sse_case("batch", "data: [" TOOLS_RESP("1") "]\n\n", 1, 0,
 	    "data: [" TOOLS_FILTERED("1") "]\n\n");
@@ -514,16 +548,15 @@ test_sse(void)
 	/* a listing response with nothing to remove is not rewritten */
 	sse_case("unchanged", "data:   {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\n\n",
 	    1, 0, "data:   {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\n\n");
-	/* "data" without colon is an empty data line; non-JSON data passes */
-	sse_case("nocolon", "data\ndata: x\n\n" "data:" TOOLS_RESP("1") "\n\n", 1, 0,
-	    "data\ndata: x\n\n" "data: " TOOLS_FILTERED("1") "\n\n");
+	/* "data" without colon is an empty data line */
+	sse_case("nocolon", "data\ndata: {}\n\n" "data:" TOOLS_RESP("1") "\n\n", 1, 0,
+	    "data\ndata: {}\n\n" "data: " TOOLS_FILTERED("1") "\n\n");
 	/* end of stream inside the listing event: filtered anyway */
 	sse_case("partial", "data: " TOOLS_RESP("1") "\n", 1, 0,
 	    "data: " TOOLS_FILTERED("1") "\n");
 	sse_case("notif", notif, 1, 0, notif);
-	/* empty data and non-JSON data pass; JSON-looking data that cannot be parsed while a
-	 * listing is pending becomes an error for it */
-	sse_case("emptydata", "data:\n\ndata: hello\n\n", 1, 0, "data:\n\ndata: hello\n\n");
+	/* empty data passes; data that cannot be parsed while filtering becomes an error */
+	sse_case("emptydata", "data:\n\ndata: hello\n\n", 1, 0, "data:\n\n" BADEV("1"));
 	sse_case("unparsable", "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":"
 	    "[{\"name\":\"\\udc00\"}]}}\n\n", 1, 0, "data: {\"jsonrpc\":\"2.0\",\"id\":1,"
 	    "\"error\":{\"code\":-32003,\"message\":\"certgate: event could not be parsed for "
@@ -532,23 +565,27 @@ test_sse(void)
 
 	/* an oversized event while a listing is pending: replaced by an error for it */
 	snprintf(big, sizeof(big), "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":["
-	    "{\"name\":\"write_%0300d\"}]}}\n\n" "data: x\n\n", 0);
+	    "{\"name\":\"write_%0300d\"}]}}\n\n" "data: {}\n\n", 0);
 	sse_case("oversized", big, 1, 64,
 	    "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32003,"
-	    "\"message\":\"certgate: event too large to filter\"}}\n\n" "data: x\n\n");
+	    "\"message\":\"certgate: event too large to filter\"}}\n\n" "data: {}\n\n");
 	/* two pending: the error cannot name one, id null */
 	sse_case("oversized2", big, 2, 64,
 	    "data: {\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32003,"
-	    "\"message\":\"certgate: event too large to filter\"}}\n\n" "data: x\n\n");
+	    "\"message\":\"certgate: event too large to filter\"}}\n\n" "data: {}\n\n");
 	/* oversized comment-only event: dropped */
 	memset(bigexp, 'c', 300);
 	bigexp[0] = ':';
-	memcpy(bigexp + 300, "\n\ndata: z\n\n", 12);
-	sse_case("bigcomment", bigexp, 1, 64, "data: z\n\n");
-	/* oversized event once every listing was answered: streams through */
+	memcpy(bigexp + 300, "\n\ndata: {}\n\n", 13);
+	sse_case("bigcomment", bigexp, 1, 64, "data: {}\n\n");
+	/* oversized event once every listing was answered: still dropped (it could be a
+	 * second copy of the listing) */
 	snprintf(big, sizeof(big), "data: " TOOLS_RESP("1") "\n\n" "data: %0300d\n\n", 0);
-	snprintf(bigexp, sizeof(bigexp), "data: " TOOLS_FILTERED("1") "\n\n" "data: %0300d\n\n", 0);
+	snprintf(bigexp, sizeof(bigexp), "data: " TOOLS_FILTERED("1") "\n\n" "data: {\"jsonrpc\":"
+	    "\"2.0\",\"id\":null,\"error\":{\"code\":-32003,\"message\":\"certgate: event too "
+	    "large to filter\"}}\n\n");
 	sse_case("oversized-after", big, 1, 200, bigexp);
+	snprintf(bigexp, sizeof(bigexp), "data: " TOOLS_FILTERED("1") "\n\n" BADEV("null"));
 
 	/* a failing emit is reported */
 	{
@@ -566,10 +603,47 @@ test_sse(void)
 	mcp_sse_free(NULL);
 }
 
+static void
+test_media(void)
+{
+	static const struct { const char *v; enum mcp_media want; } t[] = {
+		{ "application/json", MCP_MEDIA_JSON },
+		{ "Application/JSON", MCP_MEDIA_JSON },
+		{ "application/json; charset=utf-8", MCP_MEDIA_JSON },
+		{ "application/json ;charset=utf-8", MCP_MEDIA_JSON },
+		{ "application/json\t;\tcharset=\"utf-8\"", MCP_MEDIA_JSON },
+		{ "application/json;;", MCP_MEDIA_JSON },
+		{ " text/event-stream", MCP_MEDIA_SSE },
+		{ "text/event-stream; x=\"a;b\\\"c\"", MCP_MEDIA_SSE },
+		{ "application/json; x=\"text/event-stream\"", MCP_MEDIA_JSON },
+		{ "application/json-seq", MCP_MEDIA_OTHER },
+		{ "text/event-streamx", MCP_MEDIA_OTHER },
+		{ "text/plain; profile=\"application/json\"", MCP_MEDIA_OTHER },
+		{ "text/plain, application/json", MCP_MEDIA_OTHER },
+		{ "application/json, text/plain", MCP_MEDIA_OTHER },
+		{ "application/json; charset", MCP_MEDIA_OTHER },
+		{ "application/json; =x", MCP_MEDIA_OTHER },
+		{ "application/json; x=\"unterminated", MCP_MEDIA_OTHER },
+		{ "application / json", MCP_MEDIA_OTHER },
+		{ "application/", MCP_MEDIA_OTHER },
+		{ "", MCP_MEDIA_OTHER },
+		{ NULL, MCP_MEDIA_OTHER },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (mcp_media_kind(t[i].v) != t[i].want)
+			fprintf(stderr, "media kind of '%s': got %d\n", t[i].v ? t[i].v : "(null)",
+			    mcp_media_kind(t[i].v));
+		CHECK(mcp_media_kind(t[i].v) == t[i].want);
+	}
+}
+
 int
 main(void)
 {
 	init_lists();
+	test_media();
 	test_inspect_single();
 	test_inspect_batch();
 	test_inspect_invalid();
@@ -580,5 +654,6 @@ main(void)
 	test_sse();
 	json_decref(lists[0].id);
 	json_decref(lists[1].id);
+	json_decref(lists[2].id);
 	CHECK_DONE();
 }

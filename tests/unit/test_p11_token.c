@@ -258,6 +258,7 @@ main(void)
 	EVP_PKEY *g1 = NULL, *g2 = NULL, *l1 = NULL, *l2 = NULL, *rsa = NULL;
 	EVP_PKEY *ext = NULL, *pub1 = NULL, *pub2 = NULL, *rsapub = NULL;
 	int sens = -1, extr = -1;
+	long logins;
 
 	if (setup_token(conf, sizeof(conf)) == -1) {
 		CHECK(0);
@@ -340,23 +341,44 @@ main(void)
 	CHECK(strstr(msg, "tls.allow_extractable_key") != NULL);
 	CHECK(p11_load_private_key(&d, "pkcs11:object=ext1", 1, &ext) == 0 && ext != NULL);
 
-	CHECK(p11_health() == 1);
+	CHECK(p11_health_check() == 1);
 
 	test_concurrent(l1, pub1, 0);
 	test_concurrent(rsa, rsapub, 1);
 
-	CHECK(p11_health() == 1);
+	CHECK(p11_health_check() == 1 && p11_health() == 1);
 
 	/* Lost sessions and login: health re-opens and logs in from the PIN file,
-	 * and reports 0 when it cannot. */
+	 * and reports 0 when it cannot; a failed login waits for its back-off. */
 	CHECK(drop_sessions(d.module) == 0);
-	CHECK(p11_health() == 1);
-	CHECK(p11_health() == 1);
+	CHECK(p11_health_check() == 1);
+	CHECK(p11_health_check() == 1);
 	CHECK(drop_sessions(d.module) == 0);
 	CHECK(rename(pinfile, wrongpin) == 0);
-	CHECK(p11_health() == 0);
+	logins = p11_health_logins();
+	CHECK(p11_health_check() == 0 && p11_health() == 0);
+	CHECK(p11_health_logins() == logins + 1);
 	CHECK(rename(wrongpin, pinfile) == 0);
-	CHECK(p11_health() == 1);
+	CHECK(p11_health_check() == 0);                 /* within the back-off: no login */
+	CHECK(p11_health_logins() == logins + 1);
+	p11_health_reset();
+	CHECK(p11_health_check() == 1 && p11_health() == 1);
+
+	/* A wrong PIN stops logins altogether until a reset: a probe loop must not
+	 * burn the token's PIN retries. */
+	CHECK(drop_sessions(d.module) == 0);
+	write_file(pinfile, "000000\n", 0600);
+	logins = p11_health_logins();
+	CHECK(p11_health_check() == 0);
+	p11_health_reset();     /* also clears the stop, but the PIN is still wrong */
+	CHECK(p11_health_check() == 0);
+	CHECK(p11_health_logins() == logins + 2);
+	sleep(2);               /* past any back-off: the PIN stop alone holds logins */
+	CHECK(p11_health_check() == 0 && p11_health_check() == 0);
+	CHECK(p11_health_logins() == logins + 2);
+	write_file(pinfile, "1234\n", 0600);
+	p11_health_reset();
+	CHECK(p11_health_check() == 1);
 	/* Keys loaded before the reset keep SoftHSM object handles that died with
 	 * the sessions: signing with them needs a re-load (not tested here). */
 

@@ -208,7 +208,7 @@ test_load_errors(void)
 	CHECK(p11_generate_ec_key(&none, "pkcs11:token=t", &pk) == -1);
 	CHECK(p11_key_exists(&none, "pkcs11:object=k") == -1);
 	/* Nothing open: healthy (nothing to check) and shutdown is a no-op. */
-	CHECK(p11_health() == 1);
+	CHECK(p11_health_check() == 1);
 	p11_shutdown();
 }
 
