@@ -39,12 +39,11 @@ for i in $(seq 1 50); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$UPORT") 2>/dev/null && break
 	sleep 0.1
 done
-# Under ASan freed memory waits in a quarantine (256 MiB by default) before reuse, so RSS
-# follows what was allocated, not what is held: keep the quarantine small here so the
-# memory bound below measures the gateway, not the sanitizer.
-if ldd "$CERTGATE_BIN" 2>/dev/null | grep -q libasan; then
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
-fi
+# Under ASan RSS follows what was allocated (quarantine, allocator caches, shadow), not
+# what is held, so the memory bound below is checked in the plain build only; the
+# backpressure itself (the gateway stops reading) is checked in both.
+asan=0
+case $(ldd "$CERTGATE_BIN" 2>/dev/null) in *libasan*) asan=1 ;; esac
 gw_start "$PKI/certgate.json" "$T/gw.log"
 A=$PKI/agents/viewer
 
@@ -96,11 +95,17 @@ after=$(rss_kb)
 hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$GW_PID/status")
 echo "pipelined $sent bytes of refused requests without reading: RSS $before -> $after KiB (peak $hwm KiB)"
 [ "$sent" -gt 0 ] || cg_fail "could not pipeline anything"
+# The gateway stopped reading: the client could not send everything (the kernel's socket
+# buffers hold a few MiB at most; without backpressure all 16 MiB go through).
+[ "$sent" -lt $((16 << 20)) ] ||
+    cg_fail "the gateway kept reading 16 MiB of requests from a client that never reads"
 # Bound: the gateway's own buffers for one connection are below 1 MiB; 32 MiB of slack
-# covers allocator behaviour under ASan and a loaded machine. The old behaviour grows by
-# about 9x what the client sends (~146 MiB for 16 MiB).
+# covers allocator behaviour on a loaded machine. The old behaviour grows by about 7x
+# what the client sends (115 MiB for 16 MiB).
 growth=$(( (hwm - before) / 1024 ))
-[ "$growth" -le 32 ] || cg_fail "gateway memory grew by $growth MiB for $((sent >> 20)) MiB of pipelined requests"
+if [ "$asan" = 0 ]; then
+	[ "$growth" -le 32 ] || cg_fail "gateway memory grew by $growth MiB for $((sent >> 20)) MiB of pipelined requests"
+fi
 kill -0 "$GW_PID" || cg_fail "gateway died after the pipelining client"
 
 # --- request line without an HTTP version --------------------------------------------------
