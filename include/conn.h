@@ -1,62 +1,133 @@
-/* Connections: listeners, worker threads (one event_base each), the TLS handshake
- * driven by certgate itself (SSL_do_handshake on a non-blocking socket with our own
- * events and timeout), and the single close path. After the handshake the session is
- * wrapped in a bufferevent_openssl and handed to proxy.c. */
+/* A client connection: the TLS handshake that certgate drives itself (SSL_do_handshake
+ * on a non-blocking socket with its own events and timeout, so that token signatures
+ * can run asynchronously), the peer's verified identity, per-IP limits, and the one
+ * way a connection ends.
+ *
+ * The connection layer knows nothing about HTTP. Each listener has an application (a
+ * struct conn_app: the gateway's proxy, the enrollment service) that takes a
+ * connection over once its handshake is done and is told, exactly once, when it ends
+ * (the way Redis's connection layer takes handlers and private data).
+ *
+ * Ownership and threading: a connection belongs to one worker's event loop (struct
+ * conn_home, owned by worker.c) and every function here must be called on that
+ * loop's thread, except the process-wide per-IP and total counters, which are
+ * locked. A struct conn is opaque; callers use the accessors. After conn_close the
+ * pointer is invalid; callers inside the application's own callbacks defer the
+ * close until they return (proxy.c's depth counter). */
 #ifndef CERTGATE_CONN_H
 #define CERTGATE_CONN_H
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <openssl/ssl.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "config.h"
 #include "identity.h"
 
-struct proxy_worker;
-struct proxy_conn;
+struct bufferevent;
+struct event_base;
+struct gw_state;
+struct conn;
 
-struct worker {
-	int idx;
+/* Why a connection ends. One table (conn.c) maps each to its name, which is the
+ * audit reason of a request it cut, the label of
+ * certgate_connections_closed_total{reason} and the word in the debug log. */
+enum conn_end {
+	CONN_END_NONE = 0,      /* not ending (applications keep this while open) */
+	CONN_END_DONE,          /* answered, not kept alive */
+	CONN_END_CLIENT_EOF,    /* the client closed */
+	CONN_END_CLIENT_ERROR,  /* read/write error on the client side */
+	CONN_END_CLIENT_TIMEOUT,/* the client's socket timed out */
+	CONN_END_IDLE,          /* keep-alive idle timeout */
+	CONN_END_STALLED,       /* the client stopped reading a response */
+	CONN_END_UPSTREAM,      /* the upstream cut the response short */
+	CONN_END_REVOKED,       /* certificate revoked (handshake, request or sweep) */
+	CONN_END_EXPIRED,       /* certificate expired */
+	CONN_END_UNMAPPED,      /* certificate no longer mapped to an agent */
+	CONN_END_UNTRUSTED,     /* certificate not issued by a trusted CA */
+	CONN_END_NO_CERT,       /* no client certificate */
+	CONN_END_BAD_CERT,      /* certificate unreadable */
+	CONN_END_HANDSHAKE,     /* TLS handshake failed (protocol) */
+	CONN_END_PROBE,         /* closed before a handshake (port probe) */
+	CONN_END_HS_TIMEOUT,    /* handshake took too long */
+	CONN_END_NO_MEMORY,
+	CONN_END_INTERNAL,
+	CONN_END_SHUTDOWN,      /* the gateway is stopping */
+	CONN_END_COUNT
+};
+
+/* snake_case name of a reason ("client_closed"); never NULL. */
+const char *conn_end_name(enum conn_end why);
+
+/* An application on a listener. Every handler runs on the connection's worker. */
+struct conn_app {
+	const char *name;
+	/* Per-worker state (e.g. the upstream pool), made on the worker's thread before
+	 * it accepts and freed after its loop ended. NULL handlers: none. worker_new
+	 * returns NULL on failure (the gateway then does not start). */
+	void *(*worker_new)(struct event_base *base, const struct config *cfg);
+	void (*worker_free)(void *wdata);
+	/* The handshake is done and the peer verified: take c over (conn_bev(c)).
+	 * Returns 0, or -1 (the connection is then closed with CONN_END_INTERNAL). */
+	int (*start)(struct conn *c);
+	/* c ends: audit whatever is in flight with why, free the application's state.
+	 * Called exactly once per started connection, before the bufferevent is freed. */
+	void (*end)(struct conn *c, enum conn_end why);
+	/* 1 while graceful shutdown must wait for c (a request in flight). */
+	int (*busy)(const struct conn *c);
+	/* 1 when closing c now would cut a response short: the close then sends no
+	 * close_notify, so the client can tell a close-delimited body is incomplete. */
+	int (*cut)(const struct conn *c);
+};
+
+TAILQ_HEAD(conn_list, conn);
+
+/* One listener on one worker: what its connections share. Filled and owned by
+ * worker.c; conn.c reads it and keeps the list. */
+struct conn_home {
 	struct event_base *base;
-	pthread_t thread;
 	const struct config *cfg;
-	struct proxy_worker *px;        /* owned by proxy.c (upstream pool etc.) */
-	TAILQ_HEAD(, conn) conns;
+	const struct conn_app *app;
+	void *app_wdata;                /* app->worker_new's result */
+	int async_sign;                 /* handshakes run with SSL_MODE_ASYNC */
+	int draining;                   /* shutdown: finish in flight, keep nothing */
+	struct conn_list conns;
 	unsigned nconns;
-	int draining;                   /* shutdown: finish in-flight, accept nothing */
-	void *priv;                     /* conn.c private */
 };
 
-struct conn {
-	uint64_t id;
-	struct worker *w;
-	int fd;
-	SSL *ssl;
-	struct event *hs_ev;            /* handshake read/write readiness */
-	struct event *hs_timer;         /* handshake timeout */
-	struct bufferevent *bev;        /* set once established; owned by conn.c */
-	char peer_ip[INET6_ADDRSTRLEN];
-	char peer[INET6_ADDRSTRLEN + 8];/* "ip:port" for logs and audit */
-	struct identity_peer peer_id;   /* from the verified client certificate */
-	int resumed;                    /* TLS session was resumed */
-	struct timespec t_accept;
-	struct proxy_conn *px;          /* owned by proxy.c */
-	int closing;
-	int established;                /* handshake done, c->bev set */
-	TAILQ_ENTRY(conn) link;
-};
+/* Takes over an accepted socket fd from ss and starts its handshake (or closes it
+ * at once when over limits.max_connections or max_connections_per_ip). */
+void conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss);
 
-/* Runs the gateway until SIGTERM/SIGINT: loads the server key, builds the state,
- * starts workers and the admin listener. Returns the process exit code. */
-int conn_serve(struct config *cfg);
+/* The one way a connection ends (see the thread note above): the application's end
+ * handler, close_notify when nothing was cut, every resource, the counters and the
+ * log line. A second call on a closing connection is a no-op. */
+void conn_close(struct conn *c, enum conn_end why);
 
-/* The one way a connection ends: sends close_notify when the session is established,
- * lets proxy.c audit any request still in flight with `reason`, frees everything,
- * updates metrics. c is invalid afterwards. Must run on c's worker thread. */
-void conn_close(struct conn *c, const char *reason);
+/* Re-checks every established connection of h: expired certificates always; with
+ * st (a state that changed since the last sweep) also revoked and unmapped ones.
+ * Those are closed. */
+void conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now);
+
+/* Graceful shutdown: closes every connection of h that is idle (or, with force,
+ * every one). Returns the number left. */
+unsigned conn_drain(struct conn_home *h, int force);
+
+/* Accessors (valid while c is open). */
+struct bufferevent *conn_bev(const struct conn *c);     /* NULL before start */
+struct event_base *conn_base(const struct conn *c);
+const struct config *conn_cfg(const struct conn *c);
+uint64_t conn_id(const struct conn *c);
+const char *conn_peer(const struct conn *c);            /* "ip:port" */
+const char *conn_peer_ip(const struct conn *c);
+const struct identity_peer *conn_peer_id(const struct conn *c);
+int conn_resumed(const struct conn *c);
+int conn_draining(const struct conn *c);
+void *conn_app_data(const struct conn *c);
+void conn_set_app_data(struct conn *c, void *data);
+void *conn_worker_data(const struct conn *c);           /* the home's app_wdata */
+
+/* Frees the per-IP table (shutdown, after every connection is gone). */
+void conn_shutdown(void);
 
 #endif

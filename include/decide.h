@@ -28,4 +28,46 @@ struct decide_http {
 int decide_http_request(const struct http_msg *m, const char *prefix,
     struct decide_http *out);
 
+/* The whole per-request decision at the end of a request head, over (state, peer,
+ * request, now). In order, the first refusal is the answer: no state (503); the
+ * certificate revoked (DECIDE_CLOSE: the connection is cut, nothing answered); not
+ * mapped to an agent (403); over the agent's rate (429 with Retry-After; the rate
+ * table's bucket is taken from, so this is the one side effect, on the table passed
+ * in); the HTTP rules above; an Mcp-Session-Id bound to another agent (403) or to none
+ * (404: the client starts a new session). What the body says is decided later, when
+ * it is complete (mcp.h). */
+struct rate_table;
+struct session_table;
+struct gw_state;
+struct identity_peer;
+struct identity_agent;
+
+struct decide_ctx {
+	const struct gw_state *st;              /* NULL: state unavailable */
+	const struct identity_peer *peer;       /* the verified client certificate */
+	struct rate_table *rates;
+	struct session_table *sessions;
+	double rate_per_second, rate_burst;     /* for agents the map gives none */
+	const char *prefix;                     /* upstream.path */
+	double now;                             /* monotonic seconds (rate buckets) */
+};
+
+#define DECIDE_CLOSE (-1)
+
+struct decide_out {
+	int status;             /* 0 forward, DECIDE_CLOSE, or the HTTP status */
+	const char *reason;     /* static */
+	const char *extra;      /* extra header lines of the refusal, or NULL */
+	char retry[48];         /* the Retry-After line of a 429 (extra points here) */
+	const struct identity_agent *agent;     /* borrowed from st's map, or NULL */
+	char *target;           /* malloc'd normalized target, or NULL */
+	char *session;          /* malloc'd copy of Mcp-Session-Id, or NULL */
+};
+
+/* Returns 0 with *out filled, or -1 when out of memory (out holds nothing to free).
+ * Free with decide_out_free. */
+int decide_request(const struct decide_ctx *x, const struct http_msg *m,
+    struct decide_out *out);
+void decide_out_free(struct decide_out *out);
+
 #endif

@@ -2,7 +2,9 @@
  * plain counters; labelled families take a short mutex. */
 #ifndef CERTGATE_METRICS_H
 #define CERTGATE_METRICS_H
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 
 enum metric_id {
 	M_CONN_ACCEPTED,        /* counter */
@@ -26,24 +28,48 @@ enum metric_id {
 
 void metrics_inc(enum metric_id id);
 void metrics_dec(enum metric_id id);
-void metrics_add(enum metric_id id, long n);
 long metrics_get(enum metric_id id);
-/* Sets a gauge (e.g. M_CONN_ACTIVE) to an absolute value. */
-void metrics_set(enum metric_id id, long v);
 
 /* Requests by HTTP status (any 100..599). */
 void metrics_status(int status);
-/* Upstream time to response headers, milliseconds (histogram). */
-void metrics_upstream_latency(double ms);
+/* Upstream time to response headers, seconds (histogram). */
+void metrics_upstream_latency(double seconds);
 /* Denials by agent and reason (agent may be NULL -> "-", reason NULL -> "unknown").
  * Also counts M_REQ_DENIED: callers do not metrics_inc(M_REQ_DENIED) themselves.
  * At most 10000 (agent, reason) pairs are kept; later agents count as "_other". */
 void metrics_deny(const char *agent, const char *reason);
 
-/* Registers fn, whose malloc'd result (Prometheus text, complete lines, or NULL) is
- * appended to every metrics_render() output and freed there. fn runs on the thread
- * that renders; NULL unregisters. */
-void metrics_set_extra(char *(*fn)(void));
+/* The one histogram type: fixed bucket bounds in seconds (Prometheus base unit),
+ * lock-free observations. Declare with METRICS_HIST("name_seconds", "help",
+ * bounds...) at file scope; observe from any thread; render with metrics_hist_render
+ * from a renderer (below). At most METRICS_HIST_MAX bounds. */
+#define METRICS_HIST_MAX 16
+struct metrics_hist {
+	const char *name;               /* without "certgate_", ends in _seconds */
+	const char *help;
+	double bounds[METRICS_HIST_MAX];
+	size_t n;
+	atomic_long bucket[METRICS_HIST_MAX + 1];       /* not cumulative; last: +Inf */
+	atomic_llong sum_us;            /* integer microseconds: no atomic double */
+};
+#define METRICS_HIST(name_, help_, ...) { .name = (name_), .help = (help_), \
+	.bounds = { __VA_ARGS__ }, \
+	.n = sizeof((double[]){ __VA_ARGS__ }) / sizeof(double) }
+void metrics_hist_observe(struct metrics_hist *h, double seconds);
+void metrics_hist_render(FILE *f, struct metrics_hist *h);
+
+/* Other modules add families of their own (the signer pool, the connection layer)
+ * with a renderer that writes complete Prometheus lines to f. Renderers run on the
+ * thread that renders, in registration order, and must not block. Adding one twice
+ * is a no-op. Returns 0, or -1 when METRICS_RENDERERS are registered already. */
+#define METRICS_RENDERERS 16
+typedef void (*metrics_render_fn)(FILE *f);
+int metrics_add_renderer(metrics_render_fn fn);
+void metrics_remove_renderer(metrics_render_fn fn);
+/* "# HELP certgate_NAME help" and "# TYPE certgate_NAME type" lines. */
+void metrics_put_head(FILE *f, const char *name, const char *type, const char *help);
+/* A label value, escaped per the text format (backslash, double quote, newline). */
+void metrics_put_label(FILE *f, const char *value);
 
 /* Renders every metric; malloc'd string the caller frees. NULL on ENOMEM. */
 char *metrics_render(void);

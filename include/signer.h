@@ -10,7 +10,7 @@
  *
  * OpenSSL APIs only (no PKCS#11): the pool runs whatever sign function it is given.
  * Metrics (queue depth, in-flight, latency histogram, refusals) are appended to
- * /metrics through metrics_set_extra while a pool exists. */
+ * /metrics (a renderer registered with metrics_add_renderer) while a pool exists. */
 #ifndef CERTGATE_SIGNER_H
 #define CERTGATE_SIGNER_H
 #include <openssl/evp.h>

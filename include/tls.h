@@ -21,6 +21,13 @@ SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out
  * format identity_peer_from_cert uses) into buf. Returns 0/-1. */
 int tls_serial_hex(X509 *cert, char *buf, size_t len);
 
+/* The revocation check a cached session must pass before it may resume (the
+ * current revocation list lives in the state, above this file): fn returns 1 when
+ * the serial (uppercase hex) is revoked. Set by state.c; NULL checks nothing.
+ * Thread-safe. */
+typedef int (*tls_revoked_check)(const char *serial);
+void tls_set_revoked_check(tls_revoked_check fn);
+
 /* Frees the process-wide TLS session cache (shutdown, after every SSL_CTX). */
 void tls_shutdown(void);
 

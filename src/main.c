@@ -9,7 +9,7 @@
 
 #include "ca.h"
 #include "config.h"
-#include "conn.h"
+#include "daemon.h"
 #include "log.h"
 #include "p11.h"
 #include "state.h"
@@ -174,7 +174,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "check") == 0)
 		rc = cmd_check(cfg);
 	else
-		rc = conn_serve(cfg);
+		rc = daemon_serve(cfg);
 	config_free(cfg);
 	return rc;
 }

@@ -4,6 +4,8 @@
  * mutex, and only on denials. */
 #include "metrics.h"
 
+#include "hash.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,14 +20,9 @@
 static atomic_long metrics_ctr[M_METRIC_COUNT];
 static atomic_long metrics_status_ctr[METRICS_STATUS_MAX];
 
-/* Upstream latency buckets in ms; the last (implicit) bucket is +Inf. */
-static const double metrics_lat_bounds[] = {
-	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-};
-#define METRICS_LAT_N (sizeof(metrics_lat_bounds) / sizeof(metrics_lat_bounds[0]))
-static atomic_long metrics_lat_bucket[METRICS_LAT_N + 1];	/* not cumulative */
-static atomic_llong metrics_lat_sum_us;	/* integer microseconds: no atomic double */
-static atomic_long metrics_lat_count;
+static struct metrics_hist metrics_upstream = METRICS_HIST("upstream_latency_seconds",
+    "Upstream time to response headers.", 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1, 2.5, 5, 10);
 
 struct deny_ent {
 	char *agent;
@@ -37,7 +34,9 @@ static pthread_mutex_t metrics_deny_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct deny_ent *metrics_deny_tab[METRICS_DENY_BUCKETS];
 static size_t metrics_deny_n;
 
-static char *(*_Atomic metrics_extra)(void);
+static pthread_mutex_t metrics_rend_mtx = PTHREAD_MUTEX_INITIALIZER;
+static metrics_render_fn metrics_rend[METRICS_RENDERERS];
+static size_t metrics_nrend;
 
 void
 metrics_inc(enum metric_id id)
@@ -51,20 +50,6 @@ metrics_dec(enum metric_id id)
 {
 	if ((unsigned)id < M_METRIC_COUNT)
 		atomic_fetch_sub_explicit(&metrics_ctr[id], 1, memory_order_relaxed);
-}
-
-void
-metrics_add(enum metric_id id, long n)
-{
-	if ((unsigned)id < M_METRIC_COUNT)
-		atomic_fetch_add_explicit(&metrics_ctr[id], n, memory_order_relaxed);
-}
-
-void
-metrics_set(enum metric_id id, long v)
-{
-	if ((unsigned)id < M_METRIC_COUNT)
-		atomic_store_explicit(&metrics_ctr[id], v, memory_order_relaxed);
 }
 
 long
@@ -83,34 +68,56 @@ metrics_status(int status)
 }
 
 void
-metrics_upstream_latency(double ms)
+metrics_hist_observe(struct metrics_hist *h, double seconds)
 {
 	size_t i;
 
-	if (!(ms >= 0))	/* also catches NaN */
-		ms = 0;
-	for (i = 0; i < METRICS_LAT_N; i++)
-		if (ms <= metrics_lat_bounds[i])
+	if (!(seconds >= 0))	/* also catches NaN */
+		seconds = 0;
+	for (i = 0; i < h->n; i++)
+		if (seconds <= h->bounds[i])
 			break;
-	atomic_fetch_add_explicit(&metrics_lat_bucket[i], 1, memory_order_relaxed);
-	if (ms > 1e12)
-		ms = 1e12;
-	atomic_fetch_add_explicit(&metrics_lat_sum_us, (long long)(ms * 1000.0 + 0.5),
+	atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+	if (seconds > 1e9)
+		seconds = 1e9;
+	atomic_fetch_add_explicit(&h->sum_us, (long long)(seconds * 1e6 + 0.5),
 	    memory_order_relaxed);
-	atomic_fetch_add_explicit(&metrics_lat_count, 1, memory_order_relaxed);
+}
+
+void
+metrics_hist_render(FILE *f, struct metrics_hist *h)
+{
+	long cum = 0;
+	long long sum;
+	size_t i;
+
+	metrics_put_head(f, h->name, "histogram", h->help);
+	for (i = 0; i <= h->n; i++) {
+		cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+		if (i < h->n)
+			fprintf(f, "certgate_%s_bucket{le=\"%g\"} %ld\n", h->name, h->bounds[i],
+			    cum);
+		else
+			fprintf(f, "certgate_%s_bucket{le=\"+Inf\"} %ld\n", h->name, cum);
+	}
+	sum = atomic_load_explicit(&h->sum_us, memory_order_relaxed);
+	fprintf(f, "certgate_%s_sum %lld.%06lld\n", h->name, sum / 1000000, sum % 1000000);
+	/* _count equals the +Inf bucket by definition; use it so the two never disagree. */
+	fprintf(f, "certgate_%s_count %ld\n", h->name, cum);
+}
+
+void
+metrics_upstream_latency(double seconds)
+{
+	metrics_hist_observe(&metrics_upstream, seconds);
 }
 
 static unsigned
 deny_hash(const char *a, const char *b)
 {
-	unsigned h = 2166136261u;
+	uint32_t h = hash_fnv1a(HASH_FNV_INIT, a, strlen(a) + 1);	/* NUL separates */
 
-	for (; *a; a++)
-		h = (h ^ (unsigned char)*a) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (; *b; b++)
-		h = (h ^ (unsigned char)*b) * 16777619u;
-	return h % METRICS_DENY_BUCKETS;
+	return hash_fnv1a(h, b, strlen(b)) % METRICS_DENY_BUCKETS;
 }
 
 static struct deny_ent *
@@ -163,15 +170,44 @@ metrics_deny(const char *agent, const char *reason)
 	pthread_mutex_unlock(&metrics_deny_mtx);
 }
 
-void
-metrics_set_extra(char *(*fn)(void))
+int
+metrics_add_renderer(metrics_render_fn fn)
 {
-	atomic_store(&metrics_extra, fn);
+	size_t i;
+	int rc = -1;
+
+	pthread_mutex_lock(&metrics_rend_mtx);
+	for (i = 0; i < metrics_nrend; i++)
+		if (metrics_rend[i] == fn)
+			break;
+	if (i < metrics_nrend)
+		rc = 0;
+	else if (metrics_nrend < METRICS_RENDERERS) {
+		metrics_rend[metrics_nrend++] = fn;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&metrics_rend_mtx);
+	return rc;
 }
 
-/* Label value escaping per the text format: backslash, double quote, newline. */
-static void
-put_label(FILE *f, const char *s)
+void
+metrics_remove_renderer(metrics_render_fn fn)
+{
+	size_t i;
+
+	pthread_mutex_lock(&metrics_rend_mtx);
+	for (i = 0; i < metrics_nrend; i++)
+		if (metrics_rend[i] == fn) {
+			memmove(&metrics_rend[i], &metrics_rend[i + 1],
+			    (metrics_nrend - i - 1) * sizeof(metrics_rend[0]));
+			metrics_nrend--;
+			break;
+		}
+	pthread_mutex_unlock(&metrics_rend_mtx);
+}
+
+void
+metrics_put_label(FILE *f, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
@@ -185,8 +221,8 @@ put_label(FILE *f, const char *s)
 	}
 }
 
-static void
-put_head(FILE *f, const char *name, const char *type, const char *help)
+void
+metrics_put_head(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP certgate_%s %s\n# TYPE certgate_%s %s\n", name, help, name, type);
 }
@@ -194,7 +230,7 @@ put_head(FILE *f, const char *name, const char *type, const char *help)
 static void
 put_simple(FILE *f, const char *name, const char *type, const char *help, enum metric_id id)
 {
-	put_head(f, name, type, help);
+	metrics_put_head(f, name, type, help);
 	fprintf(f, "certgate_%s %ld\n", name, metrics_get(id));
 }
 
@@ -221,7 +257,7 @@ render_deny(FILE *f)
 	struct deny_ent *e;
 	size_t n = 0, i;
 
-	put_head(f, "requests_denied_total", "counter", "Requests refused, by agent and reason.");
+	metrics_put_head(f, "requests_denied_total", "counter", "Requests refused, by agent and reason.");
 	pthread_mutex_lock(&metrics_deny_mtx);
 	if (metrics_deny_n > 0 && (v = calloc(metrics_deny_n, sizeof(*v))) == NULL) {
 		pthread_mutex_unlock(&metrics_deny_mtx);
@@ -238,36 +274,13 @@ render_deny(FILE *f)
 		qsort(v, n, sizeof(*v), deny_cmp);
 	for (i = 0; i < n; i++) {
 		fputs("certgate_requests_denied_total{agent=\"", f);
-		put_label(f, v[i].agent);
+		metrics_put_label(f, v[i].agent);
 		fputs("\",reason=\"", f);
-		put_label(f, v[i].reason);
+		metrics_put_label(f, v[i].reason);
 		fprintf(f, "\"} %ld\n", v[i].count);
 	}
 	free(v);
 	return 0;
-}
-
-static void
-render_latency(FILE *f)
-{
-	long cum = 0;
-	long long sum;
-	size_t i;
-
-	put_head(f, "upstream_latency_ms", "histogram",
-	    "Upstream time to response headers in milliseconds.");
-	for (i = 0; i <= METRICS_LAT_N; i++) {
-		cum += atomic_load_explicit(&metrics_lat_bucket[i], memory_order_relaxed);
-		if (i < METRICS_LAT_N)
-			fprintf(f, "certgate_upstream_latency_ms_bucket{le=\"%g\"} %ld\n",
-			    metrics_lat_bounds[i], cum);
-		else
-			fprintf(f, "certgate_upstream_latency_ms_bucket{le=\"+Inf\"} %ld\n", cum);
-	}
-	sum = atomic_load_explicit(&metrics_lat_sum_us, memory_order_relaxed);
-	fprintf(f, "certgate_upstream_latency_ms_sum %lld.%03lld\n", sum / 1000, sum % 1000);
-	/* _count equals the +Inf bucket by definition; use it so the two never disagree. */
-	fprintf(f, "certgate_upstream_latency_ms_count %ld\n", cum);
 }
 
 static void
@@ -291,7 +304,7 @@ render_counters(FILE *f)
 	put_simple(f, "connections_rejected_total", "counter",
 	    "Connections refused by max_connections or max_connections_per_ip.",
 	    M_CONN_REJECTED_LIMIT);
-	put_head(f, "handshakes_total", "counter", "TLS handshakes by result.");
+	metrics_put_head(f, "handshakes_total", "counter", "TLS handshakes by result.");
 	fprintf(f, "certgate_handshakes_total{result=\"ok\"} %ld\n", metrics_get(M_HS_OK));
 	fprintf(f, "certgate_handshakes_total{result=\"resumed\"} %ld\n",
 	    metrics_get(M_HS_RESUMED));
@@ -300,7 +313,7 @@ render_counters(FILE *f)
 	    metrics_get(M_HS_TIMEOUT));
 	put_simple(f, "requests_received_total", "counter", "HTTP requests received.",
 	    M_REQ_TOTAL);
-	put_head(f, "requests_total", "counter", "HTTP responses by status code.");
+	metrics_put_head(f, "requests_total", "counter", "HTTP responses by status code.");
 	for (s = 100; s < METRICS_STATUS_MAX; s++) {
 		long v = atomic_load_explicit(&metrics_status_ctr[s], memory_order_relaxed);
 		if (v)
@@ -310,7 +323,7 @@ render_counters(FILE *f)
 	    M_UPSTREAM_ERRORS);
 	put_simple(f, "upstream_timeouts_total", "counter", "Upstream timeouts.",
 	    M_UPSTREAM_TIMEOUTS);
-	put_head(f, "reloads_total", "counter", "Configuration and identity map reloads.");
+	metrics_put_head(f, "reloads_total", "counter", "Configuration and identity map reloads.");
 	fprintf(f, "certgate_reloads_total{result=\"ok\"} %ld\n", metrics_get(M_RELOAD_OK));
 	fprintf(f, "certgate_reloads_total{result=\"failed\"} %ld\n", metrics_get(M_RELOAD_FAIL));
 	put_simple(f, "revoked_refused_total", "counter",
@@ -325,9 +338,8 @@ render_counters(FILE *f)
 char *
 metrics_render(void)
 {
-	char *(*extra)(void) = atomic_load(&metrics_extra);
-	char *buf = NULL, *x;
-	size_t len = 0;
+	char *buf = NULL;
+	size_t len = 0, i;
 	FILE *f;
 	int rc;
 
@@ -336,13 +348,13 @@ metrics_render(void)
 		return NULL;
 	render_counters(f);
 	rc = render_deny(f);
-	render_latency(f);
-	if (extra != NULL && (x = extra()) != NULL) {
-		fputs(x, f);
-		if (*x && x[strlen(x) - 1] != '\n')
-			fputc('\n', f);
-		free(x);
-	}
+	metrics_hist_render(f, &metrics_upstream);
+	/* Renderers are static functions of modules that live as long as the process:
+	 * the lock only keeps the list consistent while it is walked. */
+	pthread_mutex_lock(&metrics_rend_mtx);
+	for (i = 0; i < metrics_nrend; i++)
+		metrics_rend[i](f);
+	pthread_mutex_unlock(&metrics_rend_mtx);
 	if (ferror(f))
 		rc = -1;
 	if (fclose(f) != 0)

@@ -31,6 +31,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
 #include <math.h>
 #include <netdb.h>
@@ -61,36 +63,17 @@
 #include "rate.h"
 #include "session.h"
 #include "state.h"
+#include "upstream.h"
 
-#define PX_OUT_HIGH     (256 * 1024)   /* client output: stop reading upstream */
-#define PX_OUT_LOW      (64 * 1024)    /* ... resume below this */
-#define PX_IN_HIGH      (256 * 1024)   /* client input: stop reading the socket */
-#define PX_SLICE        (16 * 1024)    /* upstream bytes fed per step (pause granularity) */
+#define PROXY_OUT_HIGH     (256 * 1024)   /* client output: stop reading upstream */
+#define PROXY_OUT_LOW      (64 * 1024)    /* ... resume below this */
+#define PROXY_IN_HIGH      (256 * 1024)   /* client input: stop reading the socket */
+#define PROXY_SLICE        (16 * 1024)    /* upstream bytes fed per step (pause granularity) */
 
 enum { PH_IDLE, PH_HEAD, PH_BODY, PH_UPSTREAM };
 enum { OUT_LENGTH, OUT_CHUNKED, OUT_EOF, OUT_BUFFER };
 
-struct upconn {
-	struct proxy_worker *pw;
-	struct bufferevent *bev;
-	struct proxy_conn *owner;       /* NULL while idle in the pool */
-	int reused;
-	int connected;
-	TAILQ_ENTRY(upconn) link;
-};
-
-struct proxy_worker {
-	struct worker *w;
-	const struct config *cfg;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	char hostport[300];             /* Host header for upstream requests */
-	SSL_CTX *ssl_ctx;               /* https upstream */
-	TAILQ_HEAD(, upconn) idle;
-	unsigned nidle;
-};
-
-struct preq {
+struct proxy_req {
 	int active;                     /* first byte seen */
 	int audited;
 	struct timespec t0, t_up;
@@ -101,14 +84,12 @@ struct preq {
 	const char *http_method;
 	unsigned method;
 	int keep_alive;
-	char *session;                  /* request Mcp-Session-Id */
-	char *target;                   /* normalized target under upstream.path */
+	struct decide_out dec;          /* the head's decision: agent, target, session */
 	char *bound_session;            /* from an initialize response */
 	/* refusal decided at headers complete, answered at message complete */
 	int deny_status;
 	const char *deny_reason;
 	const char *deny_extra;         /* extra response header line(s) */
-	char retry_hdr[48];
 	int forwarded;
 	struct evbuffer *body;
 	struct evbuffer *out;           /* upstream request, kept for one retry */
@@ -118,7 +99,7 @@ struct preq {
 	char *rpc_method;
 	char *rpc_name;
 	/* upstream side */
-	struct upconn *up;
+	struct upstream_conn *up;
 	int retried;
 	int up_eof;             /* upstream closed while its bytes waited for the client */
 	int up_got;                     /* any response byte received */
@@ -141,48 +122,48 @@ struct preq {
 
 struct proxy_conn {
 	struct conn *c;
-	struct proxy_worker *pw;
+	struct upstream_pool *pool;     /* the worker's */
 	const struct config *cfg;
 	struct http_reader *rd;
 	struct event *timer;
 	int phase;
 	unsigned nreq;
 	int depth;
-	const char *close_reason;
+	enum conn_end close_reason;     /* CONN_END_NONE while open */
 	int close_after_flush;
-	const char *flush_reason;
+	enum conn_end flush_reason;
 	int up_paused;
 	int in_paused;                  /* not parsing: the client owes us a read */
 	int truncated;                  /* a response was cut after its head went out */
 	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
-	struct preq q;
+	struct proxy_req q;
 };
 
-static pthread_once_t px_once = PTHREAD_ONCE_INIT;
-static struct rate_table *px_rates;
-static struct session_table *px_sessions;
-static int px_tables_ok;
+static pthread_once_t proxy_once = PTHREAD_ONCE_INIT;
+static struct rate_table *proxy_rates;
+static struct session_table *proxy_sessions;
+static int proxy_tables_ok;
 
-static void px_drive(struct proxy_conn *);
-static void up_readcb(struct bufferevent *, void *);
-static void up_eventcb(struct bufferevent *, short, void *);
-static void px_up_read(struct proxy_conn *);
-static int px_up_start(struct proxy_conn *);
+static void proxy_drive(struct proxy_conn *);
+static void proxy_up_readcb(struct bufferevent *, void *);
+static void proxy_up_eventcb(struct bufferevent *, short, void *);
+static void proxy_up_read(struct proxy_conn *);
+static int proxy_up_start(struct proxy_conn *);
 
 /* Without either table the gateway would serve without rate limits or session
  * binding: that is a start-up failure, never a silent downgrade. */
 static void
-px_tables_init(void)
+proxy_tables_init(void)
 {
-	px_rates = rate_table_new();
-	px_sessions = session_table_new();
-	px_tables_ok = px_rates != NULL && px_sessions != NULL;
-	if (!px_tables_ok)
+	proxy_rates = rate_table_new();
+	proxy_sessions = session_table_new();
+	proxy_tables_ok = proxy_rates != NULL && proxy_sessions != NULL;
+	if (!proxy_tables_ok)
 		log_err("out of memory for the rate limit or session binding table");
 }
 
 static double
-ms_since(const struct timespec *t)
+proxy_ms_since(const struct timespec *t)
 {
 	struct timespec now;
 
@@ -191,7 +172,7 @@ ms_since(const struct timespec *t)
 }
 
 static double
-now_s(void)
+proxy_now(void)
 {
 	struct timespec now;
 
@@ -200,7 +181,7 @@ now_s(void)
 }
 
 static void
-px_timer(struct proxy_conn *px, int ms)
+proxy_timer(struct proxy_conn *px, int ms)
 {
 	struct timeval tv;
 
@@ -214,125 +195,27 @@ px_timer(struct proxy_conn *px, int ms)
 }
 
 static struct evbuffer *
-client_out(struct proxy_conn *px)
+proxy_client_out(struct proxy_conn *px)
 {
-	return bufferevent_get_output(px->c->bev);
-}
-
-/* ---- upstream connections ---- */
-
-static void
-up_free(struct upconn *up)
-{
-	if (up == NULL)
-		return;
-	if (up->bev)
-		bufferevent_free(up->bev);
-	free(up);
-}
-
-static void
-pool_remove(struct upconn *up)
-{
-	TAILQ_REMOVE(&up->pw->idle, up, link);
-	up->pw->nidle--;
-}
-
-static void
-pool_put(struct upconn *up)
-{
-	struct proxy_worker *pw = up->pw;
-
-	if (pw->nidle >= (unsigned)(pw->cfg->upstream.pool_size > 0 ?
-	    pw->cfg->upstream.pool_size : 0) || pw->w->draining) {
-		up_free(up);
-		return;
-	}
-	up->owner = NULL;
-	up->reused = 1;
-	bufferevent_set_timeouts(up->bev, NULL, NULL);
-	bufferevent_setcb(up->bev, up_readcb, NULL, up_eventcb, up);
-	bufferevent_enable(up->bev, EV_READ);   /* to notice the upstream closing it */
-	TAILQ_INSERT_HEAD(&pw->idle, up, link);
-	pw->nidle++;
-}
-
-static int
-ip_literal(const char *h)
-{
-	unsigned char b[16];
-
-	return inet_pton(AF_INET, h, b) == 1 || inet_pton(AF_INET6, h, b) == 1;
-}
-
-static struct upconn *
-up_new(struct proxy_worker *pw)
-{
-	struct upconn *up;
-	SSL *ssl = NULL;
-	const char *host = pw->cfg->upstream.host;
-
-	if ((up = calloc(1, sizeof(*up))) == NULL)
-		return NULL;
-	up->pw = pw;
-	if (pw->ssl_ctx) {
-		if ((ssl = SSL_new(pw->ssl_ctx)) == NULL)
-			goto fail;
-		if (ip_literal(host)) {
-			if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host))
-				goto fail;
-		} else if (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host))
-			goto fail;
-		up->bev = bufferevent_openssl_socket_new(pw->w->base, -1, ssl,
-		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (up->bev == NULL)
-			goto fail;
-		ssl = NULL;     /* owned by the bufferevent now */
-	} else if ((up->bev = bufferevent_socket_new(pw->w->base, -1,
-	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
-		goto fail;
-	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&pw->addr,
-	    (int)pw->addrlen) == -1) {
-		log_warn("connect to upstream %s: %s", pw->hostport, strerror(errno));
-		goto fail;
-	}
-	return up;
-fail:
-	if (ssl)
-		SSL_free(ssl);
-	log_sslerr("cannot open an upstream connection to %s", pw->hostport);
-	up_free(up);
-	return NULL;
-}
-
-static struct upconn *
-up_get(struct proxy_worker *pw, int fresh)
-{
-	struct upconn *up;
-
-	if (!fresh && (up = TAILQ_FIRST(&pw->idle)) != NULL) {
-		pool_remove(up);
-		return up;
-	}
-	return up_new(pw);
+	return bufferevent_get_output(conn_bev(px->c));
 }
 
 /* ---- small helpers ---- */
 
 static void
-px_lookup(struct proxy_conn *px)
+proxy_lookup(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 
 	if (q->looked_up)
 		return;
 	q->looked_up = 1;
 	if ((q->st = state_get()) != NULL && q->st->map != NULL)
-		q->agent = identity_lookup(q->st->map, &px->c->peer_id);
+		q->agent = identity_lookup(q->st->map, conn_peer_id(px->c));
 }
 
 static const char *
-audit_method(const struct preq *q)
+proxy_audit_method(const struct proxy_req *q)
 {
 	if (q->have_insp && q->insp.method)
 		return q->insp.method;
@@ -342,7 +225,7 @@ audit_method(const struct preq *q)
 }
 
 static const char *
-audit_name(const struct preq *q)
+proxy_audit_name(const struct proxy_req *q)
 {
 	if (q->have_insp && q->insp.name)
 		return q->insp.name;
@@ -350,9 +233,9 @@ audit_name(const struct preq *q)
 }
 
 static void
-px_audit(struct proxy_conn *px, int allow, const char *reason, int status)
+proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	struct audit_rec r;
 
 	if (q->audited)
@@ -360,15 +243,15 @@ px_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 	q->audited = 1;
 	memset(&r, 0, sizeof(r));
 	r.agent = q->agent ? q->agent->id : NULL;
-	r.serial = px->c->peer_id.serial[0] ? px->c->peer_id.serial : NULL;
-	r.peer = px->c->peer;
-	r.method = audit_method(q);
-	r.name = audit_name(q);
+	r.serial = conn_peer_id(px->c)->serial[0] ? conn_peer_id(px->c)->serial : NULL;
+	r.peer = conn_peer(px->c);
+	r.method = proxy_audit_method(q);
+	r.name = proxy_audit_name(q);
 	r.decision = allow ? "allow" : "deny";
 	r.reason = reason;
 	r.status = status;
-	r.duration_ms = ms_since(&q->t0);
-	r.session = q->session ? q->session : q->bound_session;
+	r.duration_ms = proxy_ms_since(&q->t0);
+	r.session = q->dec.session ? q->dec.session : q->bound_session;
 	audit_write(&r);
 	metrics_inc(M_REQ_TOTAL);
 	if (status >= 100)
@@ -378,7 +261,7 @@ px_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 }
 
 static int
-rpc_code(int status)
+proxy_rpc_code(int status)
 {
 	switch (status) {
 	case 403:
@@ -395,32 +278,32 @@ rpc_code(int status)
 }
 
 static void
-px_close_after_flush(struct proxy_conn *px, const char *reason)
+proxy_close_after_flush(struct proxy_conn *px, enum conn_end reason)
 {
 	px->close_after_flush = 1;
 	px->flush_reason = reason;
 	px->phase = PH_UPSTREAM;        /* read nothing more; the timer bounds the flush */
-	px_timer(px, px->cfg->limits.idle_timeout_ms);
-	bufferevent_setwatermark(px->c->bev, EV_WRITE, 0, 0);
-	if (evbuffer_get_length(client_out(px)) == 0 && px->close_reason == NULL)
+	proxy_timer(px, px->cfg->limits.idle_timeout_ms);
+	bufferevent_setwatermark(conn_bev(px->c), EV_WRITE, 0, 0);
+	if (evbuffer_get_length(proxy_client_out(px)) == 0 && px->close_reason == CONN_END_NONE)
 		px->close_reason = reason;
 }
 
 /* Writes a complete refusal: JSON-RPC error body (body, or built from msg and the
  * request id), HSTS, optional extra header lines, Connection: close when closing. */
 static void
-px_send_error(struct proxy_conn *px, int status, const char *msg, const char *body,
+proxy_send_error(struct proxy_conn *px, int status, const char *msg, const char *body,
     const char *extra, int close)
 {
-	struct evbuffer *out = client_out(px);
+	struct evbuffer *out = proxy_client_out(px);
 	char *built = NULL, text[256];
 
 	if (body == NULL) {
 		snprintf(text, sizeof(text), "certgate: %s", msg);
-		built = mcp_error_body(px->q.rpc_id, rpc_code(status), text);
+		built = mcp_error_body(px->q.rpc_id, proxy_rpc_code(status), text);
 		if (built == NULL) {
 			json_t *o = json_pack("{s:s,s:n,s:{s:i,s:s}}", "jsonrpc", "2.0", "id",
-			    "error", "code", rpc_code(status), "message", text);
+			    "error", "code", proxy_rpc_code(status), "message", text);
 			built = o ? json_dumps(o, JSON_COMPACT) : NULL;
 			json_decref(o);
 		}
@@ -428,7 +311,7 @@ px_send_error(struct proxy_conn *px, int status, const char *msg, const char *bo
 	}
 	/* Say what happens to the connection: HTTP/1.0 clients (ab -k) wait for the
 	 * server to close unless the response echoes keep-alive. */
-	if (!close && (!px->q.keep_alive || px->c->w->draining))
+	if (!close && (!px->q.keep_alive || conn_draining(px->c)))
 		close = 1;
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	    "Content-Length: %zu\r\nStrict-Transport-Security: max-age=%d; includeSubDomains\r\n"
@@ -442,10 +325,10 @@ px_send_error(struct proxy_conn *px, int status, const char *msg, const char *bo
 }
 
 static void
-preq_clear(struct preq *q)
+proxy_req_clear(struct proxy_req *q)
 {
 	if (q->up)
-		up_free(q->up);
+		upstream_free(q->up);
 	if (q->st)
 		state_put(q->st);
 	if (q->body)
@@ -463,45 +346,44 @@ preq_clear(struct preq *q)
 	json_decref(q->rpc_id);
 	free(q->rpc_method);
 	free(q->rpc_name);
-	free(q->session);
+	decide_out_free(&q->dec);
 	free(q->bound_session);
-	free(q->target);
 	memset(q, 0, sizeof(*q));
 }
 
 /* The request is answered: reset for the next one or close after the flush. */
 static void
-px_end_request(struct proxy_conn *px, int keep)
+proxy_end_request(struct proxy_conn *px, int keep)
 {
-	keep = keep && px->q.keep_alive && !px->c->w->draining;
-	preq_clear(&px->q);
+	keep = keep && px->q.keep_alive && !conn_draining(px->c);
+	proxy_req_clear(&px->q);
 	px->nreq++;
 	px->up_paused = 0;
 	if (!keep) {
-		px_close_after_flush(px, "done");
+		proxy_close_after_flush(px, CONN_END_DONE);
 		return;
 	}
 	px->phase = PH_IDLE;
-	px_timer(px, px->cfg->limits.idle_timeout_ms);
+	proxy_timer(px, px->cfg->limits.idle_timeout_ms);
 	if (px->rd != NULL)
 		http_reader_resume(px->rd);
 }
 
 static void
-px_refuse(struct proxy_conn *px, int status, const char *reason, const char *body,
+proxy_refuse(struct proxy_conn *px, int status, const char *reason, const char *body,
     const char *extra, int close, int allow)
 {
-	px_send_error(px, status, reason, body, extra, close);
-	px_audit(px, allow, reason, status);
-	px_end_request(px, !close);
+	proxy_send_error(px, status, reason, body, extra, close);
+	proxy_audit(px, allow, reason, status);
+	proxy_end_request(px, !close);
 }
 
 /* Best effort: the JSON-RPC id, method and name of a body that was refused before
  * inspection, for the error body and the audit record. */
 static void
-px_body_meta(struct proxy_conn *px)
+proxy_body_meta(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	json_t *root, *v, *params;
 	const char *p;
 	size_t len;
@@ -527,9 +409,9 @@ px_body_meta(struct proxy_conn *px)
 }
 
 static int
-px_build_upstream(struct proxy_conn *px)
+proxy_build_upstream(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const struct identity_agent *a = q->agent;
 	size_t blen = q->body ? evbuffer_get_length(q->body) : 0;
 	struct head_ident id;
@@ -542,16 +424,17 @@ px_build_upstream(struct proxy_conn *px)
 	/* The certificate does not change on a connection: its XFCC value is built
 	 * once, at the first request (not at the handshake: idle connections stay
 	 * small). */
-	if (px->xfcc == NULL && (px->xfcc = identity_xfcc(&px->c->peer_id)) == NULL)
+	if (px->xfcc == NULL && (px->xfcc = identity_xfcc(conn_peer_id(px->c))) == NULL)
 		return -1;
 	id.agent = a->id;
 	id.scopes = a->scopes_str;
 	id.xfcc = px->xfcc;
-	id.peer_ip = px->c->peer_ip;
+	id.peer_ip = conn_peer_ip(px->c);
 	/* A head is assembled in one buffer (on the stack while it fits) and handed to
 	 * the evbuffer in one evbuffer_add: an evbuffer call per line costs more. */
 	buf_init_stack(&b, stack, sizeof(stack));
-	rc = head_request(&b, q->m, q->target, px->pw->hostport, &id, (long long)blen);
+	rc = head_request(&b, q->m, q->dec.target, upstream_hostport(px->pool), &id,
+	    (long long)blen);
 	if (rc == 0)
 		rc = evbuffer_add(q->out, b.p, b.len);
 	buf_free(&b);
@@ -567,19 +450,19 @@ px_build_upstream(struct proxy_conn *px)
 /* ---- client request side ---- */
 
 static int
-rq_begin(void *arg)
+proxy_rq_begin(void *arg)
 {
 	struct proxy_conn *px = arg;
 
 	px->q.active = 1;
 	clock_gettime(CLOCK_MONOTONIC, &px->q.t0);
 	px->phase = PH_HEAD;
-	px_timer(px, px->cfg->limits.header_timeout_ms);
+	proxy_timer(px, px->cfg->limits.header_timeout_ms);
 	return 0;
 }
 
 static void
-deny(struct preq *q, int status, const char *reason)
+proxy_deny(struct proxy_req *q, int status, const char *reason)
 {
 	if (q->deny_status == 0) {
 		q->deny_status = status;
@@ -587,73 +470,49 @@ deny(struct preq *q, int status, const char *reason)
 	}
 }
 
-/* Returns -1 to stop reading this connection (revoked). */
+/* The head's decision (decide.h). Returns -1 to stop reading this connection
+ * (revoked). */
 static int
-px_check_headers(struct proxy_conn *px, const struct http_msg *m)
+proxy_check_headers(struct proxy_conn *px, const struct http_msg *m)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const struct config *cfg = px->cfg;
-	const struct identity_agent *a;
-	struct decide_http dh;
-	const char *v;
-	double per, burst, retry = 1;
+	struct decide_ctx x;
 
-	px_lookup(px);
-	if (q->st == NULL) {
-		deny(q, 503, "gateway state unavailable");
+	if (q->st == NULL)
+		q->st = state_get();
+	memset(&x, 0, sizeof(x));
+	x.st = q->st;
+	x.peer = conn_peer_id(px->c);
+	x.rates = proxy_rates;
+	x.sessions = proxy_sessions;
+	x.rate_per_second = cfg->rate_per_second;
+	x.rate_burst = cfg->rate_burst;
+	x.prefix = cfg->upstream.path;
+	x.now = proxy_now();
+	if (decide_request(&x, m, &q->dec) == -1) {
+		proxy_deny(q, 503, "out of memory");
 		return 0;
 	}
-	if (state_is_revoked(q->st, px->c->peer_id.serial)) {
-		metrics_inc(M_REVOKED_REFUSED);
-		deny(q, -1, "revoked");
-		px->close_reason = "revoked";
+	q->agent = q->dec.agent;
+	q->looked_up = 1;
+	if (q->dec.status == DECIDE_CLOSE) {
+		proxy_deny(q, -1, q->dec.reason);
+		px->close_reason = CONN_END_REVOKED;
 		return -1;
 	}
-	if ((a = q->agent) == NULL) {
-		deny(q, 403, "certificate is not mapped to an agent");
-		return 0;
-	}
-	per = a->rate_per_second > 0 ? a->rate_per_second : cfg->rate_per_second;
-	burst = a->rate_burst > 0 ? a->rate_burst : cfg->rate_burst;
-	if (!rate_take(px_rates, a->id, per, burst, now_s(), &retry)) {
-		deny(q, 429, "rate limited");
-		snprintf(q->retry_hdr, sizeof(q->retry_hdr), "Retry-After: %.0f\r\n",
-		    retry < 1 ? 1 : ceil(retry));
-		q->deny_extra = q->retry_hdr;
-	}
-	/* Method, body, target and header rules (decide.h): the normalized target is
-	 * what is forwarded. */
-	if (decide_http_request(m, cfg->upstream.path, &dh) == -1) {
-		deny(q, 503, "out of memory");
-		return 0;
-	}
-	q->target = dh.target;
-	if (dh.status != 0) {
-		deny(q, dh.status, dh.reason);
-		if (q->deny_status == dh.status && dh.extra != NULL)
-			q->deny_extra = dh.extra;
-	}
-	if ((v = http_msg_get(m, "Mcp-Session-Id")) != NULL) {
-		q->session = strdup(v);
-		/* An id the gateway did not bind (restart, eviction, ended) could be another
-		 * agent's live session: 404 makes the client initialize a new one (MCP). */
-		switch (session_check(px_sessions, v, a->id)) {
-		case 0:
-			deny(q, 403, "session belongs to another agent");
-			break;
-		case -1:
-			deny(q, 404, "unknown session");
-			break;
-		}
+	if (q->dec.status != 0) {
+		proxy_deny(q, q->dec.status, q->dec.reason);
+		q->deny_extra = q->dec.extra;
 	}
 	return 0;
 }
 
 static int
-rq_headers(void *arg, struct http_msg *m)
+proxy_rq_headers(void *arg, struct http_msg *m)
 {
 	struct proxy_conn *px = arg;
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const char *expect;
 
 	q->m = m;
@@ -661,25 +520,25 @@ rq_headers(void *arg, struct http_msg *m)
 	q->http_method = m->method_str;
 	q->keep_alive = m->keep_alive;
 	px->phase = PH_BODY;
-	px_timer(px, px->cfg->limits.body_timeout_ms);
-	if (px_check_headers(px, m) == -1)
+	proxy_timer(px, px->cfg->limits.body_timeout_ms);
+	if (proxy_check_headers(px, m) == -1)
 		return -1;
 	expect = http_msg_get(m, "Expect");
 	if (expect && strcasecmp(expect, "100-continue") == 0 &&
 	    (m->content_length > 0 || m->chunked)) {
 		if (q->deny_status) {
 			/* do not make the client send a body we will refuse anyway */
-			px_lookup(px);
-			px_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 1, 0);
+			proxy_lookup(px);
+			proxy_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 1, 0);
 			return -1;
 		}
-		evbuffer_add_printf(client_out(px), "HTTP/1.1 100 Continue\r\n\r\n");
+		evbuffer_add_printf(proxy_client_out(px), "HTTP/1.1 100 Continue\r\n\r\n");
 	}
 	return 0;
 }
 
 static int
-rq_body(void *arg, const char *p, size_t n)
+proxy_rq_body(void *arg, const char *p, size_t n)
 {
 	struct proxy_conn *px = arg;
 
@@ -693,29 +552,29 @@ rq_body(void *arg, const char *p, size_t n)
 }
 
 static int
-rq_complete(void *arg, struct http_msg *m)
+proxy_rq_complete(void *arg, struct http_msg *m)
 {
 	return 1;       /* pause: one request at a time */
 }
 
-static const struct http_cbs rq_cbs = { rq_begin, rq_headers, rq_body, rq_complete };
+static const struct http_cbs proxy_rq_cbs = { proxy_rq_begin, proxy_rq_headers, proxy_rq_body, proxy_rq_complete };
 
 /* A complete request is in q: refuse it, or inspect and forward it. */
 static void
-px_request_ready(struct proxy_conn *px)
+proxy_request_ready(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const struct http_msg *m = q->m;
 	const struct identity_agent *a;
 	const char *body;
 	size_t blen;
 
-	px_timer(px, 0);
+	proxy_timer(px, 0);
 	px->phase = PH_UPSTREAM;
 	if (q->deny_status) {
 		if (q->method == HTTP_POST)
-			px_body_meta(px);
-		px_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 0, 0);
+			proxy_body_meta(px);
+		proxy_refuse(px, q->deny_status, q->deny_reason, NULL, q->deny_extra, 0, 0);
 		return;
 	}
 	a = q->agent;
@@ -724,14 +583,14 @@ px_request_ready(struct proxy_conn *px)
 		body = blen ? (const char *)evbuffer_pullup(q->body, -1) : "";
 		if (body == NULL || mcp_inspect_body(body, blen, a->scopes, a->nscopes,
 		    http_msg_get(m, "Mcp-Method"), http_msg_get(m, "Mcp-Name"), &q->insp) == -1) {
-			px_body_meta(px);
-			px_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
+			proxy_body_meta(px);
+			proxy_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
 			return;
 		}
 		q->have_insp = 1;
 		if (q->insp.status) {
-			px_body_meta(px);
-			px_refuse(px, q->insp.status, q->insp.reason ? q->insp.reason : "refused",
+			proxy_body_meta(px);
+			proxy_refuse(px, q->insp.status, q->insp.reason ? q->insp.reason : "refused",
 			    q->insp.error_body, NULL, 0, 0);
 			return;
 		}
@@ -741,33 +600,33 @@ px_request_ready(struct proxy_conn *px)
 			json_incref(q->rpc_id);
 	}
 	if (!px->cfg->audit_fail_open && audit_failing()) {
-		px_refuse(px, 503, "audit log unavailable", NULL, NULL, 0, 0);
+		proxy_refuse(px, 503, "audit log unavailable", NULL, NULL, 0, 0);
 		return;
 	}
-	if (px->pw == NULL || px_build_upstream(px) == -1) {
-		px_refuse(px, 502, "upstream unavailable", NULL, NULL, 0, 1);
+	if (proxy_build_upstream(px) == -1) {
+		proxy_refuse(px, 502, "upstream unavailable", NULL, NULL, 0, 1);
 		return;
 	}
 	q->forwarded = 1;
-	if (px_up_start(px) == -1) {
+	if (proxy_up_start(px) == -1) {
 		metrics_inc(M_UPSTREAM_ERRORS);
-		px_refuse(px, 502, "upstream unreachable", NULL, NULL, 0, 1);
+		proxy_refuse(px, 502, "upstream unreachable", NULL, NULL, 0, 1);
 	}
 }
 
 /* A protocol error from the request reader: answer and close. */
 static void
-px_parse_error(struct proxy_conn *px)
+proxy_parse_error(struct proxy_conn *px)
 {
 	int status = px->rd != NULL ? http_reader_status(px->rd) : 0;
 
-	if (status == 0 || px->q.audited || px->close_reason)
+	if (status == 0 || px->q.audited || px->close_reason != CONN_END_NONE)
 		return;         /* we aborted the feed ourselves and already acted */
-	px_lookup(px);
+	proxy_lookup(px);
 	px->q.active = 1;
 	if (px->q.t0.tv_sec == 0)
 		clock_gettime(CLOCK_MONOTONIC, &px->q.t0);
-	px_refuse(px, status >= 400 && status < 600 ? status : 400,
+	proxy_refuse(px, status >= 400 && status < 600 ? status : 400,
 	    http_reader_reason(px->rd), NULL, NULL, 1, 0);
 }
 
@@ -775,7 +634,7 @@ px_parse_error(struct proxy_conn *px)
 /* The request reader is made when the first request byte arrives: a connection
  * that stays idle after its handshake does not carry one. */
 static int
-px_reader(struct proxy_conn *px)
+proxy_reader(struct proxy_conn *px)
 {
 	const struct config *cfg = px->cfg;
 	struct http_limits hl;
@@ -787,56 +646,56 @@ px_reader(struct proxy_conn *px)
 	hl.max_header_count = cfg->limits.max_header_count > 0 ?
 	    (size_t)cfg->limits.max_header_count : 100;
 	hl.max_body_bytes = cfg->limits.max_body_bytes;
-	if ((px->rd = http_reader_new(1, &hl, &rq_cbs, px)) == NULL) {
-		log_err("out of memory for the request reader of %s", px->c->peer);
-		if (px->close_reason == NULL)
-			px->close_reason = "out of memory";
+	if ((px->rd = http_reader_new(1, &hl, &proxy_rq_cbs, px)) == NULL) {
+		log_err("out of memory for the request reader of %s", conn_peer(px->c));
+		if (px->close_reason == CONN_END_NONE)
+			px->close_reason = CONN_END_NO_MEMORY;
 		return -1;
 	}
 	return 0;
 }
 
 static void
-px_drive(struct proxy_conn *px)
+proxy_drive(struct proxy_conn *px)
 {
 	struct evbuffer *in;
 	struct evbuffer_iovec v;
 	ssize_t k;
 
-	while (px->close_reason == NULL && !px->close_after_flush && px->phase != PH_UPSTREAM) {
-		in = bufferevent_get_input(px->c->bev);
+	while (px->close_reason == CONN_END_NONE && !px->close_after_flush && px->phase != PH_UPSTREAM) {
+		in = bufferevent_get_input(conn_bev(px->c));
 		if (evbuffer_get_length(in) == 0)
 			break;
 		/* A client that pipelines and never reads would make us queue answers
 		 * (refusals included) without bound: stop parsing while the answers it owes
 		 * are above the watermark; the input then fills to its own watermark and
-		 * libevent stops reading the socket. client_writecb resumes. */
-		if (evbuffer_get_length(client_out(px)) > PX_OUT_HIGH) {
+		 * libevent stops reading the socket. proxy_client_writecb resumes. */
+		if (evbuffer_get_length(proxy_client_out(px)) > PROXY_OUT_HIGH) {
 			px->in_paused = 1;
 			break;
 		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		if (px_reader(px) == -1)
+		if (proxy_reader(px) == -1)
 			break;
 		k = http_reader_feed(px->rd, v.iov_base, v.iov_len);
 		if (k < 0) {
-			px_parse_error(px);
+			proxy_parse_error(px);
 			break;
 		}
 		evbuffer_drain(in, (size_t)k);
 		if (http_reader_paused(px->rd))
-			px_request_ready(px);
+			proxy_request_ready(px);
 	}
 }
 
 /* ---- upstream response side ---- */
 
 static int
-emit_client(void *arg, const char *p, size_t n)
+proxy_emit(void *arg, const char *p, size_t n)
 {
 	struct proxy_conn *px = arg;
-	struct evbuffer *out = client_out(px);
+	struct evbuffer *out = proxy_client_out(px);
 
 	if (n == 0)
 		return 0;
@@ -849,9 +708,9 @@ emit_client(void *arg, const char *p, size_t n)
 }
 
 static void
-px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
+proxy_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	char stack[4096];
 	struct buf b;
 
@@ -859,10 +718,10 @@ px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
 	if (head_response(&b, m, px->cfg->hsts_max_age, q->out_mode == OUT_CHUNKED ?
 	    HEAD_CHUNKED : q->out_mode == OUT_EOF ? HEAD_CLOSE : HEAD_LENGTH, length,
 	    q->client_keep, q->m->minor == 0) == -1 ||
-	    evbuffer_add(client_out(px), b.p, b.len) == -1) {
-		log_err("out of memory for a response head to %s", px->c->peer);
-		if (px->close_reason == NULL)
-			px->close_reason = "out of memory";
+	    evbuffer_add(proxy_client_out(px), b.p, b.len) == -1) {
+		log_err("out of memory for a response head to %s", conn_peer(px->c));
+		if (px->close_reason == CONN_END_NONE)
+			px->close_reason = CONN_END_NO_MEMORY;
 	}
 	buf_free(&b);
 	q->head_sent = 1;
@@ -870,28 +729,28 @@ px_send_head(struct proxy_conn *px, const struct http_msg *m, long long length)
 }
 
 static void
-px_session_effects(struct proxy_conn *px, const struct http_msg *m)
+proxy_session_effects(struct proxy_conn *px, const struct http_msg *m)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const char *sid = http_msg_get(m, "Mcp-Session-Id");
 	int ok = m->status >= 200 && m->status < 300;
 
 	if (ok && sid && q->have_insp && q->insp.has_initialize && q->agent) {
-		if (session_bind(px_sessions, sid, q->agent->id) == -1)
+		if (session_bind(proxy_sessions, sid, q->agent->id) == -1)
 			log_warn("upstream session id already bound to another agent");
-		else if (q->session == NULL)
+		else if (q->dec.session == NULL)
 			q->bound_session = strdup(sid);
 	}
-	if (q->session && (m->status == 404 || (ok && q->method == HTTP_DELETE)))
-		session_remove(px_sessions, q->session);
+	if (q->dec.session && (m->status == 404 || (ok && q->method == HTTP_DELETE)))
+		session_remove(proxy_sessions, q->dec.session);
 }
 
 /* Matches every listing-shaped response on a GET stream (mcp.h). */
-static const struct mcp_pending_list px_any_listing = { NULL, NULL };
+static const struct mcp_pending_list proxy_any_listing = { NULL, NULL };
 
 /* 1 when the agent holds "*": nothing to filter for it. */
 static int
-px_agent_has_all(const struct identity_agent *a)
+proxy_agent_has_all(const struct identity_agent *a)
 {
 	size_t i;
 
@@ -906,7 +765,7 @@ px_agent_has_all(const struct identity_agent *a)
  * does not (two Content-Type lines joined, an encoding after "identity", a media type
  * it matches loosely): anything but one plain JSON or event-stream body is refused. */
 static const char *
-px_unfilterable(const struct http_msg *m, enum mcp_media *kind)
+proxy_unfilterable(const struct http_msg *m, enum mcp_media *kind)
 {
 	const char *te = http_msg_get(m, "Transfer-Encoding");
 	size_t i;
@@ -926,14 +785,14 @@ px_unfilterable(const struct http_msg *m, enum mcp_media *kind)
 }
 
 static int
-rs_headers(void *arg, struct http_msg *m)
+proxy_rs_headers(void *arg, struct http_msg *m)
 {
 	struct proxy_conn *px = arg;
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	/* A GET stream may replay earlier responses (Last-Event-ID): filter any listing
 	 * in what a client reads as the stream (a 2xx body). */
 	int any_list = q->method == HTTP_GET && q->agent != NULL &&
-	    !px_agent_has_all(q->agent) && m->status >= 200 && m->status < 300;
+	    !proxy_agent_has_all(q->agent) && m->status >= 200 && m->status < 300;
 	int lists = (q->have_insp && q->insp.nlisting > 0) || any_list;
 	int bodyless = m->status == 204 || m->status == 304 || m->content_length == 0;
 	enum mcp_media kind = MCP_MEDIA_OTHER;
@@ -944,20 +803,20 @@ rs_headers(void *arg, struct http_msg *m)
 		return 0;               /* interim response: skipped */
 	q->got_headers = 1;
 	q->resp_m = m;
-	metrics_upstream_latency(ms_since(&q->t_up));
+	metrics_upstream_latency(proxy_ms_since(&q->t_up) / 1e3);
 	tv.tv_sec = px->cfg->limits.stream_idle_timeout_ms / 1000;
 	tv.tv_usec = (px->cfg->limits.stream_idle_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(q->up->bev, px->cfg->limits.stream_idle_timeout_ms > 0 ?
+	bufferevent_set_timeouts(upstream_bev(q->up), px->cfg->limits.stream_idle_timeout_ms > 0 ?
 	    &tv : NULL, NULL);
-	px_session_effects(px, m);
-	q->client_keep = q->keep_alive && !px->c->w->draining;
+	proxy_session_effects(px, m);
+	q->client_keep = q->keep_alive && !conn_draining(px->c);
 	if (lists && !bodyless) {
-		if ((why = px_unfilterable(m, &kind)) != NULL) {
+		if ((why = proxy_unfilterable(m, &kind)) != NULL) {
 			q->resp_err = 502;
 			q->resp_err_reason = why;
 			return -1;
 		}
-		q->flists = any_list ? &px_any_listing : q->insp.lists;
+		q->flists = any_list ? &proxy_any_listing : q->insp.lists;
 		q->nflists = any_list ? 1 : q->insp.nlists;
 	}
 	if (lists && !bodyless && kind == MCP_MEDIA_JSON) {
@@ -977,7 +836,7 @@ rs_headers(void *arg, struct http_msg *m)
 	} else if (m->content_length >= 0 || bodyless) {
 		q->out_mode = OUT_LENGTH;
 		/* 204 and 304 carry no Content-Length */
-		px_send_head(px, m, (m->status == 204 || m->status == 304) ? -1 :
+		proxy_send_head(px, m, (m->status == 204 || m->status == 304) ? -1 :
 		    bodyless ? 0 : m->content_length);
 		return 0;
 	}
@@ -987,27 +846,27 @@ rs_headers(void *arg, struct http_msg *m)
 		q->out_mode = OUT_EOF;
 		q->client_keep = 0;
 	}
-	px_send_head(px, m, -1);
+	proxy_send_head(px, m, -1);
 	return 0;
 }
 
 static void
-px_backpressure(struct proxy_conn *px)
+proxy_backpressure(struct proxy_conn *px)
 {
 	if (px->up_paused || px->q.up == NULL)
 		return;
-	if (evbuffer_get_length(client_out(px)) > PX_OUT_HIGH) {
+	if (evbuffer_get_length(proxy_client_out(px)) > PROXY_OUT_HIGH) {
 		px->up_paused = 1;
-		bufferevent_disable(px->q.up->bev, EV_READ);
-		px_timer(px, px->cfg->limits.stream_idle_timeout_ms);
+		bufferevent_disable(upstream_bev(px->q.up), EV_READ);
+		proxy_timer(px, px->cfg->limits.stream_idle_timeout_ms);
 	}
 }
 
 static int
-rs_body(void *arg, const char *p, size_t n)
+proxy_rs_body(void *arg, const char *p, size_t n)
 {
 	struct proxy_conn *px = arg;
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 
 	if (q->out_mode == OUT_BUFFER) {
 		if ((long long)(evbuffer_get_length(q->rbuf) + n) > px->cfg->limits.max_body_bytes) {
@@ -1018,12 +877,12 @@ rs_body(void *arg, const char *p, size_t n)
 		return evbuffer_add(q->rbuf, p, n);
 	}
 	if (q->sse)
-		return mcp_sse_feed(q->sse, p, n, emit_client, px);
-	return emit_client(px, p, n);
+		return mcp_sse_feed(q->sse, p, n, proxy_emit, px);
+	return proxy_emit(px, p, n);
 }
 
 static int
-rs_complete(void *arg, struct http_msg *m)
+proxy_rs_complete(void *arg, struct http_msg *m)
 {
 	struct proxy_conn *px = arg;
 
@@ -1034,16 +893,16 @@ rs_complete(void *arg, struct http_msg *m)
 	return 1;
 }
 
-static const struct http_cbs rs_cbs = { NULL, rs_headers, rs_body, rs_complete };
+static const struct http_cbs proxy_rs_cbs = { NULL, proxy_rs_headers, proxy_rs_body, proxy_rs_complete };
 
 /* What goes out when even the error body cannot be built: never the listing. */
-static const char px_filter_oom[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":"
+static const char proxy_filter_oom[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":"
     "{\"code\":-32003,\"message\":\"certgate: listing response could not be filtered\"}}";
 
 static void
-px_flush_filtered(struct proxy_conn *px)
+proxy_flush_filtered(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	size_t len = evbuffer_get_length(q->rbuf), flen = 0;
 	const char *body = len ? (const char *)evbuffer_pullup(q->rbuf, -1) : "";
 	char *filtered = NULL;
@@ -1053,153 +912,103 @@ px_flush_filtered(struct proxy_conn *px)
 		    q->agent->scopes, q->agent->nscopes, &flen);
 	if (body == NULL || (filtered == NULL && flen == (size_t)-1)) {
 		/* Out of memory: an error instead of the unfiltered listing. */
-		log_err("cannot filter a listing response for %s: out of memory", px->c->peer);
-		body = px_filter_oom;
-		len = sizeof(px_filter_oom) - 1;
+		log_err("cannot filter a listing response for %s: out of memory", conn_peer(px->c));
+		body = proxy_filter_oom;
+		len = sizeof(proxy_filter_oom) - 1;
 	} else if (filtered != NULL) {
 		body = filtered;
 		len = flen;
 	}
 	q->out_mode = OUT_LENGTH;
 	/* the response reader paused after this message: its head is still valid */
-	px_send_head(px, q->resp_m, (long long)len);
-	evbuffer_add(client_out(px), body, len);
+	proxy_send_head(px, q->resp_m, (long long)len);
+	evbuffer_add(proxy_client_out(px), body, len);
 	free(filtered);
 }
 
 /* The upstream response is complete: finish the client response, recycle the
  * upstream connection, audit, and get ready for the next request. */
 static void
-px_resp_finish(struct proxy_conn *px)
+proxy_resp_finish(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
-	struct upconn *up = q->up;
+	struct proxy_req *q = &px->q;
+	struct upstream_conn *up = q->up;
 	int keep;
 
 	if (q->out_mode == OUT_BUFFER)
-		px_flush_filtered(px);
-	if (q->sse && mcp_sse_finish(q->sse, emit_client, px) == -1)
+		proxy_flush_filtered(px);
+	if (q->sse && mcp_sse_finish(q->sse, proxy_emit, px) == -1)
 		log_warn("event stream filter failed at end of stream");
 	if (q->out_mode == OUT_CHUNKED)
-		evbuffer_add(client_out(px), "0\r\n\r\n", 5);
+		evbuffer_add(proxy_client_out(px), "0\r\n\r\n", 5);
 	q->up = NULL;
-	if (q->resp_keep && evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0)
-		pool_put(up);
+	if (q->resp_keep && evbuffer_get_length(bufferevent_get_input(upstream_bev(up))) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(upstream_bev(up))) == 0)
+		upstream_put(up, conn_draining(px->c));
 	else
-		up_free(up);
-	px_audit(px, 1, NULL, q->status_sent);
+		upstream_free(up);
+	proxy_audit(px, 1, NULL, q->status_sent);
 	keep = q->client_keep;
-	px_end_request(px, keep);
+	proxy_end_request(px, keep);
 }
 
 /* The upstream side failed: answer with status when nothing was sent yet, else end
  * the client connection so that the client sees a truncated response. */
 static void
-px_up_fail(struct proxy_conn *px, int status, const char *reason, int timeout)
+proxy_up_fail(struct proxy_conn *px, int status, const char *reason, int timeout)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 
 	metrics_inc(timeout ? M_UPSTREAM_TIMEOUTS : M_UPSTREAM_ERRORS);
-	log_info("%s: %s (conn %llu)", px->pw->hostport, reason, (unsigned long long)px->c->id);
-	up_free(q->up);
+	log_info("%s: %s (conn %llu)", upstream_hostport(px->pool), reason,
+	    (unsigned long long)conn_id(px->c));
+	upstream_free(q->up);
 	q->up = NULL;
 	px->up_paused = 0;
 	if (!q->head_sent) {
-		px_refuse(px, status, reason, NULL, NULL, 0, 1);
+		proxy_refuse(px, status, reason, NULL, NULL, 0, 1);
 		return;
 	}
 	/* what was received goes out, then the close shows the truncation */
 	px->truncated = 1;
-	px_audit(px, 1, reason, q->status_sent);
-	px_close_after_flush(px, reason);
-}
-
-#define PX_IOV 16
-
-/* Sends q->out (kept whole for one retry) on up. A connected plain-TCP upstream
- * with nothing queued gets it in one sendmsg now, without a copy; the rest, if
- * any, and every other case go through the bufferevent, which also reports write
- * errors (a pooled connection the upstream had closed) the usual way. */
-static int
-px_up_send(struct proxy_conn *px, struct upconn *up)
-{
-	struct evbuffer_iovec v[PX_IOV];
-	struct iovec iov[PX_IOV];
-	struct msghdr mh;
-	evutil_socket_t fd;
-	ssize_t w = 0;
-	size_t skip;
-	int i, n;
-
-	n = evbuffer_peek(px->q.out, -1, NULL, v, PX_IOV);
-	if (n < 0 || n > PX_IOV) {
-		n = 1;
-		v[0].iov_base = evbuffer_pullup(px->q.out, -1);
-		v[0].iov_len = evbuffer_get_length(px->q.out);
-		if (v[0].iov_base == NULL && v[0].iov_len > 0)
-			return -1;
-	}
-	if (up->connected && px->pw->ssl_ctx == NULL &&
-	    evbuffer_get_length(bufferevent_get_output(up->bev)) == 0 &&
-	    (fd = bufferevent_getfd(up->bev)) != -1) {
-		for (i = 0; i < n; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-		}
-		memset(&mh, 0, sizeof(mh));
-		mh.msg_iov = iov;
-		mh.msg_iovlen = (size_t)n;
-		if ((w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0)
-			w = 0;          /* the bufferevent retries and reports the error */
-	}
-	for (i = 0, skip = (size_t)w; i < n; i++) {
-		if (skip >= v[i].iov_len) {
-			skip -= v[i].iov_len;
-			continue;
-		}
-		if (bufferevent_write(up->bev, (char *)v[i].iov_base + skip,
-		    v[i].iov_len - skip) == -1)
-			return -1;
-		skip = 0;
-	}
-	return 0;
+	proxy_audit(px, 1, reason, q->status_sent);
+	proxy_close_after_flush(px, CONN_END_UPSTREAM);
 }
 
 static int
-px_up_start(struct proxy_conn *px)
+proxy_up_start(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	const struct config_limits *l = &px->cfg->limits;
 	struct http_limits hl;
 	struct timeval rtv, ctv;
-	struct upconn *up;
+	struct upstream_conn *up;
 
-	if ((up = up_get(px->pw, q->retried)) == NULL)
+	if ((up = upstream_get(px->pool, q->retried)) == NULL)
 		return -1;
-	up->owner = px;
 	q->up = up;
 	if (q->resp)
 		http_reader_free(q->resp);
 	hl.max_header_bytes = l->max_header_bytes > 65536 ? (size_t)l->max_header_bytes : 65536;
 	hl.max_header_count = l->max_header_count > 256 ? (size_t)l->max_header_count : 256;
 	hl.max_body_bytes = -1;
-	if ((q->resp = http_reader_new(0, &hl, &rs_cbs, px)) == NULL)
+	if ((q->resp = http_reader_new(0, &hl, &proxy_rs_cbs, px)) == NULL)
 		return -1;
 	rtv.tv_sec = l->upstream_response_timeout_ms / 1000;
 	rtv.tv_usec = (l->upstream_response_timeout_ms % 1000) * 1000;
 	ctv.tv_sec = l->upstream_connect_timeout_ms / 1000;
 	ctv.tv_usec = (l->upstream_connect_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(up->bev, l->upstream_response_timeout_ms > 0 ? &rtv : NULL,
-	    l->upstream_connect_timeout_ms > 0 ? &ctv : NULL);
-	bufferevent_setcb(up->bev, up_readcb, NULL, up_eventcb, up);
-	if (px_up_send(px, up) == -1)
+	bufferevent_set_timeouts(upstream_bev(up), l->upstream_response_timeout_ms > 0 ?
+	    &rtv : NULL, l->upstream_connect_timeout_ms > 0 ? &ctv : NULL);
+	bufferevent_setcb(upstream_bev(up), proxy_up_readcb, NULL, proxy_up_eventcb, px);
+	if (upstream_send(up, q->out) == -1)
 		return -1;
 	/* Arming EV_WRITE with nothing queued costs two epoll_ctl calls and a loop
 	 * pass for nothing; the bufferevent keeps EV_WRITE in its enabled set, so
 	 * later writes still arm it themselves. */
-	bufferevent_enable(up->bev, evbuffer_get_length(bufferevent_get_output(up->bev)) > 0 ||
-	    !up->connected ? EV_READ | EV_WRITE : EV_READ);
+	bufferevent_enable(upstream_bev(up),
+	    evbuffer_get_length(bufferevent_get_output(upstream_bev(up))) > 0 ||
+	    !upstream_connected(up) ? EV_READ | EV_WRITE : EV_READ);
 	clock_gettime(CLOCK_MONOTONIC, &q->t_up);
 	return 0;
 }
@@ -1207,366 +1016,281 @@ px_up_start(struct proxy_conn *px)
 /* Feeds buffered upstream bytes to the response reader, in slices so that a full
  * client output buffer stops the flow promptly. */
 static void
-px_up_read(struct proxy_conn *px)
+proxy_up_read(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 	struct evbuffer *in;
 	struct evbuffer_iovec v;
 	ssize_t k;
 	size_t n;
 
-	while (q->up && !px->up_paused && !q->resp_done && px->close_reason == NULL) {
-		in = bufferevent_get_input(q->up->bev);
+	while (q->up && !px->up_paused && !q->resp_done && px->close_reason == CONN_END_NONE) {
+		in = bufferevent_get_input(upstream_bev(q->up));
 		if (evbuffer_get_length(in) == 0)
 			break;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		n = v.iov_len > PX_SLICE ? PX_SLICE : v.iov_len;
+		n = v.iov_len > PROXY_SLICE ? PROXY_SLICE : v.iov_len;
 		q->up_got = 1;
 		k = http_reader_feed(q->resp, v.iov_base, n);
 		if (k < 0) {
 			if (q->resp_err)
-				px_up_fail(px, q->resp_err, q->resp_err_reason, 0);
+				proxy_up_fail(px, q->resp_err, q->resp_err_reason, 0);
 			else
-				px_up_fail(px, 502, "malformed upstream response", 0);
+				proxy_up_fail(px, 502, "malformed upstream response", 0);
 			return;
 		}
 		evbuffer_drain(in, (size_t)k);
-		px_backpressure(px);
+		proxy_backpressure(px);
 	}
 	if (q->up && q->resp_done)
-		px_resp_finish(px);
+		proxy_resp_finish(px);
 }
 
 /* ---- entry points: every libevent callback goes through enter/leave ---- */
 
 static void
-px_enter(struct proxy_conn *px)
+proxy_enter(struct proxy_conn *px)
 {
 	px->depth++;
 }
 
 static void
-px_leave(struct proxy_conn *px)
+proxy_leave(struct proxy_conn *px)
 {
-	if (--px->depth == 0 && px->close_reason)
+	if (--px->depth == 0 && px->close_reason != CONN_END_NONE)
 		conn_close(px->c, px->close_reason);       /* frees px */
 }
 
 static void
-up_readcb(struct bufferevent *bev, void *arg)
+proxy_up_readcb(struct bufferevent *bev, void *arg)
 {
-	struct upconn *up = arg;
-	struct proxy_conn *px = up->owner;
+	struct proxy_conn *px = arg;
 
-	if (px == NULL) {               /* idle pooled connection: data or close */
-		pool_remove(up);
-		up_free(up);
-		return;
-	}
-	px_enter(px);
-	px_up_read(px);
+	proxy_enter(px);
+	proxy_up_read(px);
 	if (px->phase == PH_IDLE && px->depth == 1)
-		px_drive(px);           /* pipelined requests waiting */
-	px_leave(px);
+		proxy_drive(px);           /* pipelined requests waiting */
+	proxy_leave(px);
 }
 
 /* The upstream closed after the response head: the response ends here if it is read
  * until close, else the client sees the truncation. Bytes still buffered because the
- * client is slow go out first: the end waits for them (q->up_eof, client_writecb). */
+ * client is slow go out first: the end waits for them (q->up_eof, proxy_client_writecb). */
 static void
-px_up_eof(struct proxy_conn *px)
+proxy_up_eof(struct proxy_conn *px)
 {
-	struct preq *q = &px->q;
+	struct proxy_req *q = &px->q;
 
-	px_up_read(px);
+	proxy_up_read(px);
 	if (q->up == NULL || q->resp_done)
 		return;
-	if (px->up_paused && evbuffer_get_length(bufferevent_get_input(q->up->bev)) > 0) {
+	if (px->up_paused && evbuffer_get_length(bufferevent_get_input(upstream_bev(q->up))) > 0) {
 		q->up_eof = 1;
 		return;
 	}
 	q->up_eof = 0;
 	if (http_reader_eof(q->resp) == 0 && q->resp_done) {
 		q->resp_keep = 0;
-		px_resp_finish(px);
+		proxy_resp_finish(px);
 	} else
-		px_up_fail(px, 502, "upstream closed mid-response", 0);
+		proxy_up_fail(px, 502, "upstream closed mid-response", 0);
 }
 
 static void
-up_eventcb(struct bufferevent *bev, short what, void *arg)
+proxy_up_eventcb(struct bufferevent *bev, short what, void *arg)
 {
-	struct upconn *up = arg;
-	struct proxy_conn *px = up->owner;
-	struct preq *q;
-	int fd;
+	struct proxy_conn *px = arg;
+	struct proxy_req *q = &px->q;
+	struct upstream_conn *up = q->up;
 
-	if (px == NULL) {
-		pool_remove(up);
-		up_free(up);
-		return;
-	}
-	q = &px->q;
 	if (what & BEV_EVENT_CONNECTED) {
-		up->connected = 1;
-		fd = 1;
-		if (!px->pw->ssl_ctx)
-			setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &fd, sizeof(fd));
+		upstream_set_connected(up);
 		return;
 	}
-	px_enter(px);
+	proxy_enter(px);
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (!up->connected)
-			px_up_fail(px, 502, "upstream connect timeout", 1);
+		if (!upstream_connected(up))
+			proxy_up_fail(px, 502, "upstream connect timeout", 1);
 		else if (!q->got_headers)
-			px_up_fail(px, 504, "upstream response timeout", 1);
+			proxy_up_fail(px, 504, "upstream response timeout", 1);
 		else
-			px_up_fail(px, 502, "upstream stream idle timeout", 1);
-	} else if (up->reused && !q->up_got && !q->retried) {
+			proxy_up_fail(px, 502, "upstream stream idle timeout", 1);
+	} else if (upstream_reused(up) && !q->up_got && !q->retried) {
 		/* a pooled connection the upstream had just closed: one fresh attempt */
-		up_free(up);
+		upstream_free(up);
 		q->up = NULL;
 		q->retried = 1;
-		if (px_up_start(px) == -1)
-			px_up_fail(px, 502, "upstream unreachable", 0);
+		if (proxy_up_start(px) == -1)
+			proxy_up_fail(px, 502, "upstream unreachable", 0);
 	} else if ((what & BEV_EVENT_EOF) && q->got_headers) {
-		px_up_eof(px);
+		proxy_up_eof(px);
 	} else {
 		if (what & BEV_EVENT_ERROR)
 			log_debug("upstream: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		px_up_fail(px, 502, up->connected ? "upstream closed the connection" :
+		proxy_up_fail(px, 502, upstream_connected(up) ? "upstream closed the connection" :
 		    "upstream unreachable", 0);
 	}
 	if (px->phase == PH_IDLE && px->depth == 1)
-		px_drive(px);
-	px_leave(px);
+		proxy_drive(px);
+	proxy_leave(px);
 }
 
 static void
-client_readcb(struct bufferevent *bev, void *arg)
+proxy_client_readcb(struct bufferevent *bev, void *arg)
 {
 	struct proxy_conn *px = arg;
 
-	px_enter(px);
+	proxy_enter(px);
 	if (px->depth == 1)
-		px_drive(px);
-	px_leave(px);
+		proxy_drive(px);
+	proxy_leave(px);
 }
 
 static void
-client_writecb(struct bufferevent *bev, void *arg)
+proxy_client_writecb(struct bufferevent *bev, void *arg)
 {
 	struct proxy_conn *px = arg;
-	size_t len = evbuffer_get_length(client_out(px));
+	size_t len = evbuffer_get_length(proxy_client_out(px));
 
-	px_enter(px);
-	if (px->close_after_flush && len == 0 && px->close_reason == NULL)
+	proxy_enter(px);
+	if (px->close_after_flush && len == 0 && px->close_reason == CONN_END_NONE)
 		px->close_reason = px->flush_reason;
-	if (px->depth == 1 && px->in_paused && len <= PX_OUT_LOW) {
+	if (px->depth == 1 && px->in_paused && len <= PROXY_OUT_LOW) {
 		px->in_paused = 0;
 		if (px->phase != PH_UPSTREAM)
-			px_drive(px);
+			proxy_drive(px);
 	}
-	if (px->depth == 1 && px->up_paused && len <= PX_OUT_LOW && px->q.up) {
+	if (px->depth == 1 && px->up_paused && len <= PROXY_OUT_LOW && px->q.up) {
 		px->up_paused = 0;
-		px_timer(px, 0);
+		proxy_timer(px, 0);
 		if (px->q.up_eof)
-			px_up_eof(px);
+			proxy_up_eof(px);
 		else {
-			bufferevent_enable(px->q.up->bev, EV_READ);
-			px_up_read(px);
+			bufferevent_enable(upstream_bev(px->q.up), EV_READ);
+			proxy_up_read(px);
 		}
 		if (px->phase == PH_IDLE)
-			px_drive(px);
+			proxy_drive(px);
 	}
-	px_leave(px);
+	proxy_leave(px);
 }
 
 static void
-client_eventcb(struct bufferevent *bev, short what, void *arg)
+proxy_client_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct proxy_conn *px = arg;
 
-	px_enter(px);
-	if (px->close_reason == NULL)
-		px->close_reason = (what & BEV_EVENT_EOF) ? "client closed" :
-		    (what & BEV_EVENT_TIMEOUT) ? "client timeout" : "client error";
-	px_leave(px);
+	proxy_enter(px);
+	if (px->close_reason == CONN_END_NONE)
+		px->close_reason = (what & BEV_EVENT_EOF) ? CONN_END_CLIENT_EOF :
+		    (what & BEV_EVENT_TIMEOUT) ? CONN_END_CLIENT_TIMEOUT : CONN_END_CLIENT_ERROR;
+	proxy_leave(px);
 }
 
 static void
-timer_cb(evutil_socket_t fd, short what, void *arg)
+proxy_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct proxy_conn *px = arg;
 
-	px_enter(px);
+	proxy_enter(px);
 	switch (px->phase) {
 	case PH_IDLE:
-		if (px->close_reason == NULL)
-			px->close_reason = "idle timeout";
+		if (px->close_reason == CONN_END_NONE)
+			px->close_reason = CONN_END_IDLE;
 		break;
 	case PH_HEAD:
 	case PH_BODY:
-		px_lookup(px);
-		px_refuse(px, 408, px->phase == PH_HEAD ? "header timeout" : "body timeout",
+		proxy_lookup(px);
+		proxy_refuse(px, 408, px->phase == PH_HEAD ? "header timeout" : "body timeout",
 		    NULL, NULL, 1, 0);
 		break;
 	default:
-		if (px->close_reason == NULL)
-			px->close_reason = "client stalled";
+		if (px->close_reason == CONN_END_NONE)
+			px->close_reason = CONN_END_STALLED;
 		break;
 	}
-	px_leave(px);
+	proxy_leave(px);
 }
 
-/* ---- public API ---- */
+/* ---- the application's handlers (conn.h) ---- */
 
-static int
-resolve_upstream(struct proxy_worker *pw)
+static void *
+proxy_worker_new(struct event_base *base, const struct config *cfg)
 {
-	const struct config_upstream *u = &pw->cfg->upstream;
-	struct addrinfo hints, *res = NULL;
-	char port[8];
-	int rc;
+	pthread_once(&proxy_once, proxy_tables_init);
+	if (!proxy_tables_ok)
+		return NULL;
+	return upstream_pool_new(base, cfg);
+}
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", u->port);
-	if ((rc = getaddrinfo(u->host, port, &hints, &res)) != 0) {
-		log_err("upstream host %s: %s", u->host, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(&pw->addr, res->ai_addr, res->ai_addrlen);
-	pw->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	if (strchr(u->host, ':'))
-		snprintf(pw->hostport, sizeof(pw->hostport), "[%s]:%u", u->host, u->port);
-	else
-		snprintf(pw->hostport, sizeof(pw->hostport), "%s:%u", u->host, u->port);
-	return 0;
+static void
+proxy_worker_free(void *wdata)
+{
+	upstream_pool_free(wdata);
 }
 
 static int
-upstream_tls(struct proxy_worker *pw)
+proxy_start(struct conn *c)
 {
-	const struct config_upstream *u = &pw->cfg->upstream;
-	static const unsigned char alpn[] = "\x08http/1.1";
-
-	if ((pw->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(pw->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(pw->ssl_ctx, SSL_VERIFY_PEER, NULL);
-	if (u->ca ? !SSL_CTX_load_verify_locations(pw->ssl_ctx, u->ca, NULL) :
-	    !SSL_CTX_set_default_verify_paths(pw->ssl_ctx))
-		goto fail;
-	if (SSL_CTX_set_alpn_protos(pw->ssl_ctx, alpn, sizeof(alpn) - 1) != 0)
-		goto fail;
-	return 0;
-fail:
-	log_sslerr("upstream TLS context (%s)", u->ca ? u->ca : "system store");
-	return -1;
-}
-
-struct proxy_worker *
-proxy_worker_new(struct worker *w)
-{
-	struct proxy_worker *pw;
-
-	pthread_once(&px_once, px_tables_init);
-	if (!px_tables_ok)
-		return NULL;
-	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
-		log_err("calloc: %s", strerror(errno));
-		return NULL;
-	}
-	pw->w = w;
-	pw->cfg = w->cfg;
-	TAILQ_INIT(&pw->idle);
-	if (pw->cfg->upstream.host == NULL || resolve_upstream(pw) == -1)
-		goto fail;
-	if (pw->cfg->upstream.tls && upstream_tls(pw) == -1)
-		goto fail;
-	return pw;
-fail:
-	proxy_worker_free(pw);
-	return NULL;
-}
-
-void
-proxy_worker_free(struct proxy_worker *pw)
-{
-	struct upconn *up;
-
-	if (pw == NULL)
-		return;
-	while ((up = TAILQ_FIRST(&pw->idle)) != NULL) {
-		pool_remove(up);
-		up_free(up);
-	}
-	SSL_CTX_free(pw->ssl_ctx);
-	free(pw);
-}
-
-int
-proxy_conn_start(struct conn *c)
-{
+	const struct config *cfg = conn_cfg(c);
+	struct bufferevent *bev = conn_bev(c);
 	struct proxy_conn *px;
-	const struct config *cfg = c->w->cfg;
 
 	if ((px = calloc(1, sizeof(*px))) == NULL)
 		return -1;
 	px->c = c;
-	px->pw = c->w->px;
+	px->pool = conn_worker_data(c);
 	px->cfg = cfg;
-	if ((px->timer = evtimer_new(c->w->base, timer_cb, px)) == NULL) {
+	if ((px->timer = evtimer_new(conn_base(c), proxy_timer_cb, px)) == NULL) {
 		free(px);
 		return -1;
 	}
-	c->px = px;
+	conn_set_app_data(c, px);
 	px->phase = PH_IDLE;
-	bufferevent_setcb(c->bev, client_readcb, client_writecb, client_eventcb, px);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, PX_IN_HIGH);
-	bufferevent_setwatermark(c->bev, EV_WRITE, PX_OUT_LOW, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	px_timer(px, cfg->limits.header_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		bufferevent_trigger(c->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
+	bufferevent_setcb(bev, proxy_client_readcb, proxy_client_writecb, proxy_client_eventcb,
+	    px);
+	bufferevent_setwatermark(bev, EV_READ, 0, PROXY_IN_HIGH);
+	bufferevent_setwatermark(bev, EV_WRITE, PROXY_OUT_LOW, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	proxy_timer(px, cfg->limits.header_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
 	return 0;
 }
 
-void
-proxy_conn_free(struct conn *c, const char *reason)
+/* The connection ends: a request still in flight is audited with the reason. */
+static void
+proxy_end(struct conn *c, enum conn_end why)
 {
-	struct proxy_conn *px = c->px;
-	struct preq *q;
+	struct proxy_conn *px = conn_app_data(c);
+	struct proxy_req *q;
 
 	if (px == NULL)
 		return;
 	q = &px->q;
 	if (q->active && !q->audited) {
 		if (!q->looked_up)
-			px_lookup(px);
-		px_audit(px, q->deny_status == 0 && q->forwarded, reason ? reason : "closed",
+			proxy_lookup(px);
+		proxy_audit(px, q->deny_status == 0 && q->forwarded, conn_end_name(why),
 		    q->status_sent);
 	}
-	if (c->bev)
-		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	preq_clear(q);
+	if (conn_bev(c) != NULL)
+		bufferevent_setcb(conn_bev(c), NULL, NULL, NULL, NULL);
+	proxy_req_clear(q);
 	http_reader_free(px->rd);
 	if (px->timer)
 		event_free(px->timer);
 	free(px->xfcc);
 	free(px);
-	c->px = NULL;
+	conn_set_app_data(c, NULL);
 }
 
-int
-proxy_conn_truncated(const struct conn *c)
+/* A response was cut after its head went out, or would be by closing now. */
+static int
+proxy_cut(const struct conn *c)
 {
-	const struct proxy_conn *px = c->px;
+	const struct proxy_conn *px = conn_app_data(c);
 
 	if (px == NULL)
 		return 0;
@@ -1575,15 +1299,25 @@ proxy_conn_truncated(const struct conn *c)
 
 /* Busy while a request is unanswered, and while a final response is still being
  * flushed before a close (graceful shutdown must not cut it off). */
-int
-proxy_conn_busy(const struct conn *c)
+static int
+proxy_busy(const struct conn *c)
 {
-	const struct proxy_conn *px = c->px;
+	const struct proxy_conn *px = conn_app_data(c);
 
 	if (px == NULL)
 		return 0;
 	if (px->q.active && !px->q.audited)
 		return 1;
-	return px->close_after_flush && c->bev != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+	return px->close_after_flush && conn_bev(c) != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(conn_bev(c))) > 0;
 }
+
+const struct conn_app proxy_app = {
+	.name = "the MCP gateway",
+	.worker_new = proxy_worker_new,
+	.worker_free = proxy_worker_free,
+	.start = proxy_start,
+	.end = proxy_end,
+	.busy = proxy_busy,
+	.cut = proxy_cut,
+};

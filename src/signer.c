@@ -72,17 +72,14 @@ static __thread int signer_abandoning;
 
 /* Metrics: process-wide atomics so that rendering never touches a pool that is
  * being freed. */
-static const double signer_lat_bounds[] = {
-	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-};
-#define SIGNER_LAT_N (sizeof(signer_lat_bounds) / sizeof(signer_lat_bounds[0]))
+static struct metrics_hist signer_lat = METRICS_HIST("signer_latency_seconds",
+    "Signature latency from hand-off to completion (queue wait included).",
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10);
 enum { SR_OK, SR_ERROR, SR_TIMEOUT, SR_REFUSED, SR_ABANDONED, SR_COUNT };
 static const char *const signer_result_names[SR_COUNT] = {
 	"ok", "error", "timeout", "refused", "abandoned"
 };
 static atomic_long signer_results[SR_COUNT];
-static atomic_long signer_lat_bucket[SIGNER_LAT_N + 1];
-static atomic_llong signer_lat_sum_us;
 static atomic_long signer_g_threads, signer_g_queued, signer_g_busy;
 static atomic_llong signer_refuse_logged;	/* monotonic second of the last log */
 
@@ -97,27 +94,10 @@ signer_ms_since(const struct timespec *t0)
 }
 
 static void
-signer_latency(double ms)
+signer_metrics(FILE *f)
 {
 	size_t i;
 
-	for (i = 0; i < SIGNER_LAT_N && ms > signer_lat_bounds[i]; i++)
-		;
-	atomic_fetch_add(&signer_lat_bucket[i], 1);
-	atomic_fetch_add(&signer_lat_sum_us, (long long)(ms * 1000.0));
-}
-
-static char *
-signer_metrics(void)
-{
-	char *buf = NULL;
-	size_t len = 0, i;
-	long cum = 0;
-	long long sum;
-	FILE *f;
-
-	if ((f = open_memstream(&buf, &len)) == NULL)
-		return NULL;
 	fprintf(f, "# HELP certgate_signer_threads Signer threads running token private-key "
 	    "operations off the event loop.\n# TYPE certgate_signer_threads gauge\n"
 	    "certgate_signer_threads %ld\n", atomic_load(&signer_g_threads));
@@ -136,25 +116,7 @@ signer_metrics(void)
 	for (i = 0; i < SR_COUNT; i++)
 		fprintf(f, "certgate_signer_signs_total{result=\"%s\"} %ld\n",
 		    signer_result_names[i], atomic_load(&signer_results[i]));
-	fprintf(f, "# HELP certgate_signer_latency_ms Signature latency from hand-off to "
-	    "completion (queue wait included), milliseconds.\n"
-	    "# TYPE certgate_signer_latency_ms histogram\n");
-	for (i = 0; i <= SIGNER_LAT_N; i++) {
-		cum += atomic_load(&signer_lat_bucket[i]);
-		if (i < SIGNER_LAT_N)
-			fprintf(f, "certgate_signer_latency_ms_bucket{le=\"%g\"} %ld\n",
-			    signer_lat_bounds[i], cum);
-		else
-			fprintf(f, "certgate_signer_latency_ms_bucket{le=\"+Inf\"} %ld\n", cum);
-	}
-	sum = atomic_load(&signer_lat_sum_us);
-	fprintf(f, "certgate_signer_latency_ms_sum %lld.%03lld\n", sum / 1000, sum % 1000);
-	fprintf(f, "certgate_signer_latency_ms_count %ld\n", cum);
-	if (fclose(f) != 0) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
+	metrics_hist_render(f, &signer_lat);
 }
 
 int
@@ -256,7 +218,7 @@ signer_main(void *arg)
 		/* The key reference goes now, not whenever the job looks. */
 		EVP_PKEY_CTX_free(r->ctx);
 		r->ctx = NULL;
-		signer_latency(signer_ms_since(&r->t0));
+		metrics_hist_observe(&signer_lat, signer_ms_since(&r->t0) / 1e3);
 
 		pthread_mutex_lock(&p->mtx);
 		p->nbusy--;
@@ -302,7 +264,7 @@ signer_pool_new(int threads, int queue, int timeout_ms)
 		p->nstarted++;
 	}
 	atomic_store(&signer_g_threads, threads);
-	metrics_set_extra(signer_metrics);
+	(void)metrics_add_renderer(signer_metrics);
 	log_info("signer pool: %d threads, queue %d, timeout %d ms", threads, queue,
 	    timeout_ms);
 	return p;
@@ -316,6 +278,7 @@ signer_pool_free(struct signer_pool *p)
 
 	if (p == NULL)
 		return;
+	metrics_remove_renderer(signer_metrics);
 	pthread_mutex_lock(&p->mtx);
 	p->stop = 1;
 	while ((r = TAILQ_FIRST(&p->q)) != NULL) {

@@ -231,6 +231,20 @@ state_swap(struct gw_state *st)
 		state_put(old);
 }
 
+/* For the TLS session cache (tls.h): revoked in the state in force now? */
+static int
+state_serial_revoked_now(const char *serial)
+{
+	struct gw_state *st;
+	int revoked = 0;
+
+	if ((st = state_get()) != NULL) {
+		revoked = state_is_revoked(st, serial);
+		state_put(st);
+	}
+	return revoked;
+}
+
 int
 state_init(const struct config *cfg, EVP_PKEY *server_key)
 {
@@ -243,6 +257,7 @@ state_init(const struct config *cfg, EVP_PKEY *server_key)
 	if ((st = state_build()) == NULL)
 		return -1;
 	state_swap(st);
+	tls_set_revoked_check(state_serial_revoked_now);
 	log_info("state loaded: %zu agents, %zu revoked serials",
 	    st->map ? st->map->nagents : 0, st->nrevoked);
 	return 0;
@@ -384,6 +399,7 @@ state_shutdown(void)
 	state_cur = NULL;
 	pthread_mutex_unlock(&state_lock);
 	state_put(old);
+	tls_set_revoked_check(NULL);
 	state_cfg = NULL;
 	state_key = NULL;
 }

@@ -25,7 +25,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "p11.h"
-#include "state.h"
 
 #define TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
@@ -76,6 +75,13 @@ static struct {
 	int ok;
 } tls_cache = { .mtx = PTHREAD_MUTEX_INITIALIZER, .sid_idx = -1 };
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static tls_revoked_check tls_revoked_fn;	/* atomic */
+
+void
+tls_set_revoked_check(tls_revoked_check fn)
+{
+	__atomic_store_n(&tls_revoked_fn, fn, __ATOMIC_RELEASE);
+}
 
 /* An SSL_CTX's session id context, kept to compare cached sessions against. */
 struct tls_sid {
@@ -289,7 +295,7 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 	const struct tls_sid *sid;
 	const unsigned char *sctx;
 	unsigned int slen;
-	struct gw_state *st;
+	tls_revoked_check check;
 	X509 *peer;
 	char serial[80];
 	int revoked = 0;
@@ -308,10 +314,8 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 		return 0;
 	if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
 		return 0;
-	if ((st = state_get()) != NULL) {
-		revoked = state_is_revoked(st, serial);
-		state_put(st);
-	}
+	if ((check = __atomic_load_n(&tls_revoked_fn, __ATOMIC_ACQUIRE)) != NULL)
+		revoked = check(serial);
 	if (revoked) {
 		log_debug("session not resumed: certificate %s revoked", serial);
 		return 0;

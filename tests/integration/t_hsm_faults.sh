@@ -209,13 +209,24 @@ while time.time() < end:
         sys.exit(1)
     worst = max(worst, time.time() - t0)
     n += 1
+    if n == 1:
+        print("ready", flush=True)      # the handshake is done: the test may go on
     time.sleep(0.1)
 print(json.dumps({"requests": n, "worst_ms": round(worst * 1000)}))
 EOF
 	python3 "$T/keepalive.py" "$GW_PORT" "$PKI/ca/ca.pem" "$PKI/agents/bot/cert.pem" \
 	    "$PKI/agents/bot/key.pem" 3 >"$T/keepalive.out" 2>&1 &
 	ka=$!
-	sleep 0.3
+	# The keep-alive connection must be established before signatures get slow
+	# (python may take a while to start on a loaded machine): wait for its first
+	# answer rather than for a fixed time.
+	for i in $(seq 1 100); do
+		grep -q '^ready' "$T/keepalive.out" 2>/dev/null && break
+		kill -0 "$ka" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^ready' "$T/keepalive.out" ||
+	    { cat "$T/keepalive.out" >&2; cg_fail "the keep-alive client did not get its first answer"; }
 	ctl "sign_delay_ms=2500"
 	before=$(metric "$HS_FAILED")
 	start=$(date +%s%N)

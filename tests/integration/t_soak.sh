@@ -246,7 +246,7 @@ echo "metrics: connections_active=$(metric certgate_connections_active)" \
     "handshakes ok=$(metric 'certgate_handshakes_total{result="ok"}')" \
     "resumed=$(metric 'certgate_handshakes_total{result="resumed"}')" \
     "failed=$(metric 'certgate_handshakes_total{result="failed"}')," \
-    "token signatures through the signer pool=$(metric certgate_signer_latency_ms_count)"
+    "token signatures through the signer pool=$(metric certgate_signer_latency_seconds_count)"
 
 [ "$(field client "$FD_END")" = 0 ] || cg_fail "client sockets still open after the load: $FD_END"
 [ "$(metric certgate_connections_active)" = 0 ] ||
