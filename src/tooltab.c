@@ -221,7 +221,8 @@ tooltab_learn(struct tooltab *t, json_t *response, int first_page)
 		}
 		learnt += rc;
 	}
-	qsort(l->v, l->n, sizeof(*l->v), tooltab_cmp);
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), tooltab_cmp);
 	if (first_page) {
 		tooltab_list_clear(&t->list);
 		t->list = fresh;
