@@ -458,12 +458,83 @@ test_xfcc(void)
 	CHECK(identity_xfcc(NULL) == NULL);
 }
 
+/* The README's "Tool-argument rules" example map and worked-examples table. */
+static const char readme_map[] =
+    "{\n"
+    "  \"roles\": {\n"
+    "    \"guest\":     [\"mcp:tools/list\"],\n"
+    "    \"fs-reader\": { \"scopes\": [\"tools:read_*\", \"tools:list_directory\", \"tools:read_multiple_files\"],\n"
+    "                   \"arguments\": {\n"
+    "                     \"read_*file\":          { \"path\":  { \"path_under\": \"/srv/data\" } },\n"
+    "                     \"list_directory\":      { \"path\":  { \"path_under\": \"/srv/data\" } },\n"
+    "                     \"read_multiple_files\": { \"paths\": { \"path_under\": \"/srv/data\" } } } }\n"
+    "  },\n"
+    "  \"agents\": [\n"
+    "    { \"id\": \"docs-bot\", \"uri\": \"spiffe://certgate.local/agent/docs-bot\",\n"
+    "      \"roles\": [\"guest\", \"fs-reader\"],\n"
+    "      \"arguments\": {\n"
+    "        \"read_text_file\": { \"head\": { \"enum\": [10, 50, 100], \"optional\": true } },\n"
+    "        \"search_*\":       { \"query\": { \"max_length\": 200, \"pattern\": \"[\\\\p{L}\\\\p{N} ._-]+\" } } } }\n"
+    "  ]\n"
+    "}\n";
+
+static const struct {
+	const char *tool, *args, *detail;   /* detail NULL: allowed */
+} readme_calls[] = {
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\"}", NULL },
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\", \"head\": 50}", NULL },
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\", \"head\": 51}",
+	  "enum: arguments.head: not one of the 3 allowed values" },
+	{ "read_text_file", "{\"path\": \"/srv/data/../../etc/shadow\"}",
+	  "path_under /srv/data: arguments.path: resolves outside the directory" },
+	{ "read_file", "{\"path\": \"/etc/passwd\"}",
+	  "path_under /srv/data: arguments.path: resolves outside the directory" },
+	{ "read_multiple_files", "{\"paths\": [\"/srv/data/a\", \"/srv/data/b\"]}", NULL },
+	{ "read_multiple_files", "{\"paths\": [\"/srv/data/a\", \"/etc/passwd\"]}",
+	  "path_under /srv/data: arguments.paths[1]: resolves outside the directory" },
+	{ "search_files", "{\"query\": \"Grüße 2024.txt\"}", NULL },
+	{ "search_files", "{\"query\": \"a;rm -rf\"}", "pattern [\\p{L}\\p{N} ._-]+: arguments.query: does not match" },
+	{ "search_files", "{}", "max_length 200: arguments.query: missing (not optional)" },
+};
+
+static void
+test_readme_example(void)
+{
+	struct identity_map *m = NULL;
+	const struct identity_agent *a;
+	struct argrule_result res;
+	char err[512] = "";
+	json_t *args;
+	size_t i;
+
+	CHECK(identity_map_parse(readme_map, strlen(readme_map), &m, err, sizeof(err)) == 0);
+	if (m == NULL) {
+		fprintf(stderr, "readme map: %s\n", err);
+		return;
+	}
+	a = identity_find_id(m, "docs-bot");
+	CHECK(a != NULL && a->nargrules == 2);
+	for (i = 0; a != NULL && i < sizeof(readme_calls) / sizeof(readme_calls[0]); i++) {
+		args = json_loads(readme_calls[i].args, 0, NULL);
+		argrule_check(a->argrules, a->nargrules, readme_calls[i].tool, args, &res);
+		if (readme_calls[i].detail == NULL)
+			CHECK(res.allow == 1);
+		else
+			CHECK_STR(res.detail, readme_calls[i].detail);
+		if (res.allow != (readme_calls[i].detail == NULL))
+			fprintf(stderr, "readme call %zu: %s\n", i, res.detail);
+		json_decref(args);
+	}
+	identity_map_free(m);
+}
+
 int
 main(void)
 {
 	test_example();
 	test_bad_maps();
 	test_rules();
+	test_readme_example();
 	test_load();
 	test_lookup();
 	test_large();
