@@ -69,14 +69,32 @@ struct config_limits {
 	long max_body_bytes;             /* default 4 MiB */
 };
 
+/* Exactly one of url (an HTTP upstream) and command (a stdio MCP server run per
+ * session, see stdioproc.h) is set. */
 struct config_upstream {
-	char *url;            /* http://host:port/path or https://..., required */
+	char *url;            /* http://host:port/path or https://...; NULL with command */
 	int tls;              /* 1 for https */
 	char *host;           /* parsed from url */
 	uint16_t port;
 	char *path;           /* path prefix, "/" when none */
 	char *ca;             /* for https upstreams: CA bundle (default: system store) */
 	int pool_size;        /* idle keep-alive connections per worker, default 16 */
+	/* stdio upstream ("command"): */
+	char **command;       /* argv, NULL-terminated; NULL for an HTTP upstream. A
+	                       * command[0] with a '/' is resolved against the config
+	                       * directory; without one it is looked up in PATH at spawn */
+	size_t ncommand;
+	char **env;           /* "NAME=VALUE" from "env", NULL-terminated, or NULL */
+	size_t nenv;
+	int max_processes;    /* processes at once (all sessions), default 32 */
+	int idle_timeout_ms;  /* a session's process ends after this long without a
+	                       * message either way, default 300000 */
+};
+
+/* MCP inspection options ("mcp"). */
+struct config_mcp {
+	int validate_arguments;   /* default 0: check tools/call arguments against the
+	                           * tool's inputSchema (schema.h, tooltab.h) */
 };
 
 /* Token signatures off the event loop (signer.h): a pool of threads runs the
@@ -106,6 +124,7 @@ struct config {
 	struct config_ca ca;
 	struct config_limits limits;
 	struct config_signer signer;
+	struct config_mcp mcp;
 
 	char *identity_map;   /* agents.json, required */
 	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */

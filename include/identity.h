@@ -6,6 +6,8 @@
 #include <openssl/x509.h>
 #include <stddef.h>
 
+struct argrule_set;   /* argrule.h */
+
 struct identity_agent {
 	char *id;
 	char *uri;            /* SAN URI to match, or NULL */
@@ -17,6 +19,12 @@ struct identity_agent {
 	char *scopes_str;     /* the same, space-separated (X-Agent-Scopes) */
 	double rate_per_second; /* 0 when the map gives none (use the config default) */
 	double rate_burst;      /* "rate.burst", default max(1, per_second) */
+	/* Tool-argument rules that apply to this agent (argrule.h): its own "arguments"
+	 * first, then each role's in the order listed, without duplicates; NULL/0 when
+	 * none. Pass both to argrule_check for every tools/call. The sets are owned by
+	 * the map and live as long as it. */
+	struct argrule_set **argrules;
+	size_t nargrules;
 };
 
 struct identity_map {
@@ -24,14 +32,19 @@ struct identity_map {
 	size_t nagents;
 	/* private: lookup index */
 	void *index;
+	/* private: every compiled argument-rule set (roles' and agents'), owned */
+	struct argrule_set **rulesets;
+	size_t nrulesets;
 };
 
-/* Parses an identity map. Validates: roles is an object of string arrays, agents an
+/* Parses an identity map. Validates: roles is an object whose values are scope arrays
+ * or objects {"scopes": [...], "arguments": {...}} (both members optional), agents an
  * array of objects with a unique non-empty id, at least one of uri/subject, roles
- * that exist, scopes that are well-formed (see policy.h), rate numbers > 0; uri and
- * subject values unique across agents. Returns 0 and *out, or -1 with a message
- * (including the JSON line when jansson knows it) in err.
- * Strict: unknown keys (top level, agent, rate) and duplicate JSON keys are errors.
+ * that exist, scopes that are well-formed (see policy.h), rate numbers > 0, argument
+ * rules that compile (argrule_set_parse; the message names the role or agent, the
+ * tool glob and the argument); uri and subject values unique across agents. Returns 0
+ * and *out, or -1 with a message (including the JSON line when jansson knows it) in err.
+ * Strict: unknown keys (top level, role, agent, rate) and duplicate JSON keys are errors.
  * An id is 1-128 printable ASCII characters without space / \ " , ; =.
  * "rate" is {"per_second": >0, "burst": >=1 (optional)}. Effective scopes are the
  * agent's own scopes, then each role's in the order listed, without duplicates.

@@ -649,6 +649,15 @@ static const struct field f_upstream[] = {
 	{ "url", FT_SPECIAL, 0, 0, 0, NULL },
 	{ "ca", FT_PATH, OFF(upstream.ca), 0, 0, NULL },
 	{ "pool_size", FT_INT, OFF(upstream.pool_size), 0, 4096, NULL },
+	{ "command", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "env", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "max_processes", FT_INT, OFF(upstream.max_processes), 1, 100000, NULL },
+	{ "idle_timeout_ms", FT_INT, OFF(upstream.idle_timeout_ms), 1000, INT_MAX, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_mcp[] = {
+	{ "validate_arguments", FT_BOOL, OFF(mcp.validate_arguments), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -741,6 +750,7 @@ static const struct field f_top[] = {
 	{ "rate", FT_OBJ, 0, 0, 0, f_rate },
 	{ "limits", FT_OBJ, 0, 0, 0, f_limits },
 	{ "signer", FT_OBJ, 0, 0, 0, f_signer },
+	{ "mcp", FT_OBJ, 0, 0, 0, f_mcp },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -1183,12 +1193,141 @@ do_listen(struct cctx *c, struct config *cfg)
 		cerr(c, "$.admin", "%s: %s", quote(s, q, sizeof(q)), why);
 }
 
+/* A NULL-terminated copy of strings; -1 on ENOMEM. */
+static int
+strv_push(struct cctx *c, char ***v, size_t *n, char *s)
+{
+	char **nv;
+
+	if (s == NULL || (nv = reallocarray(*v, *n + 2, sizeof(*nv))) == NULL) {
+		free(s);
+		c->oom = 1;
+		return -1;
+	}
+	*v = nv;
+	nv[(*n)++] = s;
+	nv[*n] = NULL;
+	return 0;
+}
+
+/* The PATH a stdio upstream's program is looked up in: its env's PATH, else ours,
+ * else the default stdioproc.h documents. */
+static const char *
+command_path(const struct config_upstream *u)
+{
+	const char *p;
+	size_t i;
+
+	for (i = 0; i < u->nenv; i++)
+		if (strncmp(u->env[i], "PATH=", 5) == 0)
+			return u->env[i] + 5;
+	p = getenv("PATH");
+	return p != NULL && *p != '\0' ? p : "/usr/local/bin:/usr/bin:/bin";
+}
+
+/* 1 when prog (without '/') is an executable file in one of PATH's directories. */
+static int
+in_path(const char *path, const char *prog)
+{
+	const char *d = path, *e;
+	struct stat st;
+	char buf[PATH_MAX];
+	int n;
+
+	for (; d != NULL; d = e ? e + 1 : NULL) {
+		e = strchr(d, ':');
+		n = snprintf(buf, sizeof(buf), "%.*s/%s", e ? (int)(e - d) : (int)strlen(d), d,
+		    prog);
+		if (n > 0 && (size_t)n < sizeof(buf) && buf[0] == '/' && stat(buf, &st) == 0 &&
+		    S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
+{
+	struct config_upstream *u = &cfg->upstream;
+	const char *s, *key;
+	char path[64], q[128];
+	json_t *v;
+	size_t i, k;
+
+	if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+		cerr(c, "$.upstream.command", "must be a non-empty array of strings "
+		    "[\"PROGRAM\", \"ARG\", ...]");
+		return;
+	}
+	json_array_foreach(cmd, i, v) {
+		snprintf(path, sizeof(path), "$.upstream.command[%zu]", i);
+		if (!json_is_string(v) || (i == 0 && json_string_length(v) == 0) ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
+			cerr(c, path, "must be a%s string without NUL", i == 0 ? " non-empty" : "");
+			return;
+		}
+		s = json_string_value(v);
+		if (strv_push(c, &u->command, &u->ncommand, i == 0 && strchr(s, '/') != NULL ?
+		    resolve_path(c->dir, s) : strdup(s)) == -1)
+			return;
+	}
+	if (env != NULL) {
+		if (!json_is_object(env)) {
+			cerr(c, "$.upstream.env", "must be an object of strings {\"NAME\": "
+			    "\"VALUE\"}");
+			return;
+		}
+		json_object_foreach(env, key, v) {
+			char *kv, *pc;
+			int bad;
+
+			if ((pc = path_child("$.upstream.env", key)) == NULL) {
+				c->oom = 1;
+				return;
+			}
+			for (k = 0; key[k] && (isalnum((unsigned char)key[k]) || key[k] == '_'); k++)
+				;
+			bad = key[k] != '\0' || k == 0 || isdigit((unsigned char)key[0]);
+			if (bad)
+				cerr(c, pc, "%s is not an environment variable name",
+				    quote(key, q, sizeof(q)));
+			else if (!json_is_string(v) ||
+			    strlen(json_string_value(v)) != json_string_length(v)) {
+				cerr(c, pc, "must be a string without NUL");
+				bad = 1;
+			}
+			free(pc);
+			if (bad)
+				continue;
+			if (asprintf(&kv, "%s=%s", key, json_string_value(v)) < 0) {
+				c->oom = 1;
+				return;
+			}
+			if (strv_push(c, &u->env, &u->nenv, kv) == -1)
+				return;
+		}
+	}
+	if ((c->flags & CONFIG_CHECK_FILES) && u->ncommand > 0) {
+		s = u->command[0];
+		if (strchr(s, '/') != NULL) {
+			if (access(s, X_OK) != 0)
+				cerr(c, "$.upstream.command[0]", "%s: %s", quote(s, q, sizeof(q)),
+				    strerror(errno));
+		} else if (!in_path(command_path(u), s))
+			cerr(c, "$.upstream.command[0]", "%s: no executable of that name in "
+			    "PATH=%s", quote(s, q, sizeof(q)), command_path(u));
+	}
+}
+
 static void
 do_upstream(struct cctx *c, struct config *cfg)
 {
-	json_t *v = json_object_get(c->root, "upstream"), *url;
+	static const char *const url_only[] = { "ca", "pool_size", NULL };
+	static const char *const cmd_only[] = { "env", "max_processes", "idle_timeout_ms", NULL };
+	json_t *v = json_object_get(c->root, "upstream"), *url, *cmd = NULL;
 	const char *s, *why = "", *upath = "$.upstream.url";
-	char q[128];
+	const char *const *k;
+	char q[128], *p;
 
 	if (v == NULL) {
 		cerr(c, "$.upstream", "required field is missing");
@@ -1199,8 +1338,27 @@ do_upstream(struct cctx *c, struct config *cfg)
 		upath = "$.upstream";
 	} else if (json_is_object(v)) {
 		walk_object(c, v, "$.upstream", f_upstream, cfg);
-		if ((url = json_object_get(v, "url")) == NULL) {
-			cerr(c, upath, "required field is missing");
+		url = json_object_get(v, "url");
+		cmd = json_object_get(v, "command");
+		if (url != NULL && cmd != NULL) {
+			cerr(c, "$.upstream.command", "\"url\" and \"command\" are mutually "
+			    "exclusive: an HTTP upstream or a stdio MCP server, not both");
+			return;
+		}
+		if (url == NULL && cmd == NULL) {
+			cerr(c, upath, "required field is missing (or \"command\" for a stdio "
+			    "MCP server)");
+			return;
+		}
+		/* keys that only mean something for the other kind of upstream */
+		for (k = cmd != NULL ? url_only : cmd_only; *k != NULL; k++)
+			if (json_object_get(v, *k) != NULL &&
+			    (p = path_child("$.upstream", *k)) != NULL) {
+				cerr(c, p, "only valid with \"%s\"", cmd != NULL ? "url" : "command");
+				free(p);
+			}
+		if (cmd != NULL) {
+			do_command(c, cfg, cmd, json_object_get(v, "env"));
 			return;
 		}
 	} else {
@@ -1424,6 +1582,8 @@ config_defaults(struct config *cfg)
 	cfg->listen_port = 8443;
 	cfg->workers = 0;
 	cfg->upstream.pool_size = 16;
+	cfg->upstream.max_processes = 32;
+	cfg->upstream.idle_timeout_ms = 300000;
 	cfg->tls.crl_check = 1;
 	cfg->tls.allow_extractable_key = 0;
 	cfg->tls.session_tickets = 1;
@@ -1643,6 +1803,12 @@ config_free(struct config *cfg)
 	free(cfg->upstream.host);
 	free(cfg->upstream.path);
 	free(cfg->upstream.ca);
+	for (size_t i = 0; i < cfg->upstream.ncommand; i++)
+		free(cfg->upstream.command[i]);
+	free(cfg->upstream.command);
+	for (size_t i = 0; i < cfg->upstream.nenv; i++)
+		free(cfg->upstream.env[i]);
+	free(cfg->upstream.env);
 	free(cfg->pkcs11.module);
 	free(cfg->pkcs11.token);
 	free(cfg->pkcs11.pin_file);

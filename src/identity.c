@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "argrule.h"
 #include "policy.h"
 
 /* Largest agents.json identity_map_load accepts (10k agents are ~2 MB). */
@@ -32,10 +33,12 @@ struct identity_index {
 	struct identity_hash by_subject;
 };
 
-/* Roles while parsing: name -> scope list (borrowed from the JSON document). */
+/* Roles while parsing: name -> scope list (borrowed from the JSON document) and
+ * compiled argument rules (owned by the map once parsed, NULL when none). */
 struct identity_role {
 	const char *name;
 	json_t *scopes;
+	struct argrule_set *rules;
 };
 
 static void identity_seterr(char *, size_t, const char *, ...)
@@ -137,6 +140,7 @@ identity_agent_clear(struct identity_agent *a)
 		free(a->scopes[i]);
 	free(a->scopes);
 	free(a->scopes_str);
+	free(a->argrules);
 }
 
 void
@@ -150,6 +154,9 @@ identity_map_free(struct identity_map *m)
 		identity_agent_clear(&m->agents[i]);
 	free(m->agents);
 	identity_index_free(m->index);
+	for (i = 0; i < m->nrulesets; i++)
+		argrule_set_free(m->rulesets[i]);
+	free(m->rulesets);
 	free(m);
 }
 
@@ -207,13 +214,83 @@ identity_check_scopes(json_t *arr, const char *where, char *err, size_t errlen)
 	return 0;
 }
 
+/* Takes ownership of a compiled rule set (NULL is fine); -1 on ENOMEM (set freed). */
 static int
-identity_parse_roles(json_t *roles, struct identity_role **out, size_t *nout, char *err,
-    size_t errlen)
+identity_keep_rules(struct identity_map *m, struct argrule_set *set)
+{
+	struct argrule_set **n;
+
+	if (set == NULL)
+		return 0;
+	if ((n = reallocarray(m->rulesets, m->nrulesets + 1, sizeof(*n))) == NULL) {
+		argrule_set_free(set);
+		return -1;
+	}
+	m->rulesets = n;
+	m->rulesets[m->nrulesets++] = set;
+	return 0;
+}
+
+/* Compiles obj's "arguments" (if any) into *out, kept by the map. */
+static int
+identity_parse_rules(struct identity_map *m, json_t *obj, const char *where,
+    struct argrule_set **out, char *err, size_t errlen)
+{
+	json_t *args = json_object_get(obj, "arguments");
+
+	*out = NULL;
+	if (args == NULL)
+		return 0;
+	if (argrule_set_parse(args, where, out, err, errlen) == -1)
+		return -1;
+	if (identity_keep_rules(m, *out) == -1) {
+		*out = NULL;
+		identity_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int identity_check_keys(json_t *obj, const char *const *allowed, const char *where,
+    char *err, size_t errlen);
+
+/* A role is a scope array, or {"scopes": [...], "arguments": {...}}. */
+static int
+identity_parse_role(struct identity_map *m, const char *name, json_t *v,
+    struct identity_role *r, char *err, size_t errlen)
+{
+	static const char *const role_keys[] = { "scopes", "arguments", NULL };
+	char where[160];
+
+	snprintf(where, sizeof(where), "role \"%.100s\"", name);
+	if (*name == '\0') {
+		identity_seterr(err, errlen, "role with an empty name");
+		return -1;
+	}
+	r->name = name;
+	if (json_is_object(v)) {
+		if (identity_check_keys(v, role_keys, where, err, errlen) == -1 ||
+		    identity_parse_rules(m, v, where, &r->rules, err, errlen) == -1)
+			return -1;
+		/* no "scopes": a role that only adds rules (NULL iterates as empty) */
+		if ((r->scopes = json_object_get(v, "scopes")) == NULL)
+			return 0;
+	} else
+		r->scopes = v;
+	if (!json_is_array(r->scopes)) {
+		identity_seterr(err, errlen, "%s: must be an array of scopes or an object with "
+		    "\"scopes\" and \"arguments\"", where);
+		return -1;
+	}
+	return identity_check_scopes(r->scopes, where, err, errlen);
+}
+
+static int
+identity_parse_roles(struct identity_map *m, json_t *roles, struct identity_role **out,
+    size_t *nout, char *err, size_t errlen)
 {
 	const char *name;
 	json_t *v;
-	char where[160];
 	size_t n = 0;
 
 	*out = NULL;
@@ -229,30 +306,38 @@ identity_parse_roles(json_t *roles, struct identity_role **out, size_t *nout, ch
 		return -1;
 	}
 	json_object_foreach(roles, name, v) {
-		snprintf(where, sizeof(where), "role \"%.100s\"", name);
-		if (*name == '\0') {
-			identity_seterr(err, errlen, "role with an empty name");
+		if (identity_parse_role(m, name, v, &(*out)[n], err, errlen) == -1)
 			return -1;
-		}
-		if (identity_check_scopes(v, where, err, errlen) == -1)
-			return -1;
-		(*out)[n].name = name;
-		(*out)[n].scopes = v;
 		n++;
 	}
 	*nout = n;
 	return 0;
 }
 
-static json_t *
-identity_role_scopes(const struct identity_role *roles, size_t nroles, const char *name)
+static const struct identity_role *
+identity_role_find(const struct identity_role *roles, size_t nroles, const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < nroles; i++)
 		if (strcmp(roles[i].name, name) == 0)
-			return roles[i].scopes;
+			return &roles[i];
 	return NULL;
+}
+
+/* Appends a rule set to the agent's list unless NULL or already there. The list was
+ * sized for its own set plus one per role. */
+static void
+identity_add_rules(struct identity_agent *a, struct argrule_set *set)
+{
+	size_t i;
+
+	if (set == NULL)
+		return;
+	for (i = 0; i < a->nargrules; i++)
+		if (a->argrules[i] == set)
+			return;
+	a->argrules[a->nargrules++] = set;
 }
 
 /* Appends s to a's effective scopes unless present (linear: agents hold few scopes). */
@@ -372,7 +457,7 @@ identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, c
 }
 
 static const char *const identity_agent_keys[] = {
-	"id", "uri", "subject", "roles", "scopes", "rate", NULL
+	"id", "uri", "subject", "roles", "scopes", "rate", "arguments", NULL
 };
 
 static int
@@ -396,10 +481,12 @@ identity_check_keys(json_t *obj, const char *const *allowed, const char *where, 
 }
 
 static int
-identity_parse_agent(json_t *obj, size_t idx, const struct identity_role *roles,
-    size_t nroles, struct identity_agent *a, char *err, size_t errlen)
+identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
+    const struct identity_role *roles, size_t nroles, struct identity_agent *a, char *err,
+    size_t errlen)
 {
 	json_t *id, *v, *ownscopes, *rs;
+	struct argrule_set *own;
 	char where[192];
 	size_t i, cap = 0;
 
@@ -438,17 +525,21 @@ identity_parse_agent(json_t *obj, size_t idx, const struct identity_role *roles,
 		identity_seterr(err, errlen, "%s: \"roles\" must be an array of role names", where);
 		return -1;
 	}
-	if ((a->roles = calloc(json_array_size(rs) + 1, sizeof(*a->roles))) == NULL)
+	if (identity_parse_rules(m, obj, where, &own, err, errlen) == -1)
+		return -1;
+	if ((a->roles = calloc(json_array_size(rs) + 1, sizeof(*a->roles))) == NULL ||
+	    (a->argrules = calloc(json_array_size(rs) + 1, sizeof(*a->argrules))) == NULL)
 		goto nomem;
+	identity_add_rules(a, own);
 	json_array_foreach(rs, i, v) {
-		json_t *scopes;
+		const struct identity_role *role;
 
 		if (!json_is_string(v)) {
 			identity_seterr(err, errlen, "%s: role %zu is not a string", where, i);
 			return -1;
 		}
-		scopes = identity_role_scopes(roles, nroles, json_string_value(v));
-		if (scopes == NULL) {
+		role = identity_role_find(roles, nroles, json_string_value(v));
+		if (role == NULL) {
 			identity_seterr(err, errlen, "%s: unknown role \"%.100s\"", where,
 			    json_string_value(v));
 			return -1;
@@ -456,8 +547,13 @@ identity_parse_agent(json_t *obj, size_t idx, const struct identity_role *roles,
 		if ((a->roles[a->nroles] = strdup(json_string_value(v))) == NULL)
 			goto nomem;
 		a->nroles++;
-		if (identity_add_scopes(a, &cap, scopes) == -1)
+		if (identity_add_scopes(a, &cap, role->scopes) == -1)
 			goto nomem;
+		identity_add_rules(a, role->rules);
+	}
+	if (a->nargrules == 0) {
+		free(a->argrules);
+		a->argrules = NULL;
 	}
 	if (identity_parse_rate(json_object_get(obj, "rate"), a, where, err, errlen) == -1)
 		return -1;
@@ -524,7 +620,7 @@ identity_parse_doc(json_t *root, struct identity_map *m, char *err, size_t errle
 	}
 	if (identity_check_keys(root, top_keys, "top level", err, errlen) == -1)
 		return -1;
-	if (identity_parse_roles(json_object_get(root, "roles"), &roles, &nroles, err,
+	if (identity_parse_roles(m, json_object_get(root, "roles"), &roles, &nroles, err,
 	    errlen) == -1)
 		goto fail;
 	agents = json_object_get(root, "agents");
@@ -539,7 +635,7 @@ identity_parse_doc(json_t *root, struct identity_map *m, char *err, size_t errle
 	}
 	for (i = 0; i < json_array_size(agents); i++) {
 		m->nagents++;
-		if (identity_parse_agent(json_array_get(agents, i), i, roles, nroles,
+		if (identity_parse_agent(m, json_array_get(agents, i), i, roles, nroles,
 		    &m->agents[i], err, errlen) == -1)
 			goto fail;
 	}

@@ -690,6 +690,94 @@ test_signer(void)
 	expect_one(variant(2, "  \"signer\": 8,", 0), 0, 2, "$.signer", "must be an object");
 }
 
+/* upstream.command/env/max_processes/idle_timeout_ms and mcp.validate_arguments */
+static void
+test_stdio_upstream(void)
+{
+	struct config *cfg;
+
+	cfg = expect_ok(variant(3, "  \"upstream\": { \"command\": [\"sh\", \"-c\", \"\", \"x y\"], "
+	    "\"env\": { \"ROOT\": \"/srv\", \"EMPTY\": \"\" }, \"max_processes\": 4, "
+	    "\"idle_timeout_ms\": 5000 }, \"mcp\": { \"validate_arguments\": true },", 0),
+	    CONFIG_CHECK_FILES);
+	if (cfg != NULL) {
+		CHECK(cfg->upstream.url == NULL && cfg->upstream.host == NULL);
+		CHECK(cfg->upstream.ncommand == 4);
+		CHECK_STR(cfg->upstream.command[0], "sh");
+		CHECK_STR(cfg->upstream.command[2], "");
+		CHECK_STR(cfg->upstream.command[3], "x y");
+		CHECK(cfg->upstream.command[4] == NULL);
+		CHECK(cfg->upstream.nenv == 2);
+		CHECK_STR(cfg->upstream.env[0], "ROOT=/srv");
+		CHECK_STR(cfg->upstream.env[1], "EMPTY=");
+		CHECK(cfg->upstream.env[2] == NULL);
+		CHECK(cfg->upstream.max_processes == 4);
+		CHECK(cfg->upstream.idle_timeout_ms == 5000);
+		CHECK(cfg->mcp.validate_arguments == 1);
+	}
+	config_free(cfg);
+	/* defaults; a relative program with a slash is resolved against the config dir */
+	cfg = expect_ok(variant(3, "  \"upstream\": { \"command\": [\"bin/server\"] },", 0), 0);
+	if (cfg != NULL) {
+		CHECK_STR(cfg->upstream.command[0], abs_of("bin/server"));
+		CHECK(cfg->upstream.env == NULL && cfg->upstream.nenv == 0);
+		CHECK(cfg->upstream.max_processes == 32);
+		CHECK(cfg->upstream.idle_timeout_ms == 300000);
+		CHECK(cfg->mcp.validate_arguments == 0);
+	}
+	config_free(cfg);
+
+	expect_one(variant(3, "  \"upstream\": { \"url\": \"http://h\", \"command\": [\"sh\"] },", 0), 0,
+	    3, "$.upstream.command", "mutually exclusive");
+	expect_one(variant(3, "  \"upstream\": { \"max_processes\": 3 },", 0), 0,
+	    3, "$.upstream.url", "required field is missing (or \"command\"");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [] },", 0), 0,
+	    3, "$.upstream.command", "non-empty array of strings");
+	expect_one(variant(3, "  \"upstream\": { \"command\": \"sh -c x\" },", 0), 0,
+	    3, "$.upstream.command", "non-empty array of strings");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"\"] },", 0), 0,
+	    3, "$.upstream.command[0]", "non-empty string");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\", 5] },", 0), 0,
+	    3, "$.upstream.command[1]", "must be a string");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"env\": [\"A=1\"] },", 0), 0,
+	    3, "$.upstream.env", "must be an object of strings");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"env\": {\"A-B\": \"1\"} },", 0), 0,
+	    3, "$.upstream.env.A-B", "\"A-B\" is not an environment variable name");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"env\": {\"1A\": \"1\"} },", 0), 0,
+	    3, "$.upstream.env[\"1A\"]", "not an environment variable name");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"env\": {\"A\": 1} },", 0), 0,
+	    3, "$.upstream.env.A", "must be a string without NUL");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"max_processes\": 0 },", 0), 0,
+	    3, "$.upstream.max_processes", "between 1 and 100000");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"idle_timeout_ms\": 10 },", 0), 0,
+	    3, "$.upstream.idle_timeout_ms", "at least 1000");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"pool_size\": 2 },", 0), 0,
+	    3, "$.upstream.pool_size", "only valid with \"url\"");
+	expect_one(variant(3, "  \"upstream\": { \"url\": \"http://h\", \"env\": {} },", 0), 0,
+	    3, "$.upstream.env", "only valid with \"command\"");
+	{
+		struct strlist e = { 0 };
+		char *t = variant(3, "  \"upstream\": { \"comand\": [\"sh\"] },", 0);
+
+		cfg = (struct config *)1;
+		CHECK(run(t, 0, &cfg, &e) == -1 && cfg == NULL);
+		CHECK(has_err(&e, 3, "$.upstream.comand", "did you mean \"command\""));
+		strlist_free(&e);
+		free(t);
+	}
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"] }, \"mcp\": { \"validate\": true },", 0), 0,
+	    3, "$.mcp.validate", "unknown key");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"] }, \"mcp\": { \"validate_arguments\": 1 },", 0), 0,
+	    3, "$.mcp.validate_arguments", "must be true or false");
+	/* with file checks the program must exist */
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"certgate-no-such-program\"] },", 0),
+	    CONFIG_CHECK_FILES, 3, "$.upstream.command[0]", "no executable of that name in PATH=");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"sh\"], \"env\": {\"PATH\": \"/nonexistent\"} },", 0),
+	    CONFIG_CHECK_FILES, 3, "$.upstream.command[0]", "PATH=/nonexistent");
+	expect_one(variant(3, "  \"upstream\": { \"command\": [\"./missing\"] },", 0),
+	    CONFIG_CHECK_FILES, 3, "$.upstream.command[0]", "No such file");
+}
+
 int
 main(void)
 {
@@ -719,6 +807,7 @@ main(void)
 	test_pkcs11();
 	test_json_errors();
 	test_signer();
+	test_stdio_upstream();
 	{
 		char cmd[PATH_MAX + 16];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

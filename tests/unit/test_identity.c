@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "argrule.h"
 #include "check.h"
 #include "identity.h"
 
@@ -93,7 +94,7 @@ static const struct bad_case bad_cases[] = {
 	{ "{\"agents\":[],\"extra\":1}", "unknown key \"extra\"" },
 	{ "{\"agents\":[],\"agents\":[]}", "duplicate" },
 	{ "{\"roles\":[],\"agents\":[]}", "\"roles\" must be an object" },
-	{ "{\"roles\":{\"r\":\"tools:*\"},\"agents\":[]}", "role \"r\": scopes must be an array" },
+	{ "{\"roles\":{\"r\":\"tools:*\"},\"agents\":[]}", "role \"r\": must be an array of scopes" },
 	{ "{\"roles\":{\"r\":[1]},\"agents\":[]}", "role \"r\": scope 0 is not a string" },
 	{ "{\"roles\":{\"r\":[\"tool:x\"]},\"agents\":[]}", "invalid scope \"tool:x\"" },
 	{ "{\"roles\":{\"\":[]},\"agents\":[]}", "empty name" },
@@ -133,7 +134,93 @@ static const struct bad_case bad_cases[] = {
 	    "rate.burst" },
 	{ AG("{\"id\":\"a\",\"uri\":\"u:a\",\"rate\":{\"per_second\":5,\"bust\":2}}"),
 	    "unknown key \"rate.bust\"" },
+	/* roles as objects, argument rules */
+	{ "{\"roles\":{\"r\":{\"scope\":[]}},\"agents\":[]}", "role \"r\": unknown key \"scope\"" },
+	{ "{\"roles\":{\"r\":{\"scopes\":\"tools:*\"}},\"agents\":[]}",
+	    "role \"r\": must be an array of scopes or an object" },
+	{ "{\"roles\":{\"r\":5},\"agents\":[]}", "role \"r\": must be an array of scopes" },
+	{ "{\"roles\":{\"r\":{\"scopes\":[\"bad\"]}},\"agents\":[]}", "invalid scope \"bad\"" },
+	{ "{\"roles\":{\"fs\":{\"arguments\":[]}},\"agents\":[]}",
+	    "role \"fs\": arguments: must be an object of tool globs" },
+	{ "{\"roles\":{\"fs\":{\"arguments\":{\"read_*\":{\"path\":{\"path_under\":\"srv\"}}}}},"
+	  "\"agents\":[]}",
+	    "role \"fs\": arguments: tool \"read_*\": argument \"path\": path_under: \"srv\" is not "
+	    "an absolute directory" },
+	{ AG("{\"id\":\"a\",\"uri\":\"u:a\",\"arguments\":{\"t\":{\"q\":{\"pattern\":\"(\"}}}}"),
+	    "agent \"a\": arguments: tool \"t\": argument \"q\": pattern \"(\": missing closing "
+	    "parenthesis" },
+	{ AG("{\"id\":\"a\",\"uri\":\"u:a\",\"arguments\":{\"t\":{\"q\":{\"glob\":\"*\","
+	     "\"colour\":1}}}}"),
+	    "agent \"a\": arguments: tool \"t\": argument \"q\": unknown key \"colour\"" },
+	{ AG("{\"id\":\"a\",\"uri\":\"u:a\",\"arguments\":{\"t\":{\"q\":{\"glob\":\"*\"},"
+	     "\"q\":{\"glob\":\"*\"}}}}"), "duplicate" },
 };
+
+/* Roles as objects with argument rules; effective rule sets per agent. */
+static const char rules_map[] =
+    "{ \"roles\": {\n"
+    "    \"guest\": [\"mcp:tools/list\"],\n"
+    "    \"fs\": { \"scopes\": [\"tools:read_*\"],\n"
+    "            \"arguments\": { \"read_*\": { \"path\": { \"path_under\": \"/srv/data\" } } } },\n"
+    "    \"txt\": { \"arguments\": { \"*\": { \"path\": { \"glob\": \"*.txt\", \"optional\": true } } } }\n"
+    "  },\n"
+    "  \"agents\": [\n"
+    "    { \"id\": \"plain\", \"uri\": \"u:plain\", \"roles\": [\"guest\"] },\n"
+    "    { \"id\": \"reader\", \"uri\": \"u:reader\", \"roles\": [\"guest\", \"fs\", \"fs\", \"txt\"],\n"
+    "      \"arguments\": { \"read_file\": { \"tail\": { \"enum\": [10, 20], \"optional\": true } } } },\n"
+    "    { \"id\": \"fs-only\", \"uri\": \"u:fs\", \"roles\": [\"fs\"] }\n"
+    "  ] }\n";
+
+static void
+test_rules(void)
+{
+	struct identity_map *m = NULL;
+	const struct identity_agent *a, *b;
+	struct argrule_result res;
+	char err[512] = "";
+	json_t *args;
+
+	CHECK(identity_map_parse(rules_map, strlen(rules_map), &m, err, sizeof(err)) == 0);
+	if (m == NULL) {
+		fprintf(stderr, "rules map: %s\n", err);
+		return;
+	}
+	a = identity_find_id(m, "plain");
+	CHECK(a != NULL && a->argrules == NULL && a->nargrules == 0);
+	a = identity_find_id(m, "reader");
+	CHECK(a != NULL && a->nargrules == 3);   /* own, fs (once), txt */
+	CHECK_STR(a->scopes_str, "mcp:tools/list tools:read_*");
+	b = identity_find_id(m, "fs-only");
+	CHECK(b != NULL && b->nargrules == 1);
+	if (a == NULL || b == NULL || a->nargrules != 3 || b->nargrules != 1)
+		goto done;
+	CHECK(a->argrules[1] == b->argrules[0]);   /* the role's set is shared */
+
+	args = json_loads("{\"path\": \"/srv/data/a.txt\", \"tail\": 10}", 0, NULL);
+	argrule_check(a->argrules, a->nargrules, "read_file", args, &res);
+	CHECK(res.allow == 1);
+	json_decref(args);
+	args = json_loads("{\"path\": \"/srv/data/a.txt\", \"tail\": 11}", 0, NULL);
+	argrule_check(a->argrules, a->nargrules, "read_file", args, &res);
+	CHECK(res.allow == 0 && strcmp(res.owner, "agent \"reader\"") == 0);
+	CHECK_STR(res.detail, "enum: arguments.tail: not one of the 2 allowed values");
+	json_decref(args);
+	args = json_loads("{\"path\": \"/srv/data/../../etc/passwd\"}", 0, NULL);
+	argrule_check(a->argrules, a->nargrules, "read_file", args, &res);
+	CHECK(res.allow == 0 && strcmp(res.owner, "role \"fs\"") == 0);
+	CHECK_STR(res.detail, "path_under /srv/data: arguments.path: resolves outside the directory");
+	argrule_check(b->argrules, b->nargrules, "read_text_file", args, &res);
+	CHECK(res.allow == 0 && strcmp(res.rule, "path_under") == 0);
+	json_decref(args);
+	args = json_loads("{\"path\": \"/srv/data/a.md\"}", 0, NULL);
+	argrule_check(a->argrules, a->nargrules, "read_file", args, &res);
+	CHECK(res.allow == 0 && strcmp(res.owner, "role \"txt\"") == 0);
+	argrule_check(b->argrules, b->nargrules, "read_file", args, &res);
+	CHECK(res.allow == 1);
+	json_decref(args);
+done:
+	identity_map_free(m);
+}
 
 static void
 test_bad_maps(void)
@@ -371,11 +458,83 @@ test_xfcc(void)
 	CHECK(identity_xfcc(NULL) == NULL);
 }
 
+/* The README's "Tool-argument rules" example map and worked-examples table. */
+static const char readme_map[] =
+    "{\n"
+    "  \"roles\": {\n"
+    "    \"guest\":     [\"mcp:tools/list\"],\n"
+    "    \"fs-reader\": { \"scopes\": [\"tools:read_*\", \"tools:list_directory\", \"tools:read_multiple_files\"],\n"
+    "                   \"arguments\": {\n"
+    "                     \"read_*file\":          { \"path\":  { \"path_under\": \"/srv/data\" } },\n"
+    "                     \"list_directory\":      { \"path\":  { \"path_under\": \"/srv/data\" } },\n"
+    "                     \"read_multiple_files\": { \"paths\": { \"path_under\": \"/srv/data\" } } } }\n"
+    "  },\n"
+    "  \"agents\": [\n"
+    "    { \"id\": \"docs-bot\", \"uri\": \"spiffe://certgate.local/agent/docs-bot\",\n"
+    "      \"roles\": [\"guest\", \"fs-reader\"],\n"
+    "      \"arguments\": {\n"
+    "        \"read_text_file\": { \"head\": { \"enum\": [10, 50, 100], \"optional\": true } },\n"
+    "        \"search_*\":       { \"query\": { \"max_length\": 200, \"pattern\": \"[\\\\p{L}\\\\p{N} ._-]+\" } } } }\n"
+    "  ]\n"
+    "}\n";
+
+static const struct {
+	const char *tool, *args, *detail;   /* detail NULL: allowed */
+} readme_calls[] = {
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\"}", NULL },
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\", \"head\": 50}", NULL },
+	{ "read_text_file", "{\"path\": \"/srv/data/guide.md\", \"head\": 51}",
+	  "enum: arguments.head: not one of the 3 allowed values" },
+	{ "read_text_file", "{\"path\": \"/srv/data/../../etc/shadow\"}",
+	  "path_under /srv/data: arguments.path: resolves outside the directory" },
+	{ "read_file", "{\"path\": \"/etc/passwd\"}",
+	  "path_under /srv/data: arguments.path: resolves outside the directory" },
+	{ "read_multiple_files", "{\"paths\": [\"/srv/data/a\", \"/srv/data/b\"]}", NULL },
+	{ "read_multiple_files", "{\"paths\": [\"/srv/data/a\", \"/etc/passwd\"]}",
+	  "path_under /srv/data: arguments.paths[1]: resolves outside the directory" },
+	{ "search_files", "{\"query\": \"Grüße 2024.txt\"}", NULL },
+	{ "search_files", "{\"query\": \"a;rm -rf\"}", "pattern [\\p{L}\\p{N} ._-]+: arguments.query: does not match" },
+	{ "search_files", "{}", "max_length 200: arguments.query: missing (not optional)" },
+};
+
+static void
+test_readme_example(void)
+{
+	struct identity_map *m = NULL;
+	const struct identity_agent *a;
+	struct argrule_result res;
+	char err[512] = "";
+	json_t *args;
+	size_t i;
+
+	CHECK(identity_map_parse(readme_map, strlen(readme_map), &m, err, sizeof(err)) == 0);
+	if (m == NULL) {
+		fprintf(stderr, "readme map: %s\n", err);
+		return;
+	}
+	a = identity_find_id(m, "docs-bot");
+	CHECK(a != NULL && a->nargrules == 2);
+	for (i = 0; a != NULL && i < sizeof(readme_calls) / sizeof(readme_calls[0]); i++) {
+		args = json_loads(readme_calls[i].args, 0, NULL);
+		argrule_check(a->argrules, a->nargrules, readme_calls[i].tool, args, &res);
+		if (readme_calls[i].detail == NULL)
+			CHECK(res.allow == 1);
+		else
+			CHECK_STR(res.detail, readme_calls[i].detail);
+		if (res.allow != (readme_calls[i].detail == NULL))
+			fprintf(stderr, "readme call %zu: %s\n", i, res.detail);
+		json_decref(args);
+	}
+	identity_map_free(m);
+}
+
 int
 main(void)
 {
 	test_example();
 	test_bad_maps();
+	test_rules();
+	test_readme_example();
 	test_load();
 	test_lookup();
 	test_large();
