@@ -12,6 +12,7 @@ struct audit_rec {
 	const char *name;      /* tool, prompt or resource URI, or NULL */
 	const char *decision;  /* "allow" or "deny" */
 	const char *reason;    /* on deny, else NULL */
+	const char *detail;    /* on deny by an argument rule or schema: which one, or NULL */
 	int status;            /* HTTP status sent (0 when none) */
 	double duration_ms;
 	const char *session;   /* Mcp-Session-Id or NULL */

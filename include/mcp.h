@@ -14,6 +14,7 @@
 #define MCP_ERR_FORBIDDEN    (-32001)
 #define MCP_ERR_RATE_LIMITED (-32002)
 #define MCP_ERR_GATEWAY      (-32003)
+#define MCP_ERR_PARAMS       (-32602)   /* invalid params (schema checks) */
 
 /* What a Content-Type value says a body is, parsed per RFC 9110 §8.3.1 (type and
  * subtype case-insensitive, OWS around ';', parameters token=token|quoted-string).
@@ -38,6 +39,23 @@ struct mcp_pending_list {
 	json_t *id;            /* owned reference, or NULL (see above) */
 	const char *method;    /* static: "tools/list", "prompts/list", "resources/list",
 	                        * "resources/templates/list"; NULL for other requests */
+	int first_page;        /* the request had no params.cursor */
+};
+
+/* What, besides its scopes, decides an agent's calls. */
+struct argrule_set;
+/* Checks a tools/call's arguments against what the upstream advertised (the
+ * session's tool table): returns 1 allow, 0 deny with a static reason and a detail
+ * written to detail[0..len). */
+typedef int (*mcp_validate_fn)(void *arg, const char *tool, json_t *arguments,
+    const char **reason, char *detail, size_t len);
+struct mcp_authz {
+	char *const *scopes;            /* effective scopes */
+	size_t nscopes;
+	struct argrule_set *const *rules;       /* argrule.h sets, NULL entries skipped */
+	size_t nrules;
+	mcp_validate_fn validate;       /* NULL: no schema checks */
+	void *validate_arg;
 };
 
 struct mcp_inspect {
@@ -52,6 +70,8 @@ struct mcp_inspect {
 	const char *name;             /* first message's tool/prompt/resource name, borrowed */
 	int has_initialize;           /* an initialize request is in the body */
 	int only_notifications;       /* no request with an id (upstream answers 202) */
+	char **detail;                /* per message: why it was refused (argument rule,
+	                               * schema), malloc'd, or NULL */
 	struct mcp_pending_list *lists; /* listings first, then the other requests */
 	size_t nlists;                /* entries in lists */
 	size_t nlisting;              /* of which listing requests (to be filtered) */
@@ -65,6 +85,13 @@ struct mcp_inspect {
  * Returns 0 (out filled, check out->status) or -1 on allocation failure.
  * Free with mcp_inspect_free. */
 int mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscopes,
+    const char *mcp_method, const char *mcp_name, struct mcp_inspect *out);
+/* The same with every rule the agent has: after the scopes, each tools/call they
+ * allow is checked against az->rules (a failure is 403, JSON-RPC -32001, reason
+ * "argument rule", the message naming the argument and the rule: argrule.h) and then
+ * with az->validate (a failure is 400, JSON-RPC -32602). In a batch the first refused
+ * message decides the status; every refused request gets its own error. */
+int mcp_inspect_request(const char *body, size_t len, const struct mcp_authz *az,
     const char *mcp_method, const char *mcp_name, struct mcp_inspect *out);
 void mcp_inspect_free(struct mcp_inspect *in);
 
@@ -85,6 +112,16 @@ char *mcp_error_body(json_t *id, int code, const char *message);
 char *mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
     size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen);
 
+/* Sees every message of a filtered body or stream before it is filtered: answered is
+ * the pending entry a response answers (a listing or another request), NULL for
+ * requests and notifications from the server. Used to learn tool schemas from
+ * tools/list answers and to forget them on notifications/tools/list_changed. */
+typedef void (*mcp_observe_fn)(void *arg, json_t *msg, const struct mcp_pending_list *answered);
+/* mcp_filter_json with an observer (NULL: none). */
+char *mcp_filter_json_observed(const char *body, size_t len,
+    const struct mcp_pending_list *lists, size_t nlists, char *const *scopes,
+    size_t nscopes, mcp_observe_fn fn, void *arg, size_t *outlen);
+
 /* Incremental text/event-stream filter. Bytes go in as they arrive; complete events
  * come out through emit() unchanged, except an event whose data is a JSON-RPC response
  * to one of the pending listing requests, which comes out filtered. Only the event being
@@ -100,6 +137,10 @@ struct mcp_sse *mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists,
     char *const *scopes, size_t nscopes, size_t max_event);
 /* Returns 0, or -1 when emit failed or memory ran out. */
 int mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void *arg);
+/* Sets an observer (see mcp_observe_fn) before the first feed. With one set, a filter
+ * with nothing to filter still parses each event (to observe it) and emits it as
+ * received. */
+void mcp_sse_observe(struct mcp_sse *s, mcp_observe_fn fn, void *arg);
 /* Emits whatever partial event is left (end of stream). */
 int mcp_sse_finish(struct mcp_sse *s, mcp_emit_fn emit, void *arg);
 void mcp_sse_free(struct mcp_sse *s);

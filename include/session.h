@@ -21,4 +21,14 @@ int session_bind(struct session_table *t, const char *sid, const char *agent);
 int session_check(struct session_table *t, const char *sid, const char *agent);
 void session_remove(struct session_table *t, const char *sid);
 
+/* Per-session data (the session's tool table for schema checks, tooltab.h): set the
+ * destructor once after creating the table; it runs on the data when its binding ends
+ * (removed, evicted, table freed), with the table's lock held. */
+void session_table_set_free(struct session_table *t, void (*free_fn)(void *));
+/* Runs fn(&data, arg) under the table's lock when sid is bound to agent (fn may set
+ * *data to attach something). Returns fn's result, or -1 when sid is unknown or bound
+ * to another agent. fn must be short and must not call back into the table. */
+int session_with(struct session_table *t, const char *sid, const char *agent,
+    int (*fn)(void **data, void *arg), void *arg);
+
 #endif

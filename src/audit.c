@@ -215,6 +215,8 @@ audit_format(struct abuf *b, const struct audit_rec *r)
 	put_field(b, "decision", r->decision);
 	if (r->reason != NULL)
 		put_field(b, "reason", r->reason);
+	if (r->detail != NULL)
+		put_field(b, "detail", r->detail);
 	if (!(d >= 0) || d > 1e12)	/* NaN and infinities are not JSON */
 		d = 0;
 	snprintf(num, sizeof(num), ",\"status\":%d,\"duration_ms\":%.3f", r->status, d);

@@ -30,6 +30,7 @@
 #include "proxy.h"
 #include "signer.h"
 #include "state.h"
+#include "stdiohub.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -321,6 +322,8 @@ daemon_serve(struct config *cfg)
 		goto fail;
 	if (admin_start(d.base, cfg) == -1)
 		goto fail;
+	if (cfg->upstream.command != NULL && stdiohub_start(cfg) == -1)
+		goto fail;
 	ls[0].host = cfg->listen_host;
 	ls[0].port = cfg->listen_port;
 	ls[0].app = &proxy_app;
@@ -329,11 +332,13 @@ daemon_serve(struct config *cfg)
 	daemon_pidfile_write();
 	log_info("certgate %s listening on %s:%u (%d workers), upstream %s", CERTGATE_VERSION,
 	    cfg->listen_host, (unsigned)cfg->listen_port, worker_count(cfg),
-	    cfg->upstream.url ? cfg->upstream.url : "-");
+	    cfg->upstream.url ? cfg->upstream.url : cfg->upstream.command != NULL ?
+	    cfg->upstream.command[0] : "-");
 	event_base_dispatch(d.base);
 	rc = 0;
 fail:
 	worker_join();
+	stdiohub_stop();
 	/* Every handshake is over: no job waits for the pool any more. */
 	daemon_signer_stop(key);
 	admin_stop();

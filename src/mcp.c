@@ -2,6 +2,8 @@
  * filtering of listing responses in JSON bodies and in text/event-stream. */
 #include "mcp.h"
 
+#include "argrule.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 /* Default cap on one buffered SSE event when mcp_sse_new gets 0. */
 #define MCP_SSE_DEFAULT_MAX (16u * 1024 * 1024)
 #define MCP_SSE_TOO_LARGE   "certgate: event too large to filter"
+#define MCP_SSE_PASS        2   /* discard mode: an oversized event streams through */
 
 /* Newest last; add a revision here when MCP publishes one. */
 static const char *const mcp_versions[] = {
@@ -185,6 +188,9 @@ mcp_inspect_free(struct mcp_inspect *in)
 		return;
 	for (i = 0; i < in->nlists; i++)
 		json_decref(in->lists[i].id);
+	for (i = 0; in->detail != NULL && i < in->n; i++)
+		free(in->detail[i]);
+	free(in->detail);
 	free(in->lists);
 	free(in->res);
 	free(in->error_body);
@@ -237,15 +243,33 @@ mcp_check_headers(struct mcp_inspect *in, const char *mcp_method, const char *mc
 	return 0;
 }
 
+/* A refused request's error: -32602 for arguments its schema refuses, -32001 else. */
 static json_t *
-mcp_denial(const struct policy_result *r)
+mcp_denial(const struct mcp_inspect *in, size_t i)
 {
-	char msg[512];
+	const struct policy_result *r = &in->res[i];
+	const char *detail = in->detail != NULL ? in->detail[i] : NULL;
+	char msg[768];
 
-	snprintf(msg, sizeof(msg), "certgate: agent may not call %.100s%s%.200s (%s)",
+	if (detail != NULL && r->reason != NULL && strcmp(r->reason, "argument rule") != 0) {
+		snprintf(msg, sizeof(msg), "Invalid params: %.600s", detail);
+		return mcp_error_obj(r->id, MCP_ERR_PARAMS, msg);
+	}
+	snprintf(msg, sizeof(msg), "certgate: agent may not call %.100s%s%.200s (%s%s%.400s)",
 	    r->method != NULL ? r->method : "?", r->name != NULL ? " " : "",
-	    r->name != NULL ? r->name : "", r->reason != NULL ? r->reason : "denied");
+	    r->name != NULL ? r->name : "", r->reason != NULL ? r->reason : "denied",
+	    detail != NULL ? ": " : "", detail != NULL ? detail : "");
 	return mcp_error_obj(r->id, MCP_ERR_FORBIDDEN, msg);
+}
+
+/* The HTTP status of a refusal caused by message i. */
+static int
+mcp_denial_status(const struct mcp_inspect *in, size_t i)
+{
+	const struct policy_result *r = &in->res[i];
+
+	return in->detail != NULL && in->detail[i] != NULL && r->reason != NULL &&
+	    strcmp(r->reason, "argument rule") != 0 ? 400 : 403;
 }
 
 /* Builds the 403 body: a single error for a single message, else one error per denied
@@ -258,18 +282,18 @@ mcp_refuse_denied(struct mcp_inspect *in, size_t first)
 	size_t i;
 
 	if (!in->batch) {
-		if ((e = mcp_denial(&in->res[first])) == NULL)
+		if ((e = mcp_denial(in, first)) == NULL)
 			return -1;
 		body = json_dumps(e, JSON_COMPACT);
 		json_decref(e);
-		return mcp_refuse(in, 403, in->res[first].reason, body);
+		return mcp_refuse(in, mcp_denial_status(in, first), in->res[first].reason, body);
 	}
 	if ((arr = json_array()) == NULL)
 		return -1;
 	for (i = 0; i < in->n; i++) {
 		if (in->res[i].allow || in->res[i].id == NULL)
 			continue;
-		if (json_array_append_new(arr, mcp_denial(&in->res[i])) == -1)
+		if (json_array_append_new(arr, mcp_denial(in, i)) == -1)
 			goto fail;
 	}
 	if (json_array_size(arr) == 0)
@@ -278,7 +302,7 @@ mcp_refuse_denied(struct mcp_inspect *in, size_t first)
 	else
 		body = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
-	return mcp_refuse(in, 403, in->res[first].reason, body);
+	return mcp_refuse(in, mcp_denial_status(in, first), in->res[first].reason, body);
 fail:
 	json_decref(arr);
 	return -1;
@@ -309,6 +333,8 @@ mcp_record_lists(struct mcp_inspect *in)
 				return -1;
 			in->lists[in->nlists].id = json_incref(in->res[i].id);
 			in->lists[in->nlists].method = lm;
+			in->lists[in->nlists].first_page = json_object_get(json_object_get(
+			    mcp_message(in, i), "params"), "cursor") == NULL;
 			in->nlists++;
 			in->nlisting += lm != NULL;
 		}
@@ -316,8 +342,45 @@ mcp_record_lists(struct mcp_inspect *in)
 	return 0;
 }
 
+/* Argument rules, then the schema, for a tools/call the scopes allowed. Returns 0
+ * (res->allow cleared and a detail kept on refusal) or -1 out of memory. */
 static int
-mcp_inspect_messages(struct mcp_inspect *in, char *const *scopes, size_t nscopes,
+mcp_check_arguments(struct mcp_inspect *in, size_t i, json_t *msg,
+    const struct mcp_authz *az)
+{
+	struct policy_result *r = &in->res[i];
+	struct argrule_result ar;
+	json_t *args = json_object_get(json_object_get(msg, "params"), "arguments");
+	const char *reason = NULL;
+	char detail[512];
+
+	if (!r->allow || r->method == NULL || strcmp(r->method, "tools/call") != 0)
+		return 0;
+	detail[0] = '\0';
+	if (az->nrules > 0) {
+		if (argrule_check(az->rules, az->nrules, r->name, args, &ar) == -1)
+			return -1;
+		if (!ar.allow) {
+			reason = ar.reason;
+			snprintf(detail, sizeof(detail), "%s", ar.detail);
+		}
+	}
+	if (reason == NULL && az->validate != NULL &&
+	    !az->validate(az->validate_arg, r->name, args, &reason, detail, sizeof(detail)))
+		reason = reason != NULL ? reason : "invalid arguments";
+	if (reason == NULL)
+		return 0;
+	r->allow = 0;
+	r->reason = reason;
+	if (in->detail == NULL && (in->detail = calloc(in->n, sizeof(*in->detail))) == NULL)
+		return -1;
+	if ((in->detail[i] = strdup(detail)) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+mcp_inspect_messages(struct mcp_inspect *in, const struct mcp_authz *az,
     const char *mcp_method, const char *mcp_name)
 {
 	json_t *msg;
@@ -328,10 +391,12 @@ mcp_inspect_messages(struct mcp_inspect *in, char *const *scopes, size_t nscopes
 		return -1;
 	for (i = 0; i < in->n; i++) {
 		msg = mcp_message(in, i);
-		if (policy_check_message(scopes, nscopes, msg, &in->res[i]) == -1)
+		if (policy_check_message(az->scopes, az->nscopes, msg, &in->res[i]) == -1)
 			return mcp_refuse(in, 400, in->res[i].reason,
 			    mcp_error_body(in->batch ? NULL : mcp_salvage_id(msg),
 			    MCP_ERR_INVALID, "Invalid Request: not a JSON-RPC 2.0 message"));
+		if (mcp_check_arguments(in, i, msg, az) == -1)
+			return -1;
 		if (!in->res[i].allow && denied == SIZE_MAX)
 			denied = i;
 	}
@@ -346,6 +411,18 @@ mcp_inspect_messages(struct mcp_inspect *in, char *const *scopes, size_t nscopes
 
 int
 mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscopes,
+    const char *mcp_method, const char *mcp_name, struct mcp_inspect *out)
+{
+	struct mcp_authz az;
+
+	memset(&az, 0, sizeof(az));
+	az.scopes = scopes;
+	az.nscopes = nscopes;
+	return mcp_inspect_request(body, len, &az, mcp_method, mcp_name, out);
+}
+
+int
+mcp_inspect_request(const char *body, size_t len, const struct mcp_authz *az,
     const char *mcp_method, const char *mcp_name, struct mcp_inspect *out)
 {
 	json_error_t jerr;
@@ -378,7 +455,7 @@ mcp_inspect_body(const char *body, size_t len, char *const *scopes, size_t nscop
 			goto fail;
 		return 0;
 	}
-	if (mcp_inspect_messages(out, scopes, nscopes, mcp_method, mcp_name) == -1)
+	if (mcp_inspect_messages(out, az, mcp_method, mcp_name) == -1)
 		goto fail;
 	return 0;
 fail:
@@ -496,7 +573,8 @@ mcp_filter_response(json_t *msg, const char *method, char *const *scopes, size_t
  * memory. */
 static int
 mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nlists,
-    char *const *scopes, size_t nscopes, unsigned char *answered)
+    char *const *scopes, size_t nscopes, unsigned char *answered, mcp_observe_fn obs,
+    void *obs_arg)
 {
 	json_t *msg, *repl;
 	size_t i, n;
@@ -508,6 +586,8 @@ mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nli
 		msg = json_is_array(*rootp) ? json_array_get(*rootp, i) : *rootp;
 		if ((k = mcp_match_list(msg, lists, nlists)) == MCP_MATCH_UNKNOWN)
 			return MCP_FILTER_UNKNOWN;
+		if (obs != NULL)
+			obs(obs_arg, msg, k >= 0 && lists[k].id != NULL ? &lists[k] : NULL);
 		if (k < 0 || (lists[k].method == NULL && lists[k].id != NULL))
 			continue;       /* not a response, or one to a request we pass */
 		/* a listing-shaped wildcard stays pending for the whole stream */
@@ -644,6 +724,15 @@ char *
 mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lists,
     size_t nlists, char *const *scopes, size_t nscopes, size_t *outlen)
 {
+	return mcp_filter_json_observed(body, len, lists, nlists, scopes, nscopes, NULL,
+	    NULL, outlen);
+}
+
+char *
+mcp_filter_json_observed(const char *body, size_t len,
+    const struct mcp_pending_list *lists, size_t nlists, char *const *scopes,
+    size_t nscopes, mcp_observe_fn obs, void *obs_arg, size_t *outlen)
+{
 	json_t *root;
 	const char *why;
 	char *s = NULL;
@@ -658,7 +747,7 @@ mcp_filter_json(const char *body, size_t len, const struct mcp_pending_list *lis
 		why = "certgate: listing response could not be parsed for filtering";
 		goto closed;
 	}
-	r = mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL);
+	r = mcp_filter_root(&root, lists, nlists, scopes, nscopes, NULL, obs, obs_arg);
 	if (r == 1 && (s = json_dumps(root, JSON_COMPACT)) == NULL)
 		r = -1;
 	json_decref(root);
@@ -709,6 +798,8 @@ struct mcp_sse {
 	int ev_bom;              /* this event's raw starts with that BOM */
 	int discard;             /* the event outgrew max_event and is being dropped */
 	int passthrough;         /* nothing left to filter: bytes go straight out */
+	mcp_observe_fn obs;      /* sees every message (mcp_sse_observe) */
+	void *obs_arg;
 };
 
 struct mcp_sse *
@@ -731,6 +822,15 @@ mcp_sse_new(const struct mcp_pending_list *lists, size_t nlists, char *const *sc
 	s->first_line = 1;
 	s->passthrough = nlists == 0;
 	return s;
+}
+
+void
+mcp_sse_observe(struct mcp_sse *s, mcp_observe_fn fn, void *arg)
+{
+	s->obs = fn;
+	s->obs_arg = arg;
+	if (fn != NULL)
+		s->passthrough = 0;     /* every event is parsed to be observed */
 }
 
 void
@@ -832,10 +932,13 @@ mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
 	/* drop the \n that followed the last data line */
 	root = mcp_parse_response(s->data.p, s->data.len - 1);
+	if (root == NULL && s->nlists == 0)
+		return mcp_emit(emit, arg, s->raw.p, s->raw.len);     /* observing only */
 	if (root == NULL)
 		return mcp_sse_dropped(s, emit, arg, "certgate: event could not be parsed "
 		    "for filtering");
-	r = mcp_filter_root(&root, s->lists, s->nlists, s->scopes, s->nscopes, s->answered);
+	r = mcp_filter_root(&root, s->lists, s->nlists, s->scopes, s->nscopes, s->answered,
+	    s->obs, s->obs_arg);
 	if (r == -1)
 		goto fail;
 	if (r == MCP_FILTER_UNKNOWN) {
@@ -905,7 +1008,8 @@ mcp_sse_line(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 	}
 	s->first_line = 0;
 	if (n == 0) {
-		rv = s->discard ? mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE) :
+		rv = s->discard == MCP_SSE_PASS ? 0 : s->discard ?
+		    mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE) :
 		    mcp_sse_dispatch(s, emit, arg);
 		mcp_sse_reset_event(s);
 		return rv;
@@ -940,16 +1044,20 @@ static int
 mcp_sse_overflow(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 {
 	size_t keep;
+	int rv = 0;
 
-	(void)emit;
-	(void)arg;
 	keep = s->line_len < sizeof(s->line_head) ? s->line_len : sizeof(s->line_head);
 	memcpy(s->line_head, s->raw.p + s->line_start, keep);
-	s->discard = 1;
+	/* Observing only (nothing to filter): the big event streams on unobserved. */
+	if (s->nlists == 0) {
+		rv = mcp_emit(emit, arg, s->raw.p, s->raw.len);
+		s->discard = MCP_SSE_PASS;
+	} else
+		s->discard = 1;
 	s->raw.len = 0;
 	s->data.len = 0;
 	s->line_start = 0;
-	return 0;
+	return rv;
 }
 
 /* Appends a run of line content (no CR/LF) to the current line. */
@@ -962,7 +1070,7 @@ mcp_sse_content(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, vo
 		for (i = 0; i < n && s->line_len + i < sizeof(s->line_head); i++)
 			s->line_head[s->line_len + i] = p[i];
 		s->line_len += n;
-		return 0;
+		return s->discard == MCP_SSE_PASS ? mcp_emit(emit, arg, p, n) : 0;
 	}
 	if (mcp_buf_add(&s->raw, p, n) == -1)
 		return -1;
@@ -988,13 +1096,16 @@ mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void 
 				if (s->raw.len == 1)
 					s->skip = 1;
 				s->line_start = s->raw.len;
-			}
+			} else if (s->discard == MCP_SSE_PASS && mcp_emit(emit, arg, &c, 1) == -1)
+				return -1;
 			i++;
 			continue;
 		}
 		s->cr = 0;
 		if (c == '\r' || c == '\n') {
 			if (!s->discard && mcp_buf_add(&s->raw, &c, 1) == -1)
+				return -1;
+			if (s->discard == MCP_SSE_PASS && mcp_emit(emit, arg, &c, 1) == -1)
 				return -1;
 			s->cr = c == '\r';
 			i++;
@@ -1018,7 +1129,7 @@ mcp_sse_finish(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 {
 	int rv;
 
-	if (s->passthrough)
+	if (s->passthrough || s->discard == MCP_SSE_PASS)
 		return 0;
 	if (s->discard)
 		rv = mcp_sse_dropped(s, emit, arg, MCP_SSE_TOO_LARGE);

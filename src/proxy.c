@@ -50,6 +50,7 @@
 
 #include <http_parser.h>
 
+#include "argcheck.h"
 #include "audit.h"
 #include "buf.h"
 #include "decide.h"
@@ -85,6 +86,7 @@ struct proxy_req {
 	unsigned method;
 	int keep_alive;
 	struct decide_out dec;          /* the head's decision: agent, target, session */
+	struct argcheck_key ak;         /* the tool table of schema checks */
 	char *bound_session;            /* from an initialize response */
 	/* refusal decided at headers complete, answered at message complete */
 	int deny_status;
@@ -157,7 +159,8 @@ proxy_tables_init(void)
 {
 	proxy_rates = rate_table_new();
 	proxy_sessions = session_table_new();
-	proxy_tables_ok = proxy_rates != NULL && proxy_sessions != NULL;
+	proxy_tables_ok = proxy_rates != NULL && proxy_sessions != NULL &&
+	    argcheck_init(proxy_sessions) == 0;
 	if (!proxy_tables_ok)
 		log_err("out of memory for the rate limit or session binding table");
 }
@@ -232,6 +235,20 @@ proxy_audit_name(const struct proxy_req *q)
 	return q->rpc_name;
 }
 
+/* The first refusal detail of an inspected body (argument rule, schema), or NULL. */
+static const char *
+proxy_audit_detail(const struct proxy_req *q)
+{
+	size_t i;
+
+	if (!q->have_insp || q->insp.detail == NULL)
+		return NULL;
+	for (i = 0; i < q->insp.n; i++)
+		if (q->insp.detail[i] != NULL)
+			return q->insp.detail[i];
+	return NULL;
+}
+
 static void
 proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 {
@@ -252,6 +269,7 @@ proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 	r.status = status;
 	r.duration_ms = proxy_ms_since(&q->t0);
 	r.session = q->dec.session ? q->dec.session : q->bound_session;
+	r.detail = proxy_audit_detail(q);
 	audit_write(&r);
 	metrics_inc(M_REQ_TOTAL);
 	if (status >= 100)
@@ -566,6 +584,7 @@ proxy_request_ready(struct proxy_conn *px)
 	struct proxy_req *q = &px->q;
 	const struct http_msg *m = q->m;
 	const struct identity_agent *a;
+	struct mcp_authz az;
 	const char *body;
 	size_t blen;
 
@@ -578,10 +597,21 @@ proxy_request_ready(struct proxy_conn *px)
 		return;
 	}
 	a = q->agent;
+	q->ak.session = q->dec.session;
+	q->ak.agent = a->id;
 	if (q->method == HTTP_POST) {
 		blen = q->body ? evbuffer_get_length(q->body) : 0;
 		body = blen ? (const char *)evbuffer_pullup(q->body, -1) : "";
-		if (body == NULL || mcp_inspect_body(body, blen, a->scopes, a->nscopes,
+		memset(&az, 0, sizeof(az));
+		az.scopes = a->scopes;
+		az.nscopes = a->nscopes;
+		az.rules = a->argrules;
+		az.nrules = a->nargrules;
+		if (px->cfg->mcp.validate_arguments) {
+			az.validate = argcheck_validate;
+			az.validate_arg = &q->ak;
+		}
+		if (body == NULL || mcp_inspect_request(body, blen, &az,
 		    http_msg_get(m, "Mcp-Method"), http_msg_get(m, "Mcp-Name"), &q->insp) == -1) {
 			proxy_body_meta(px);
 			proxy_refuse(px, 503, "out of memory", NULL, NULL, 0, 0);
@@ -746,7 +776,7 @@ proxy_session_effects(struct proxy_conn *px, const struct http_msg *m)
 }
 
 /* Matches every listing-shaped response on a GET stream (mcp.h). */
-static const struct mcp_pending_list proxy_any_listing = { NULL, NULL };
+static const struct mcp_pending_list proxy_any_listing = { NULL, NULL, 0 };
 
 /* 1 when the agent holds "*": nothing to filter for it. */
 static int
@@ -833,6 +863,18 @@ proxy_rs_headers(void *arg, struct http_msg *m)
 			q->resp_err_reason = "cannot filter event stream";
 			return -1;
 		}
+		if (px->cfg->mcp.validate_arguments)
+			mcp_sse_observe(q->sse, argcheck_observe, &q->ak);
+	} else if (px->cfg->mcp.validate_arguments && q->agent != NULL && !bodyless &&
+	    mcp_media_kind(http_msg_get(m, "Content-Type")) == MCP_MEDIA_SSE) {
+		/* Nothing to filter, but the stream may say the tool list changed. */
+		if ((q->sse = mcp_sse_new(NULL, 0, q->agent->scopes, q->agent->nscopes,
+		    (size_t)px->cfg->limits.max_body_bytes)) == NULL) {
+			q->resp_err = 502;
+			q->resp_err_reason = "cannot observe event stream";
+			return -1;
+		}
+		mcp_sse_observe(q->sse, argcheck_observe, &q->ak);
 	} else if (m->content_length >= 0 || bodyless) {
 		q->out_mode = OUT_LENGTH;
 		/* 204 and 304 carry no Content-Length */
@@ -908,8 +950,9 @@ proxy_flush_filtered(struct proxy_conn *px)
 	char *filtered = NULL;
 
 	if (body != NULL)
-		filtered = mcp_filter_json(body, len, q->flists, q->nflists,
-		    q->agent->scopes, q->agent->nscopes, &flen);
+		filtered = mcp_filter_json_observed(body, len, q->flists, q->nflists,
+		    q->agent->scopes, q->agent->nscopes, px->cfg->mcp.validate_arguments ?
+		    argcheck_observe : NULL, &q->ak, &flen);
 	if (body == NULL || (filtered == NULL && flen == (size_t)-1)) {
 		/* Out of memory: an error instead of the unfiltered listing. */
 		log_err("cannot filter a listing response for %s: out of memory", conn_peer(px->c));

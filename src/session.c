@@ -3,6 +3,8 @@
  * the least recently used binding is evicted. */
 #include "session.h"
 
+#include "hash.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ struct session_entry {
 	struct session_entry *prev;    /* LRU list, oldest at head */
 	struct session_entry *next;
 	char *agent;
+	void *data;                    /* session_with attachment */
 	char sid[];
 };
 
@@ -26,18 +29,13 @@ struct session_table {
 	struct session_entry *tail;
 	size_t count;
 	size_t max;
+	void (*free_fn)(void *);
 };
 
 static size_t
 session_slot(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s != '\0') {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
-	return (size_t)(h & (SESSION_SLOTS - 1));
+	return (size_t)(hash_str(s) & (SESSION_SLOTS - 1));
 }
 
 struct session_table *
@@ -72,6 +70,8 @@ session_table_free(struct session_table *t)
 		return;
 	for (e = t->head; e != NULL; e = next) {
 		next = e->next;
+		if (e->data != NULL && t->free_fn != NULL)
+			t->free_fn(e->data);
 		free(e->agent);
 		free(e);
 	}
@@ -130,8 +130,32 @@ session_drop(struct session_table *t, struct session_entry *e)
 		}
 	session_unlink_lru(t, e);
 	t->count--;
+	if (e->data != NULL && t->free_fn != NULL)
+		t->free_fn(e->data);
 	free(e->agent);
 	free(e);
+}
+
+void
+session_table_set_free(struct session_table *t, void (*free_fn)(void *))
+{
+	t->free_fn = free_fn;
+}
+
+int
+session_with(struct session_table *t, const char *sid, const char *agent,
+    int (*fn)(void **data, void *arg), void *arg)
+{
+	struct session_entry *e;
+	int rv = -1;
+
+	if (t == NULL || sid == NULL || agent == NULL)
+		return -1;
+	pthread_mutex_lock(&t->mu);
+	if ((e = session_find(t, sid)) != NULL && strcmp(e->agent, agent) == 0)
+		rv = fn(&e->data, arg);
+	pthread_mutex_unlock(&t->mu);
+	return rv;
 }
 
 int

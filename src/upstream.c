@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -19,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "stdiohub.h"
 
 #define UPSTREAM_IOV 16
 
@@ -107,6 +109,23 @@ upstream_connect(struct upstream_pool *p)
 	if ((u = calloc(1, sizeof(*u))) == NULL)
 		return NULL;
 	u->p = p;
+	if (p->cfg->upstream.command != NULL) {
+		/* A stdio upstream: one end of a socketpair the hub serves (stdiohub.h). */
+		int fd = stdiohub_connect();
+
+		if (fd == -1) {
+			log_warn("stdio upstream: %s", strerror(errno));
+			free(u);
+			return NULL;
+		}
+		if ((u->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+			close(fd);
+			free(u);
+			return NULL;
+		}
+		u->connected = 1;
+		return u;
+	}
 	if (p->ssl_ctx != NULL) {
 		if ((ssl = SSL_new(p->ssl_ctx)) == NULL)
 			goto fail;
@@ -275,6 +294,10 @@ upstream_pool_new(struct event_base *base, const struct config *cfg)
 	p->base = base;
 	p->cfg = cfg;
 	TAILQ_INIT(&p->idle);
+	if (cfg->upstream.command != NULL) {
+		snprintf(p->hostport, sizeof(p->hostport), "stdio");
+		return p;
+	}
 	if (cfg->upstream.host == NULL || upstream_resolve(p) == -1)
 		goto fail;
 	if (cfg->upstream.tls && upstream_tls_ctx(p) == -1)

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { Agent, fetch as undiciFetch, Response as UndiciResponse } from 'undici';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CreateMessageRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const USAGE = `usage: node client.mjs --url URL [--cert FILE --key FILE] [--ca FILE]
        --scenario NAME [ARG] [options]
@@ -24,6 +24,9 @@ Scenarios:
   progress       call trigger-long-running-operation (2 s, 4 steps) and check that its
                  progress notifications arrive while it runs (SSE not buffered)
   call TOOL      call TOOL with --args JSON (default {}); prints the result or the error
+                 (with --list-first, tools/list before the call)
+  sampling       call trigger-sampling-request; the server's sampling/createMessage is
+                 answered by this client with a fixed text, which must come back
   ping           initialize and ping
   init           initialize, print the session id and exit WITHOUT deleting the session
   hijack         initialize as --cert/--key, then send tools/list with that session id
@@ -56,6 +59,7 @@ function parseArgs(argv) {
 		const a = argv[i];
 		switch (a) {
 		case '--url': o.url = need(i); i++; break;
+		case '--list-first': o.listFirst = true; break;
 		case '--cert': o.cert = need(i); i++; break;
 		case '--key': o.key = need(i); i++; break;
 		case '--ca': o.ca = need(i); i++; break;
@@ -225,7 +229,14 @@ async function connectClient(opts, conn, sessionId) {
 		sessionId,
 	});
 	const client = new Client({ name: 'certgate-e2e', version: '0.1.0' },
-	    { capabilities: {} });
+	    { capabilities: opts.sampling ? { sampling: {} } : {} });
+	if (opts.sampling)
+		client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+			emit({ event: 'sampling_request', agent: conn.label,
+			    messages: req.params.messages.length });
+			return { model: 'certgate-test', role: 'assistant',
+			    content: { type: 'text', text: 'sampled by the client' } };
+		});
 	client.onerror = (e) => {
 		const message = String(e && e.message || e);
 		if (/AbortError|operation was aborted/.test(message))
@@ -366,6 +377,10 @@ async function scenarioCall(opts, a) {
 	const { client, transport } = await connectClient(opts, a, opts.session);
 	let failed = null;
 	try {
+		if (opts.listFirst) {
+			const tools = await client.listTools();
+			emit({ event: 'tools', names: tools.tools.map((t) => t.name) });
+		}
 		const r = await client.callTool({ name: tool, arguments: args });
 		emit({ event: 'result', tool, isError: !!r.isError, text: textOf(r),
 		    content: r.content });
@@ -379,6 +394,19 @@ async function scenarioCall(opts, a) {
 	await finish(opts, client, transport).catch((e) => emit(errorEvent(e, a, 'finish')));
 	if (failed)
 		throw failed;
+}
+
+async function scenarioSampling(opts, a) {
+	opts.sampling = true;
+	const { client, transport } = await connectClient(opts, a, opts.session);
+	await client.listTools();
+	const r = await client.callTool({ name: 'trigger-sampling-request',
+	    arguments: { prompt: 'say something', maxTokens: 10 } }, undefined, { timeout: 20000 });
+	const text = textOf(r);
+	emit({ event: 'result', tool: 'trigger-sampling-request', isError: !!r.isError, text });
+	await finish(opts, client, transport);
+	if (r.isError || !text.includes('sampled by the client'))
+		throw new Error(`the sampling answer did not come back: ${text}`);
 }
 
 async function scenarioPing(opts, a) {
@@ -448,6 +476,7 @@ const SCENARIOS = {
 	list: scenarioList,
 	progress: scenarioProgress,
 	call: scenarioCall,
+	sampling: scenarioSampling,
 	ping: scenarioPing,
 	init: scenarioInit,
 	hijack: scenarioHijack,
