@@ -72,7 +72,7 @@ int cadb_reason_code(const char *name);
  * Copies into buf (len >= 129). */
 const char *cadb_agent_of(const struct cadb_row *r, char *buf, size_t len);
 
-/* Exclusive flock on DIR/.lock where DIR is the directory of db_path (created 0755
+/* Exclusive flock on DIR/.lock where DIR is the directory of db_path (created 0700
  * if missing). Blocks until the lock is free. Returns the descriptor, or -1 with
  * errno (a message naming the file goes to err). Every process that changes the
  * CA's files (commands, the CA service) holds it for the whole change. */

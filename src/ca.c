@@ -507,7 +507,8 @@ ca_cmd_init(struct config *cfg, struct ca_args *a)
 	}
 	if ((dir = file_dirname(cfg->ca.cert)) == NULL)
 		goto fail;
-	if ((stat(dir, &st) == -1 && (mkdir(dir, 0755) == -1 || chmod(dir, 0755) == -1)) ||
+	/* 0700: the CA service's socket (ca/ca.sock) and token records live here too. */
+	if ((stat(dir, &st) == -1 && (mkdir(dir, 0700) == -1 || chmod(dir, 0700) == -1)) ||
 	    (stat(cfg->ca.certs_dir, &st) == -1 && (mkdir(cfg->ca.certs_dir, 0755) == -1 ||
 	    chmod(cfg->ca.certs_dir, 0755) == -1))) {
 		ca_error("cannot create the CA directories %s, %s: %s", dir, cfg->ca.certs_dir,

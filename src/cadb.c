@@ -360,7 +360,7 @@ cadb_lock(const char *db_path, char *err, size_t errlen)
 
 	if ((dir = file_dirname(db_path)) == NULL)
 		goto oom;
-	if (stat(dir, &st) == -1 && (file_mkdirs(dir, 0755) == -1 || chmod(dir, 0755) == -1)) {
+	if (stat(dir, &st) == -1 && (file_mkdirs(dir, 0700) == -1 || chmod(dir, 0700) == -1)) {
 		snprintf(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
 		goto fail;
 	}
