@@ -407,6 +407,8 @@ ca_cmd_list(struct config *cfg, struct cacli_args *a)
 		r = &db.rows[i];
 		if ((subj[i] = ca_row_subject(cfg, r)) == NULL)
 			goto fail;
+		if (a->agents_only && cadb_agent_of(r, cn, sizeof(cn)) == NULL)
+			continue;
 		if ((int)strlen(r->serial) > ws)
 			ws = (int)strlen(r->serial);
 		if (cadb_agent_of(r, cn, sizeof(cn)) && (int)strlen(cn) > wa)
