@@ -34,12 +34,20 @@ struct config_tls {
 	int allow_extractable_key;  /* default 0: refuse a token key with CKA_EXTRACTABLE */
 	int session_tickets;        /* default 1 (TLS 1.3 tickets) */
 	int min_version;            /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	int allow_shared_token;     /* default 0: with CONFIG_GATEWAY, refuse a ca.key in the
+	                             * token of tls.key */
 };
 
 /* Paths default to the pki-init layout under the config directory (ca/ca.pem,
- * ca/index.txt, ca/certs, tls.crl or ca/crl.pem, agents, ca-audit.jsonl). */
+ * ca/index.txt, ca/certs, tls.crl or ca/crl.pem, agents, ca-audit.jsonl, ca/tokens,
+ * ca/ca.sock). */
 struct config_ca {
 	char *key;            /* "pkcs11:..." URI of the CA key, NULL when absent */
+	/* "ca.pkcs11": the CA key's own token. Each field left out falls back to the
+	 * top-level pkcs11 section, except the PIN: with ca.pkcs11 present its
+	 * pin_file/pin_env are the CA's only (NULL: the URI's pin-source). */
+	struct config_pkcs11 pkcs11;
+	int has_pkcs11;       /* "ca.pkcs11" present */
 	char *cert;           /* CA certificate (PEM) */
 	char *db;             /* CA database, OpenSSL index.txt format */
 	char *certs_dir;      /* copies of issued certificates, SERIAL.pem */
@@ -51,6 +59,19 @@ struct config_ca {
 	int default_hours;    /* agent certificate lifetime, default 24 */
 	int server_days;      /* server certificate lifetime, default 365 */
 	int ca_days;          /* CA certificate lifetime, default 3650 */
+	char *tokens_dir;     /* one-time enrollment tokens (hashes only), default ca/tokens */
+	char *socket;         /* the CA service's Unix socket, default ca/ca.sock */
+	int service_external; /* "service": "spawn" (0, default: the gateway starts
+	                       * `certgate ca serve`) or "external" (1: run by the operator) */
+	char *ocsp_url;       /* http(s) URL put in the AIA of issued certificates, or NULL */
+	int renew_per_hour;   /* renewals per agent through the CA service, default 60 */
+	int renew_burst;      /* default 10 */
+};
+
+/* "enroll": the EST listener (HTTPS, client certificates optional). */
+struct config_enroll {
+	char *listen_host;    /* NULL: no enrollment listener */
+	uint16_t listen_port;
 };
 
 struct config_limits {
@@ -125,6 +146,7 @@ struct config {
 	struct config_limits limits;
 	struct config_signer signer;
 	struct config_mcp mcp;
+	struct config_enroll enroll;
 
 	char *identity_map;   /* agents.json, required */
 	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */
@@ -137,6 +159,9 @@ struct config {
 
 /* flags for config_load/config_parse */
 #define CONFIG_CHECK_FILES 0x1  /* files the gateway reads must exist (serve, check) */
+#define CONFIG_GATEWAY     0x2  /* the network-facing gateway (serve, check): refuse a CA
+                                 * key in the server key's token unless
+                                 * tls.allow_shared_token */
 
 /* Reads and validates PATH as a whole. On success *out is a new config (free with
  * config_free) and 0 is returned. On failure -1 is returned, *out is NULL and every
@@ -150,6 +175,13 @@ int config_parse(const char *text, size_t len, const char *name, const char *dir
     int flags, struct config **out, struct strlist *errs);
 
 void config_free(struct config *cfg);
+
+struct p11_defaults;
+/* The token defaults for the CA key: ca.pkcs11 over pkcs11 (see struct config_ca).
+ * d borrows cfg's strings. */
+void config_ca_p11(const struct config *cfg, struct p11_defaults *d);
+/* The same for the server key (the pkcs11 section). */
+void config_tls_p11(const struct config *cfg, struct p11_defaults *d);
 
 /* The line (1-based) where the value at JSON path (e.g. "$.tls.key", "$.a[2]",
  * "$[\"odd key\"]") starts in text, or the line of its nearest ancestor present

@@ -679,6 +679,16 @@ static const struct field f_tls[] = {
 	{ "allow_extractable_key", FT_BOOL, OFF(tls.allow_extractable_key), 0, 0, NULL },
 	{ "session_tickets", FT_BOOL, OFF(tls.session_tickets), 0, 0, NULL },
 	{ "min_version", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "allow_shared_token", FT_BOOL, OFF(tls.allow_shared_token), 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_ca_pkcs11[] = {
+	{ "module", FT_PATH, OFF(ca.pkcs11.module), 0, 0, NULL },
+	{ "token", FT_STR, OFF(ca.pkcs11.token), 0, 0, NULL },
+	{ "pin_file", FT_PATH, OFF(ca.pkcs11.pin_file), 0, 0, NULL },
+	{ "pin_env", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "softhsm2_conf", FT_PATH, OFF(ca.pkcs11.softhsm2_conf), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -695,6 +705,18 @@ static const struct field f_ca[] = {
 	{ "default_hours", FT_INT, OFF(ca.default_hours), 1, 87600, NULL },
 	{ "server_days", FT_INT, OFF(ca.server_days), 1, 36500, NULL },
 	{ "ca_days", FT_INT, OFF(ca.ca_days), 1, 36500, NULL },
+	{ "pkcs11", FT_OBJ, 0, 0, 0, f_ca_pkcs11 },
+	{ "tokens_dir", FT_PATH, OFF(ca.tokens_dir), 0, 0, NULL },
+	{ "socket", FT_PATH, OFF(ca.socket), 0, 0, NULL },
+	{ "service", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "ocsp_url", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "renew_per_hour", FT_INT, OFF(ca.renew_per_hour), 1, 1000000, NULL },
+	{ "renew_burst", FT_INT, OFF(ca.renew_burst), 1, 1000000, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_enroll[] = {
+	{ "listen", FT_SPECIAL, 0, 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -751,6 +773,7 @@ static const struct field f_top[] = {
 	{ "limits", FT_OBJ, 0, 0, 0, f_limits },
 	{ "signer", FT_OBJ, 0, 0, 0, f_signer },
 	{ "mcp", FT_OBJ, 0, 0, 0, f_mcp },
+	{ "enroll", FT_OBJ, 0, 0, 0, f_enroll },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -1185,6 +1208,11 @@ do_listen(struct cctx *c, struct config *cfg)
 	    (s = want_string(c, "$.listen", v)) != NULL &&
 	    parse_hostport(s, &cfg->listen_host, &cfg->listen_port, &why) == -1)
 		cerr(c, "$.listen", "%s: %s", quote(s, q, sizeof(q)), why);
+	if ((v = jget(c->root, "enroll", "listen")) != NULL && !json_is_null(v) &&
+	    !(json_is_string(v) && json_string_length(v) == 0) &&
+	    (s = want_string(c, "$.enroll.listen", v)) != NULL &&
+	    parse_hostport(s, &cfg->enroll.listen_host, &cfg->enroll.listen_port, &why) == -1)
+		cerr(c, "$.enroll.listen", "%s: %s", quote(s, q, sizeof(q)), why);
 	if ((v = json_object_get(c->root, "admin")) == NULL || json_is_null(v) ||
 	    (json_is_string(v) && json_string_length(v) == 0))
 		return;	/* admin listener disabled */
@@ -1371,6 +1399,23 @@ do_upstream(struct cctx *c, struct config *cfg)
 }
 
 static void
+do_pin_env(struct cctx *c, json_t *v, const char *path, char **dst)
+{
+	const char *s;
+	char q[128];
+	size_t i;
+
+	if (v == NULL || (s = want_string(c, path, v)) == NULL)
+		return;
+	for (i = 0; s[i] && (isalnum((unsigned char)s[i]) || s[i] == '_'); i++)
+		;
+	if (s[i] || isdigit((unsigned char)s[0]))
+		cerr(c, path, "%s is not an environment variable name", quote(s, q, sizeof(q)));
+	else
+		set_str(c, dst, s);
+}
+
+static void
 do_simple_specials(struct cctx *c, struct config *cfg)
 {
 	json_t *v;
@@ -1401,15 +1446,35 @@ do_simple_specials(struct cctx *c, struct config *cfg)
 			cerr(c, "$.audit.on_failure", "must be \"refuse\" or \"serve\", not %s",
 			    quote(s, q, sizeof(q)));
 	}
-	if ((v = jget(c->root, "pkcs11", "pin_env")) != NULL &&
-	    (s = want_string(c, "$.pkcs11.pin_env", v)) != NULL) {
-		for (i = 0; s[i] && (isalnum((unsigned char)s[i]) || s[i] == '_'); i++)
+	do_pin_env(c, jget(c->root, "pkcs11", "pin_env"), "$.pkcs11.pin_env",
+	    &cfg->pkcs11.pin_env);
+	if ((v = jget(c->root, "ca", "pkcs11")) != NULL && json_is_object(v)) {
+		cfg->ca.has_pkcs11 = 1;
+		do_pin_env(c, json_object_get(v, "pin_env"), "$.ca.pkcs11.pin_env",
+		    &cfg->ca.pkcs11.pin_env);
+	}
+	if ((v = jget(c->root, "ca", "service")) != NULL &&
+	    (s = want_string(c, "$.ca.service", v)) != NULL) {
+		if (strcmp(s, "spawn") == 0)
+			cfg->ca.service_external = 0;
+		else if (strcmp(s, "external") == 0)
+			cfg->ca.service_external = 1;
+		else
+			cerr(c, "$.ca.service", "must be \"spawn\" or \"external\", not %s",
+			    quote(s, q, sizeof(q)));
+	}
+	if ((v = jget(c->root, "ca", "ocsp_url")) != NULL &&
+	    (s = want_string(c, "$.ca.ocsp_url", v)) != NULL) {
+		/* It goes into an X509V3 config string: no separators, no spaces. */
+		for (i = 0; s[i] && s[i] > 0x20 && s[i] < 0x7f && !strchr(",\"\\", s[i]); i++)
 			;
-		if (s[i] || isdigit((unsigned char)s[0]))
-			cerr(c, "$.pkcs11.pin_env", "%s is not an environment variable name",
+		if ((strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
+		    s[i] || i > 1000)
+			cerr(c, "$.ca.ocsp_url", "%s is not an http:// or https:// URL (printable, "
+			    "no spaces, commas, quotes or backslashes, at most 1000 bytes)",
 			    quote(s, q, sizeof(q)));
 		else
-			set_str(c, &cfg->pkcs11.pin_env, s);
+			set_str(c, &cfg->ca.ocsp_url, s);
 	}
 	if ((v = jget(c->root, "ca", "trust_domain")) != NULL &&
 	    (s = want_string(c, "$.ca.trust_domain", v)) != NULL) {
@@ -1508,8 +1573,15 @@ do_ca_key(struct cctx *c, struct config *cfg)
 		return;
 	}
 	memset(&u, 0, sizeof(u));
-	if (check_uri(c, "$.ca.key", s, &u) == 0)
+	if (check_uri(c, "$.ca.key", s, &u) == 0) {
 		set_str(c, &cfg->ca.key, s);
+		/* With its own section the CA token never borrows the gateway's PIN. */
+		if (json_is_object(jget(c->root, "ca", "pkcs11")) && u.pin_source == NULL &&
+		    u.pin_value == NULL && jget(jget(c->root, "ca", "pkcs11"), "pin_file", NULL) == NULL &&
+		    jget(jget(c->root, "ca", "pkcs11"), "pin_env", NULL) == NULL)
+			cerr(c, "$.ca.pkcs11", "pin_file or pin_env is required for the CA token "
+			    "(or pin-source in ca.key)");
+	}
 	p11_uri_free(&u);
 }
 
@@ -1563,6 +1635,8 @@ do_ca_defaults(struct cctx *c, struct config *cfg)
 		{ offsetof(struct config, ca.crl), "ca/crl.pem" },
 		{ offsetof(struct config, ca.agents_dir), "agents" },
 		{ offsetof(struct config, ca.audit), "ca-audit.jsonl" },
+		{ offsetof(struct config, ca.tokens_dir), "ca/tokens" },
+		{ offsetof(struct config, ca.socket), "ca/ca.sock" },
 	};
 	char **dst;
 	size_t i;
@@ -1574,6 +1648,75 @@ do_ca_defaults(struct cctx *c, struct config *cfg)
 		if (*dst == NULL)
 			set_path(c, dst, d[i].rel);
 	}
+}
+
+void
+config_tls_p11(const struct config *cfg, struct p11_defaults *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->module = cfg->pkcs11.module;
+	d->token = cfg->pkcs11.token;
+	d->pin_file = cfg->pkcs11.pin_file;
+	d->pin_env = cfg->pkcs11.pin_env;
+	d->softhsm2_conf = cfg->pkcs11.softhsm2_conf;
+}
+
+void
+config_ca_p11(const struct config *cfg, struct p11_defaults *d)
+{
+	const struct config_pkcs11 *ca = &cfg->ca.pkcs11;
+
+	config_tls_p11(cfg, d);
+	if (!cfg->ca.has_pkcs11)
+		return;
+	if (ca->module != NULL)
+		d->module = ca->module;
+	if (ca->token != NULL)
+		d->token = ca->token;
+	if (ca->softhsm2_conf != NULL)
+		d->softhsm2_conf = ca->softhsm2_conf;
+	/* The CA token's PIN is never the gateway's. */
+	d->pin_file = ca->pin_file;
+	d->pin_env = ca->pin_env;
+}
+
+/* tls.key and ca.key in one token means code running in the gateway (which parses
+ * network input) could sign certificates with the CA key. */
+static void
+do_shared_token(struct cctx *c, struct config *cfg)
+{
+	struct p11_defaults dt, dc;
+	struct p11_uri ut, uc;
+	const char *lt, *lc, *mt, *mc;
+
+	if (cfg->tls.key == NULL || cfg->ca.key == NULL || !is_pkcs11(cfg->tls.key) ||
+	    cfg->tls.allow_shared_token)
+		return;
+	memset(&ut, 0, sizeof(ut));
+	memset(&uc, 0, sizeof(uc));
+	if (p11_uri_parse(cfg->tls.key, &ut, NULL, 0) == -1 ||
+	    p11_uri_parse(cfg->ca.key, &uc, NULL, 0) == -1)
+		goto out;	/* reported by do_tls_key / do_ca_key */
+	config_tls_p11(cfg, &dt);
+	config_ca_p11(cfg, &dc);
+	lt = ut.token ? ut.token : dt.token;
+	lc = uc.token ? uc.token : dc.token;
+	mt = ut.module_path ? ut.module_path : dt.module;
+	mc = uc.module_path ? uc.module_path : dc.module;
+	if (lt == NULL || lc == NULL || strcmp(lt, lc) != 0)
+		goto out;
+	if ((mt == NULL) != (mc == NULL) || (mt != NULL && strcmp(mt, mc) != 0))
+		goto out;
+	if (ut.serial != NULL && uc.serial != NULL && strcmp(ut.serial, uc.serial) != 0)
+		goto out;
+	cerr(c, "$.ca.key", "the CA key (ca.key) is in the same token as the server key "
+	    "(tls.key), token \"%s\": code running in the gateway could sign certificates. "
+	    "Give the CA key its own token (scripts/pki-init creates two; re-create an old "
+	    "PKI with --force) or accept the risk with \"tls\": {\"allow_shared_token\": true}",
+	    lt);
+out:
+	p11_uri_free(&ut);
+	p11_uri_free(&uc);
 }
 
 static int
@@ -1592,6 +1735,8 @@ config_defaults(struct config *cfg)
 	cfg->ca.default_hours = 24;
 	cfg->ca.server_days = 365;
 	cfg->ca.ca_days = 3650;
+	cfg->ca.renew_per_hour = 60;
+	cfg->ca.renew_burst = 10;
 	cfg->limits.handshake_timeout_ms = 10000;
 	cfg->limits.header_timeout_ms = 10000;
 	cfg->limits.body_timeout_ms = 30000;
@@ -1698,6 +1843,8 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 	do_required(&c);
 	do_files(&c, cfg);
 	do_ca_defaults(&c, cfg);
+	if (flags & CONFIG_GATEWAY)
+		do_shared_token(&c, cfg);
 	if (c.ne == 0 && !c.oom) {
 		*out = cfg;
 		cfg = NULL;
@@ -1826,6 +1973,15 @@ config_free(struct config *cfg)
 	free(cfg->ca.agents_dir);
 	free(cfg->ca.audit);
 	free(cfg->ca.trust_domain);
+	free(cfg->ca.pkcs11.module);
+	free(cfg->ca.pkcs11.token);
+	free(cfg->ca.pkcs11.pin_file);
+	free(cfg->ca.pkcs11.pin_env);
+	free(cfg->ca.pkcs11.softhsm2_conf);
+	free(cfg->ca.tokens_dir);
+	free(cfg->ca.socket);
+	free(cfg->ca.ocsp_url);
+	free(cfg->enroll.listen_host);
 	free(cfg->identity_map);
 	free(cfg->audit_file);
 	free(cfg);

@@ -27,7 +27,8 @@ usage(FILE *f)
 	    "  serve -c CONFIG   run the gateway in the foreground (logs to stderr)\n"
 	    "  check -c CONFIG   validate the configuration, open the token, load keys and\n"
 	    "                    certificates; prints \"configuration OK\" or every problem\n"
-	    "  ca SUBCOMMAND     CA operations in the token: init|server|issue|revoke|crl|list\n"
+	    "  ca SUBCOMMAND     CA operations in the token: init|server|issue|renew|revoke|\n"
+	    "                    crl|list|token|serve\n"
 	    "\n"
 	    "  certgate COMMAND --help   help for one command\n"
 	    "  certgate --version        print the version\n");
@@ -94,7 +95,7 @@ load_config(const char *path, struct config **cfg)
 	struct strlist errs = { 0 };
 	size_t i;
 
-	if (config_load(path, CONFIG_CHECK_FILES, cfg, &errs) == 0) {
+	if (config_load(path, CONFIG_CHECK_FILES | CONFIG_GATEWAY, cfg, &errs) == 0) {
 		strlist_free(&errs);
 		return 0;
 	}

@@ -115,3 +115,43 @@ cg_notify_gateway() {
 		fi
 	fi
 }
+
+# Checks a duration for option $1: $2 must be Nm, Nh or Nd between $3 and $4 seconds
+# (usage error otherwise). Prints nothing; the value is passed on unchanged.
+cg_check_duration() {
+	local opt=$1 val=$2 min=$3 max=$4 n unit secs
+	if [[ ! "$val" =~ ^([0-9]{1,9})([mhd])$ ]]; then
+		cg_usage_error "$opt '$val': want a duration Nm, Nh or Nd (minutes, hours, days), e.g. 15m, 24h, 7d"
+	fi
+	n=$((10#${BASH_REMATCH[1]}))
+	unit=${BASH_REMATCH[2]}
+	case "$unit" in
+	m) secs=$((n * 60)) ;;
+	h) secs=$((n * 3600)) ;;
+	d) secs=$((n * 86400)) ;;
+	esac
+	if [ "$secs" -lt "$min" ] || [ "$secs" -gt "$max" ]; then
+		cg_usage_error "$opt '$val': must be at least $(cg_duration_str "$min") and at most $(cg_duration_str "$max")"
+	fi
+}
+
+# 86400 -> 1d, 5400 -> 90m (the largest unit that divides it).
+cg_duration_str() {
+	if [ $(($1 % 86400)) -eq 0 ]; then echo "$(($1 / 86400))d"
+	elif [ $(($1 % 3600)) -eq 0 ]; then echo "$(($1 / 3600))h"
+	else echo "$(($1 / 60))m"
+	fi
+}
+
+# Runs certgate with the arguments, stdout captured in CG_OUT; exits 2 on a usage
+# error (exit 2) and 1 with message $1 on any other failure.
+cg_run_ca() {
+	local what=$1 rc=0
+	shift
+	CG_OUT="$("$CG_BIN" "$@")" || rc=$?
+	if [ "$rc" -eq 2 ]; then
+		exit 2
+	elif [ "$rc" -ne 0 ]; then
+		cg_die "$what"
+	fi
+}

@@ -19,31 +19,45 @@ P=$PKI
 cg_assert_contains "$T/pki-init.out" "agent-issue"
 
 for f in certgate.json agents.json ca/ca.pem ca/crl.pem ca/index.txt ca/crlnumber \
-    server/cert.pem token/softhsm2.conf token/user.pin token/so.pin ca-audit.jsonl; do
+    server/cert.pem token/softhsm2.conf token/user.pin token/so.pin token/ca.pin \
+    token/ca-so.pin ca-audit.jsonl; do
 	[ -f "$P/$f" ] || cg_fail "$P/$f missing"
 done
 [ ! -e "$P/server/key.pem" ] || cg_fail "a server key file exists outside the token"
 cg_assert_eq "$(stat -c %a "$P")" 700 "mode of DIR"
 cg_assert_eq "$(stat -c %a "$P/token")" 700 "mode of token dir"
-cg_assert_eq "$(stat -c %a "$P/token/user.pin")" 600 "mode of user.pin"
-cg_assert_eq "$(stat -c %a "$P/token/so.pin")" 600 "mode of so.pin"
-[ "$(wc -c <"$P/token/user.pin")" -ge 17 ] || cg_fail "user PIN too short"
+for pin in user.pin so.pin ca.pin ca-so.pin; do
+	cg_assert_eq "$(stat -c %a "$P/token/$pin")" 600 "mode of $pin"
+	[ "$(wc -c <"$P/token/$pin")" -ge 17 ] || cg_fail "$pin too short"
+done
+[ "$(cat "$P/token/user.pin")" != "$(cat "$P/token/ca.pin")" ] || cg_fail "both tokens have the same PIN"
 cg_assert_contains "$P/certgate.json" "\"listen\": \"127.0.0.1:$CG_LISTEN_PORT\""
 cg_assert_contains "$P/certgate.json" "\"module\": \"$CG_MODULE\""
 cg_assert_not_contains "$P/certgate.json" "@"
 cg_assert_contains "$P/token/softhsm2.conf" "directories.tokendir = $P/token/tokens"
 
-# Both keys are in the token, sensitive and never extractable.
-pkcs11-tool --module "$CG_MODULE" --token-label certgate --login \
-    --pin "$(head -n1 "$P/token/user.pin")" --list-objects --type privkey >"$T/objs" 2>&1
-for label in certgate-ca certgate-server; do
-	access=$(awk -v l="$label" '/^Private Key Object/ {inkey=0} $1=="label:" && $2==l {inkey=1}
-	    inkey && $1=="Access:" {print; exit}' "$T/objs")
-	[ -n "$access" ] || { cat "$T/objs" >&2; cg_fail "no private key $label in the token"; }
+# Two tokens: the server key in the gateway's, the CA key in the CA's (each alone),
+# both sensitive and never extractable.
+key_access() {	# TOKEN PINFILE LABEL -> the Access: line of that private key, or ""
+	pkcs11-tool --module "$CG_MODULE" --token-label "$1" --login \
+	    --pin "$(head -n1 "$P/token/$2")" --list-objects --type privkey >"$T/objs" 2>&1
+	awk -v l="$3" '/^Private Key Object/ {inkey=0} $1=="label:" && $2==l {inkey=1}
+	    inkey && $1=="Access:" {print; exit}' "$T/objs"
+}
+for spec in certgate:user.pin:certgate-server ca-certgate:ca.pin:certgate-ca; do
+	IFS=: read -r tok pinf label <<<"$spec"
+	access=$(key_access "$tok" "$pinf" "$label")
+	[ -n "$access" ] || { cat "$T/objs" >&2; cg_fail "no private key $label in token $tok"; }
 	case "$access" in *sensitive*) ;; *) cg_fail "$label is not sensitive: $access" ;; esac
 	rest=${access//never extractable/}
 	case "$rest" in *extractable*) cg_fail "$label is extractable: $access" ;; esac
 done
+[ -z "$(key_access certgate user.pin certgate-ca)" ] || cg_fail "the CA key is in the gateway token"
+[ -z "$(key_access ca-certgate ca.pin certgate-server)" ] || cg_fail "the server key is in the CA token"
+# The gateway's PIN does not open the CA token.
+pkcs11-tool --module "$CG_MODULE" --token-label ca-certgate --login \
+    --pin "$(head -n1 "$P/token/user.pin")" --list-objects >/dev/null 2>&1 &&
+	cg_fail "the gateway PIN logs into the CA token"
 
 # CA certificate.
 openssl x509 -in "$P/ca/ca.pem" -noout -text >"$T/ca.txt"
@@ -57,8 +71,8 @@ cg_assert_contains "$T/ca.txt" "Subject: CN = certgate CA, O = certgate"
 cg_assert_contains "$T/ca.txt" "ASN1 OID: prime256v1"
 
 # The CA key in the token is the one certified: its public half equals the cert's.
-pkcs11-tool --module "$CG_MODULE" --token-label certgate --login \
-    --pin "$(head -n1 "$P/token/user.pin")" --read-object --type pubkey --label certgate-ca \
+pkcs11-tool --module "$CG_MODULE" --token-label ca-certgate --login \
+    --pin "$(head -n1 "$P/token/ca.pin")" --read-object --type pubkey --label certgate-ca \
     -o "$T/capub.der" >/dev/null 2>&1
 openssl pkey -pubin -inform DER -in "$T/capub.der" -outform PEM >"$T/capub.pem" 2>/dev/null
 openssl x509 -in "$P/ca/ca.pem" -noout -pubkey >"$T/certpub.pem"
@@ -102,11 +116,43 @@ cg_assert_contains "$T/err" "--force"
 snap >"$T/after"
 cmp -s "$T/before" "$T/after" || { diff "$T/before" "$T/after" >&2; cg_fail "pki-init without --force changed files"; }
 
-# `certgate check` (asserted once the gateway side exists).
-"$CERTGATE_BIN" check -c "$P/certgate.json" >"$T/check.out" 2>&1 || true
-if ! grep -q "not implemented" "$T/check.out"; then
-	cg_assert_contains "$T/check.out" "configuration OK"
-fi
+# `certgate check` accepts the two-token PKI.
+"$CERTGATE_BIN" check -c "$P/certgate.json" >"$T/check.out" 2>&1 ||
+	{ cat "$T/check.out" >&2; cg_fail "check refuses the new PKI"; }
+cg_assert_contains "$T/check.out" "configuration OK"
+
+# A configuration with the CA key in the server key's token (the layout of the old,
+# one-token pki-init) is refused by check and serve, naming both keys and the fix;
+# allow_shared_token accepts it.
+python3 - "$P/certgate.json" "$P/shared.json" "$P/shared-ok.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["ca"]["key"] = "pkcs11:token=certgate;object=certgate-ca;type=private"
+del c["ca"]["pkcs11"]
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+c["tls"]["allow_shared_token"] = True
+json.dump(c, open(sys.argv[3], "w"), indent=1)
+PY
+for cmd in check serve; do
+	cg_expect_fail 1 timeout 60 "$CERTGATE_BIN" "$cmd" -c "$P/shared.json"
+	cg_assert_contains "$T/err" '$.ca.key: the CA key (ca.key) is in the same token as the server key (tls.key), token "certgate"'
+	cg_assert_contains "$T/err" "allow_shared_token"
+	cg_assert_contains "$T/err" "pki-init"
+done
+"$CERTGATE_BIN" check -c "$P/shared-ok.json" >"$T/check.out" 2>&1 ||
+	{ cat "$T/check.out" >&2; cg_fail "allow_shared_token is not accepted"; }
+cg_assert_contains "$T/check.out" "configuration OK"
+# The ca commands still work on such a PKI (operators can migrate at their pace).
+"$CERTGATE_BIN" ca list -c "$P/shared.json" >/dev/null || cg_fail "ca list refuses the shared-token config"
+rm -f "$P/shared.json" "$P/shared-ok.json"
+
+# --enroll writes the enrollment listener; a bad value is a usage error.
+cg_expect_fail 2 "$CG_SRC/scripts/pki-init" --dir "$T/y" --enroll nope
+cg_expect_fail 2 "$CG_SRC/scripts/pki-init" --dir "$T/y" --ca-token-label certgate
+cg_expect_fail 2 "$CG_SRC/scripts/pki-init" --dir "$T/y" --ca-token-label certgate-ca
+cg_assert_contains "$T/err" "must not start with"
+[ ! -e "$T/y" ] || cg_fail "a refused pki-init created $T/y"
+cg_assert_contains "$P/certgate.json" '"enroll": { "listen": null }' 
 
 # --force wipes and recreates: a new CA.
 old_ca=$(sha256sum <"$P/ca/ca.pem")

@@ -67,11 +67,22 @@ grep -F '"what":"issue"' "$P/ca-audit.jsonl" | grep -F "\"serial\":\"$serial\"" 
 python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$P/ca-audit.jsonl" ||
 	cg_fail "ca-audit.jsonl is not JSON lines"
 "$S/agent-list" --dir "$P" >"$T/list"
-grep -E "^$serial +research-bot +/CN=research-bot +[0-9T:Z-]+ +valid$" "$T/list" >/dev/null ||
-	{ cat "$T/list" >&2; cg_fail "agent-list does not show research-bot valid"; }
+grep -E "^$serial +research-bot +CN=research-bot +[0-9T:Z-]+ +(4h5[0-9]m|5h0m) +valid$" "$T/list" >/dev/null ||
+	{ cat "$T/list" >&2; cg_fail "agent-list does not show research-bot valid with ~5 h left"; }
+# The server certificate is not an agent: agent-list leaves it out, ca list shows "-".
+grep -q "certgate server" "$T/list" && { cat "$T/list" >&2; cg_fail "agent-list lists the server certificate"; }
+"$CERTGATE_BIN" ca list -c "$P/certgate.json" >"$T/calist"
+grep -Eq "^[0-9A-F]+ +- +O=certgate,CN=certgate server " "$T/calist" ||
+	{ cat "$T/calist" >&2; cg_fail "ca list does not show the server certificate without agent"; }
 "$S/agent-list" --dir "$P" --json >"$T/list.json"
-grep -F "\"serial\":\"$serial\"" "$T/list.json" | grep -qF '"status":"valid"' ||
-	cg_fail "agent-list --json does not show the serial valid"
+grep -F "\"serial\":\"$serial\"" "$T/list.json" | grep -F '"subject":"CN=research-bot"' |
+	grep -qF '"status":"valid"' || cg_fail "agent-list --json does not show the serial valid"
+python3 - "$T/list.json" <<'PY' || cg_fail "agent-list --json: left_s is not the time left"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert all(r["agent"] for r in rows), rows
+assert 5 * 3600 - 120 < rows[0]["left_s"] <= 5 * 3600 + 5, rows[0]
+PY
 
 # The gateway's own check accepts the new map (once the gateway side exists).
 "$CERTGATE_BIN" check -c "$P/certgate.json" >"$T/check.out" 2>&1 || true
@@ -139,7 +150,7 @@ cg_assert_contains "$T/err" "unknown role 'superuser'"
 fails 1 "$S/agent-issue" --dir "$P" --agent new-bot --scope 'bogus:thing'
 cg_assert_contains "$T/err" "invalid scope"
 fails 1 "$S/agent-issue" --dir "$P" --agent research-bot
-cg_assert_contains "$T/err" "agent research-bot already has a valid certificate $serial; revoke it first"
+cg_assert_contains "$T/err" "agent research-bot already has a valid certificate $serial: renew it (agent-renew"
 fails 1 "$S/agent-issue" --dir "$P" --agent new-bot --csr "$T/nonexistent.csr"
 cg_assert_contains "$T/err" "nonexistent.csr"
 fails 1 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot --csr "$T/nonexistent.csr"
@@ -152,6 +163,17 @@ cg_assert_contains "$T/err" "does not verify"
 fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --hours 0
 fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --hours 8761
 fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --hours 1x
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime 1m
+cg_assert_contains "$T/err" "at least 2m"
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime 366d
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime 10
+cg_assert_contains "$T/err" "Nm, Nh or Nd"
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime 10s
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime
+cg_assert_contains "$T/err" "needs a value"
+fails 2 "$S/agent-issue" --dir "$P" --agent new-bot --lifetime 2h --hours 2
+fails 2 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot --lifetime 1m
+fails 2 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot --lifetime 5x
 fails 2 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot --hours 0
 fails 2 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot --bogus
 fails 2 "$CERTGATE_BIN" ca issue -c "$P/certgate.json" --agent new-bot extra
@@ -175,5 +197,34 @@ ids = {a["id"] for a in json.load(open(sys.argv[1]))["agents"]}
 assert {"par-1", "par-2", "par-3", "par-4", "research-bot", "csr-bot"} <= ids, ids
 PY
 "$CERTGATE_BIN" ca list -c "$P/certgate.json" >/dev/null || cg_fail "database unreadable after concurrent issues"
+
+# The identity map is changed only when the gateway's own parser accepts the result.
+# A duplicate key (which a lenient reader collapses: here every agent would be lost)
+# is refused and the map, the database and the archive are left byte for byte.
+cp "$P/agents.json" "$T/agents.good"
+python3 - "$P/agents.json" <<'PY'
+import sys
+p = sys.argv[1]; t = open(p).read()
+assert t.count('"agents": [') == 1
+open(p, "w").write(t.replace('"agents": [', '"agents": [], "agents": [', 1))
+PY
+files=("$P/ca/index.txt" "$P/ca/crl.pem" "$P/agents.json" "$P/ca/crlnumber" "$P/ca-audit.jsonl")
+cg_snapshot "${files[@]}" >"$T/snap.before"
+ls "$P/agents" "$P/ca/certs" >"$T/ls.before"
+fails 1 "$S/agent-issue" --dir "$P" --agent dup-bot --role guest
+cg_assert_contains "$T/err" "duplicate object key"
+cg_assert_contains "$T/err" "agents.json"
+# An agent whose own entry would be invalid after the edit is refused the same way.
+cp "$T/agents.good" "$P/agents.json"
+python3 - "$P/agents.json" <<'PY'
+import json, sys
+p = sys.argv[1]; m = json.load(open(p))
+m["agents"].append({"id": "broken"})
+json.dump(m, open(p, "w"), indent=2)
+PY
+cg_snapshot "${files[@]}" >"$T/snap.before"
+fails 1 "$S/agent-issue" --dir "$P" --agent dup-bot --role guest
+cg_assert_contains "$T/err" "would be invalid"
+cp "$T/agents.good" "$P/agents.json"
 
 cg_pass

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ca.h"
+#include "cadb.h"
 #include "check.h"
 
 /* Written by OpenSSL 3.0 `openssl ca` (four issues, three revocations: with
@@ -23,11 +23,11 @@ static const char sample[] =
 static void
 test_roundtrip(void)
 {
-	struct ca_db db;
+	struct cadb db;
 	char err[256] = "";
 	char *out;
 
-	CHECK(ca_db_parse(sample, strlen(sample), &db, err, sizeof(err)) == 0);
+	CHECK(cadb_parse(sample, strlen(sample), &db, err, sizeof(err)) == 0);
 	CHECK(db.n == 6);
 	if (db.n != 6)
 		return;
@@ -46,34 +46,34 @@ test_roundtrip(void)
 	CHECK_STR(db.rows[5].file, "0A.pem");
 	CHECK_STR(db.rows[5].subject, "/CN=old/O=Example Org");
 
-	out = ca_db_format(&db);
+	out = cadb_format(&db);
 	CHECK(out != NULL);
 	CHECK_STR(out, sample);
 	free(out);
 
-	CHECK(ca_db_find_serial(&db, "04") == &db.rows[3]);
-	CHECK(ca_db_find_serial(&db, "4") == &db.rows[3]);
-	CHECK(ca_db_find_serial(&db, "0004") == &db.rows[3]);
-	CHECK(ca_db_find_serial(&db, "a") == &db.rows[5]);
-	CHECK(ca_db_find_serial(&db, "3f2a9c0d1e2b3c4d5e6f708192a3b4c5") == &db.rows[4]);
-	CHECK(ca_db_find_serial(&db, "05") == NULL);
-	ca_db_free(&db);
+	CHECK(cadb_find_serial(&db, "04") == &db.rows[3]);
+	CHECK(cadb_find_serial(&db, "4") == &db.rows[3]);
+	CHECK(cadb_find_serial(&db, "0004") == &db.rows[3]);
+	CHECK(cadb_find_serial(&db, "a") == &db.rows[5]);
+	CHECK(cadb_find_serial(&db, "3f2a9c0d1e2b3c4d5e6f708192a3b4c5") == &db.rows[4]);
+	CHECK(cadb_find_serial(&db, "05") == NULL);
+	cadb_free(&db);
 	CHECK(db.n == 0 && db.rows == NULL);
 }
 
 static void
 test_empty(void)
 {
-	struct ca_db db;
+	struct cadb db;
 	char err[256];
 	char *out;
 
-	CHECK(ca_db_parse("", 0, &db, err, sizeof(err)) == 0);
+	CHECK(cadb_parse("", 0, &db, err, sizeof(err)) == 0);
 	CHECK(db.n == 0);
-	out = ca_db_format(&db);
+	out = cadb_format(&db);
 	CHECK_STR(out, "");
 	free(out);
-	ca_db_free(&db);
+	cadb_free(&db);
 }
 
 /* A last line without newline is accepted (and written back with one). */
@@ -81,26 +81,26 @@ static void
 test_no_final_newline(void)
 {
 	const char *t = "V\t261206134059Z\t\t04\tunknown\t/CN=dave";
-	struct ca_db db;
+	struct cadb db;
 	char err[256];
 	char *out;
 
-	CHECK(ca_db_parse(t, strlen(t), &db, err, sizeof(err)) == 0);
+	CHECK(cadb_parse(t, strlen(t), &db, err, sizeof(err)) == 0);
 	CHECK(db.n == 1);
-	out = ca_db_format(&db);
+	out = cadb_format(&db);
 	CHECK_STR(out, "V\t261206134059Z\t\t04\tunknown\t/CN=dave\n");
 	free(out);
-	ca_db_free(&db);
+	cadb_free(&db);
 }
 
 static void
 bad(const char *text, const char *want)
 {
-	struct ca_db db;
+	struct cadb db;
 	char err[256] = "";
 	int rc;
 
-	rc = ca_db_parse(text, strlen(text), &db, err, sizeof(err));
+	rc = cadb_parse(text, strlen(text), &db, err, sizeof(err));
 	CHECK(rc == -1);
 	CHECK(db.n == 0 && db.rows == NULL);
 	if (strstr(err, want) == NULL) {
@@ -144,7 +144,7 @@ static void
 test_load_save(void)
 {
 	char dir[] = "/tmp/test_ca_db.XXXXXX", path[256], err[256];
-	struct ca_db db, db2;
+	struct cadb db, db2;
 	struct stat st;
 	FILE *f;
 	char *out;
@@ -154,35 +154,35 @@ test_load_save(void)
 		return;
 	}
 	snprintf(path, sizeof(path), "%s/index.txt", dir);
-	CHECK(ca_db_load(path, &db, err, sizeof(err)) == -1);
+	CHECK(cadb_load(path, &db, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "No such file") != NULL);
 	f = fopen(path, "w");
 	fputs(sample, f);
 	fclose(f);
-	CHECK(ca_db_load(path, &db, err, sizeof(err)) == 0);
+	CHECK(cadb_load(path, &db, err, sizeof(err)) == 0);
 	CHECK(db.n == 6);
 	/* Revoke dave the way `certgate ca revoke` does, save, reload. */
 	db.rows[3].status = 'R';
 	free(db.rows[3].revocation);
 	db.rows[3].revocation = strdup("261127000000Z,superseded");
-	CHECK(ca_db_save(path, &db) == 0);
+	CHECK(cadb_save(path, &db) == 0);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644);
-	CHECK(ca_db_load(path, &db2, err, sizeof(err)) == 0);
+	CHECK(cadb_load(path, &db2, err, sizeof(err)) == 0);
 	CHECK(db2.n == 6);
 	if (db2.n == 6) {
 		CHECK(db2.rows[3].status == 'R');
 		CHECK_STR(db2.rows[3].revocation, "261127000000Z,superseded");
 	}
-	out = ca_db_format(&db2);
+	out = cadb_format(&db2);
 	CHECK(out && strstr(out, "R\t261206134059Z\t261127000000Z,superseded\t04\tunknown\t/CN=dave/O=Example\n"));
 	free(out);
-	ca_db_free(&db);
-	ca_db_free(&db2);
+	cadb_free(&db);
+	cadb_free(&db2);
 
 	f = fopen(path, "w");
 	fputs("V\t261206134059Z\t\t04\tunknown\t/CN=a\nbroken\n", f);
 	fclose(f);
-	CHECK(ca_db_load(path, &db, err, sizeof(err)) == -1);
+	CHECK(cadb_load(path, &db, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "index.txt: line 2:") != NULL);
 	unlink(path);
 	rmdir(dir);

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "p11.h"
 
 static char tmpdir[] = "/tmp/certgate-config-XXXXXX";
 static char dir[1024];	/* realpath of tmpdir */
@@ -778,6 +779,91 @@ test_stdio_upstream(void)
 	    CONFIG_CHECK_FILES, 3, "$.upstream.command[0]", "No such file");
 }
 
+/* The CA's own token (ca.pkcs11), the refusal of a shared token for the gateway, and
+ * the CA service and enrollment keys. */
+static char *
+ca_cfg(const char *tls_token, const char *ca_extra, const char *tls_extra, const char *top_extra)
+{
+	char *t = NULL;
+
+	if (asprintf(&t,
+	    "{\n"
+	    "  \"upstream\": \"http://127.0.0.1:3000/mcp\",\n"
+	    "  \"pkcs11\": { \"module\": \"/m.so\", \"token\": \"certgate\", \"pin_file\": \"token/user.pin\" },\n"
+	    "  \"tls\": { \"cert\": \"c.pem\", \"ca\": \"ca.pem\", \"crl\": \"crl.pem\",\n"
+	    "    \"key\": \"pkcs11:token=%s;object=certgate-server\"%s },\n"
+	    "  \"ca\": { %s },\n"
+	    "  \"identity_map\": \"agents.json\"%s\n"
+	    "}\n", tls_token, tls_extra, ca_extra, top_extra) < 0)
+		return NULL;
+	return t;
+}
+
+static void
+test_ca_keys(void)
+{
+	struct p11_defaults d;
+	struct config *cfg;
+	char *sep = "\"key\": \"pkcs11:token=ca-certgate;object=certgate-ca\", "
+	    "\"pkcs11\": { \"token\": \"ca-certgate\", \"pin_file\": \"token/ca.pin\" }";
+
+	/* Separate tokens: fine for the gateway. */
+	cfg = expect_ok(ca_cfg("certgate", sep, "", ""), CONFIG_GATEWAY);
+	if (cfg) {
+		CHECK(cfg->ca.has_pkcs11);
+		config_ca_p11(cfg, &d);
+		CHECK_STR(d.token, "ca-certgate");
+		CHECK_STR(d.module, "/m.so");	/* falls back to pkcs11 */
+		CHECK(d.pin_file && strstr(d.pin_file, "/token/ca.pin"));
+		config_tls_p11(cfg, &d);
+		CHECK(d.pin_file && strstr(d.pin_file, "/token/user.pin"));
+		CHECK(cfg->ca.socket && strstr(cfg->ca.socket, "/ca/ca.sock"));
+		CHECK(cfg->ca.tokens_dir && strstr(cfg->ca.tokens_dir, "/ca/tokens"));
+		CHECK(cfg->ca.renew_per_hour == 60 && cfg->ca.renew_burst == 10);
+		CHECK(!cfg->ca.service_external && cfg->ca.ocsp_url == NULL);
+		CHECK(cfg->enroll.listen_host == NULL);
+		config_free(cfg);
+	}
+	/* The old one-token layout: refused for the gateway only, naming both keys. */
+	expect_one(ca_cfg("certgate", "\"key\": \"pkcs11:token=certgate;object=certgate-ca\"", "",
+	    ""), CONFIG_GATEWAY, 6, "$.ca.key", "same token as the server key (tls.key), token \"certgate\"");
+	config_free(expect_ok(ca_cfg("certgate", "\"key\": \"pkcs11:object=certgate-ca\"", "", ""), 0));
+	expect_one(ca_cfg("certgate", "\"key\": \"pkcs11:object=certgate-ca\"", "", ""),
+	    CONFIG_GATEWAY, 6, "$.ca.key", "allow_shared_token");
+	config_free(expect_ok(ca_cfg("certgate", "\"key\": \"pkcs11:token=certgate;object=certgate-ca\"",
+	    ", \"allow_shared_token\": true", ""), CONFIG_GATEWAY));
+	/* Same label in another module is another token. */
+	config_free(expect_ok(ca_cfg("certgate", "\"key\": \"pkcs11:token=certgate;object=c?module-path=/other.so\"",
+	    "", ""), CONFIG_GATEWAY));
+	/* The CA token's PIN is its own. */
+	expect_one(ca_cfg("certgate", "\"key\": \"pkcs11:token=x;object=c\", \"pkcs11\": { \"token\": \"x\" }",
+	    "", ""), 0, 6, "$.ca.pkcs11", "pin_file or pin_env");
+	expect_one(ca_cfg("certgate", "\"key\": \"pkcs11:token=x;object=c\", \"pkcs11\": { \"pin\": \"1\", \"pin_file\": \"p\" }",
+	    "", ""), 0, 6, "$.ca.pkcs11.pin", "unknown key");
+	expect_one(ca_cfg("certgate", "\"pkcs11\": { \"token\": \"x\", \"pin_env\": \"9X\" }", "", ""), 0, 6,
+	    "$.ca.pkcs11.pin_env", "environment variable");
+	expect_one(ca_cfg("certgate", "\"service\": \"maybe\"", "", ""), 0, 6, "$.ca.service", "spawn");
+	expect_one(ca_cfg("certgate", "\"ocsp_url\": \"ftp://x\"", "", ""), 0, 6, "$.ca.ocsp_url", "http://");
+	expect_one(ca_cfg("certgate", "\"ocsp_url\": \"http://a,b\"", "", ""), 0, 6, "$.ca.ocsp_url", "commas");
+	expect_one(ca_cfg("certgate", "\"renew_burst\": 0", "", ""), 0, 6, "$.ca.renew_burst", "between");
+	expect_one(ca_cfg("certgate", "\"sockett\": \"s\"", "", ""), 0, 6, "$.ca.sockett", "did you mean \"socket\"");
+	cfg = expect_ok(ca_cfg("certgate", "\"service\": \"external\", \"socket\": \"/run/ca.sock\", "
+	    "\"ocsp_url\": \"https://gw.example/ocsp\"", "", ",\n  \"enroll\": { \"listen\": \"[::1]:8444\" }"), 0);
+	if (cfg) {
+		CHECK(cfg->ca.service_external);
+		CHECK_STR(cfg->ca.socket, "/run/ca.sock");
+		CHECK_STR(cfg->ca.ocsp_url, "https://gw.example/ocsp");
+		CHECK_STR(cfg->enroll.listen_host, "::1");
+		CHECK(cfg->enroll.listen_port == 8444);
+		config_free(cfg);
+	}
+	config_free(expect_ok(ca_cfg("certgate", "", "", ",\n  \"enroll\": { \"listen\": null }"), 0));
+	expect_one(ca_cfg("certgate", "", "", ",\n  \"enroll\": { \"listen\": \"nope\" }"), 0, 8,
+	    "$.enroll.listen", "HOST:PORT");
+	expect_one(ca_cfg("certgate", "", "", ",\n  \"enroll\": { \"rate\": 1 }"), 0, 8,
+	    "$.enroll.rate", "unknown key");
+}
+
 int
 main(void)
 {
@@ -808,6 +894,7 @@ main(void)
 	test_json_errors();
 	test_signer();
 	test_stdio_upstream();
+	test_ca_keys();
 	{
 		char cmd[PATH_MAX + 16];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

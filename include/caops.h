@@ -1,0 +1,39 @@
+/* The rules of the CA service: what an enrollment, a renewal and an OCSP query may
+ * do, enforced in the process that holds the CA key, so a compromised gateway
+ * cannot mint arbitrary certificates (see README, "The CA service").
+ *
+ * enroll: the one-time token decides everything but the key: agent id, roles,
+ *   scopes, lifetime. It must be known, unused, unexpired, for this CA, and for the
+ *   agent named (when one is). It is marked used before the signature (single use
+ *   even when the process dies), the issuance is crash-safe (castore.h).
+ * renew: the presented certificate must be signed by this CA, in its database,
+ *   neither revoked nor expired, an agent's (CN=ID, SAN spiffe://TD/agent/ID) and
+ *   mapped to that agent; the new certificate has the same identity and lifetime
+ *   length; renewals per agent are rate-limited (ca.renew_per_hour, renew_burst).
+ * ocsp: good/revoked/unknown from the database for CertIDs of this CA, signed by the
+ *   CA key.
+ * Every issuance and every refusal is audited (ca.audit).
+ *
+ * One struct caops per process, used from one thread. */
+#ifndef CERTGATE_CAOPS_H
+#define CERTGATE_CAOPS_H
+#include <stddef.h>
+
+#include "caproto.h"
+
+struct config;
+struct caops;
+
+/* Opens the CA (certificate, key in the CA token), reconciles an interrupted
+ * issuance and prunes old token records, all under the CA lock. NULL with err. */
+struct caops *caops_new(const struct config *cfg, char *err, size_t errlen);
+void caops_free(struct caops *o);
+
+/* Answers one request (rep is filled; free with caproto_reply_clear). Takes the CA
+ * lock for the time of an enrollment, renewal or OCSP signature. */
+void caops_handle(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep);
+
+/* The CA certificate's SHA-256 fingerprint (lowercase hex). */
+const char *caops_fingerprint(const struct caops *o);
+
+#endif

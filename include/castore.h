@@ -1,0 +1,121 @@
+/* The CA's state on disk, changed consistently: the CA certificate and key, the
+ * database (cadb.h), the archive of issued certificates (ca.certs_dir/SERIAL.pem),
+ * the identity map (mapedit.h), the CRL and its number, the audit trail. Used by the
+ * `certgate ca` commands and by the CA service (caserve.h); both hold the CA lock
+ * for every change.
+ *
+ * Crash safety of an issuance: the writes are ordered so that the database row is
+ * the commit point. Before it: the one-time token is marked used (enrollment), the
+ * certificate is signed, the agent's files written (commands), the certificate
+ * archived, the map updated and the audit line appended. A kill at any step leaves
+ * the database, map and archive consistent: every valid row has its archived
+ * certificate and map entry; an archived certificate without a row (signed, never
+ * committed, never handed out) is found by castore_reconcile and recorded as
+ * revoked, so every certificate the CA ever signed is in the database and the CRL;
+ * a token marked used stays used.
+ *
+ * Not thread-safe: one struct castore per thread. Functions return 0/-1 with a
+ * message in err unless stated. */
+#ifndef CERTGATE_CASTORE_H
+#define CERTGATE_CASTORE_H
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "caaudit.h"
+#include "cadb.h"
+#include "mapedit.h"
+
+struct config;
+
+/* Longest agent certificate: 365 days; shortest: 2 minutes. */
+#define CASTORE_MAX_LIFETIME	(8760L * 3600)
+#define CASTORE_MIN_LIFETIME	120L
+
+struct castore {
+	const struct config *cfg;   /* borrowed */
+	X509 *cert;                 /* the CA certificate */
+	EVP_PKEY *key;              /* the CA key in the CA token; NULL without with_key */
+	char fp[65];                /* SHA-256 of the CA certificate's DER, lowercase hex */
+	int lock;                   /* CA lock descriptor, -1 when not held */
+	int reconciled;             /* castore_reconcile ran in this process */
+};
+
+/* Reads the CA certificate and, with with_key, logs into the CA token
+ * (config_ca_p11) and loads ca.key. A lock already taken on s (s->cfg == cfg, see
+ * castore_init) is kept: SoftHSM fails when processes open it concurrently, so every
+ * process opens the CA token under the CA lock. */
+int castore_open(struct castore *s, const struct config *cfg, int with_key, char *err,
+    size_t errlen);
+/* An empty store for cfg (no I/O), for castore_lock before castore_open. */
+void castore_init(struct castore *s, const struct config *cfg);
+void castore_close(struct castore *s);
+
+/* Takes / releases the CA lock. */
+int castore_lock(struct castore *s, char *err, size_t errlen);
+void castore_unlock(struct castore *s);
+
+/* Loads the database (an empty one when the file does not exist yet). */
+int castore_load_db(struct castore *s, struct cadb *db, char *err, size_t errlen);
+
+/* Signs a CRL of db valid for seconds (in the token) without writing anything, and
+ * writes one: ca.crl plus the CRL number advanced. Needs the key. */
+int castore_crl_sign(struct castore *s, const struct cadb *db, long seconds,
+    X509_CRL **crl, char **number_hex, char *err, size_t errlen);
+int castore_crl_publish(struct castore *s, X509_CRL *crl, char *err, size_t errlen);
+/* castore_crl_sign + castore_crl_publish. */
+int castore_crl_refresh(struct castore *s, const struct cadb *db, long seconds,
+    char **number_hex, char *err, size_t errlen);
+/* Writes the CRL number file (init). */
+int castore_crlnumber_init(struct castore *s, char *err, size_t errlen);
+
+/* Archives x as certs_dir/SERIAL.pem (0644). */
+int castore_archive(struct castore *s, X509 *x, const char *serial, char *err, size_t errlen);
+/* A random serial that is neither in db (may be NULL) nor archived; *hex is
+ * OPENSSL_malloc'd. NULL with err. */
+ASN1_INTEGER *castore_serial(struct castore *s, const struct cadb *db, char **hex,
+    char *err, size_t errlen);
+
+/* One agent certificate. */
+struct castore_issue {
+	const char *agent;               /* id: subject CN=ID, SAN spiffe://TD/agent/ID */
+	EVP_PKEY *pubkey;                /* borrowed */
+	long seconds;                    /* CASTORE_MIN_LIFETIME..CASTORE_MAX_LIFETIME */
+	const struct mapedit_agent *map; /* add/update the agent in the map, or NULL */
+	/* `ca issue` / `ca renew`: write OUT/cert.pem and OUT/ca.pem; OUT/key.pem from
+	 * out_key, else a stale key.pem is removed unless keep_key. */
+	const char *out_dir;
+	EVP_PKEY *out_key;
+	int keep_key;
+	/* Called with the chosen serial after every check and before the signature
+	 * (enrollment marks its token used here); -1 stops the issuance. */
+	int (*before_sign)(void *arg, const char *serial, char *err, size_t errlen);
+	void *arg;
+	struct caaudit_rec audit;        /* what/agent/via/peer/token/old_serial; serial,
+	                                  * subject and not_after are filled in */
+};
+
+struct castore_issued {
+	X509 *cert;                      /* owned by the caller (X509_free) */
+	char serial[80];
+	time_t not_after;
+};
+
+/* Issues under the lock with db loaded; db gains the row (and is saved). */
+int castore_issue(struct castore *s, struct cadb *db, const struct castore_issue *in,
+    struct castore_issued *out, char *err, size_t errlen);
+
+/* Records every archived certificate that has no row (see above) as revoked
+ * (cessationOfOperation), saves db and re-signs the CRL when anything changed.
+ * Needs the lock and the key; runs once per process (later calls return 0).
+ * *n (may be NULL) receives the number of certificates recorded. */
+int castore_reconcile(struct castore *s, struct cadb *db, int *n, char *err, size_t errlen);
+
+/* Test hook: when CERTGATE_CA_TEST_CRASH names step, the process SIGKILLs itself
+ * there. Steps: before_sign, after_sign, after_archive, after_map, after_audit,
+ * after_commit. Not for production use. */
+void castore_crashpoint(const char *step);
+
+#endif

@@ -1,0 +1,645 @@
+/* The CA's state on disk, changed consistently (castore.h). */
+#include "castore.h"
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "catime.h"
+#include "certify.h"
+#include "config.h"
+#include "file.h"
+#include "log.h"
+#include "p11.h"
+
+void
+castore_crashpoint(const char *step)
+{
+	const char *want = getenv("CERTGATE_CA_TEST_CRASH");
+
+	if (want != NULL && strcmp(want, step) == 0) {
+		log_warn("CERTGATE_CA_TEST_CRASH=%s: killing myself (test hook)", step);
+		raise(SIGKILL);
+	}
+}
+
+/* mkdir -p; a directory it creates gets exactly mode (the CA runs with umask 077). */
+static int
+castore_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		snprintf(err, errlen, "%s exists and is not a directory", path);
+		return -1;
+	}
+	if (file_mkdirs(path, mode) == -1 || chmod(path, mode) == -1) {
+		snprintf(err, errlen, "cannot create directory %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+castore_open(struct castore *s, const struct config *cfg, int with_key, char *err,
+    size_t errlen)
+{
+	struct p11_defaults d;
+	char *red;
+	int lock = s->cfg == cfg ? s->lock : -1;
+
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->lock = lock;
+	if (access(cfg->ca.cert, F_OK) == -1) {
+		snprintf(err, errlen, "CA certificate %s does not exist: run 'certgate ca init' "
+		    "first (scripts/pki-init)", cfg->ca.cert);
+		return -1;
+	}
+	if ((s->cert = certify_pem_cert(cfg->ca.cert, err, errlen)) == NULL)
+		return -1;
+	if (certify_fingerprint(s->cert, s->fp) == -1) {
+		snprintf(err, errlen, "cannot hash the CA certificate");
+		goto fail;
+	}
+	if (!with_key)
+		return 0;
+	if (cfg->ca.key == NULL || !p11_is_uri(cfg->ca.key)) {
+		snprintf(err, errlen, "ca.key must be a pkcs11: URI (the key is made in the "
+		    "token), got '%s'", cfg->ca.key ? "(not a URI)" : "(none)");
+		goto fail;
+	}
+	config_ca_p11(cfg, &d);
+	if (p11_load_private_key(&d, cfg->ca.key, 0, &s->key) == -1) {
+		red = p11_uri_redact(cfg->ca.key);
+		snprintf(err, errlen, "cannot load the CA key %s from the token (see above)",
+		    red ? red : "(ca.key)");
+		free(red);
+		goto fail;
+	}
+	return 0;
+fail:
+	X509_free(s->cert);
+	s->cert = NULL;
+	return -1;
+}
+
+void
+castore_init(struct castore *s, const struct config *cfg)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->lock = -1;
+}
+
+void
+castore_close(struct castore *s)
+{
+	castore_unlock(s);
+	X509_free(s->cert);
+	EVP_PKEY_free(s->key);
+	s->cert = NULL;
+	s->key = NULL;
+}
+
+int
+castore_lock(struct castore *s, char *err, size_t errlen)
+{
+	if (s->lock != -1)
+		return 0;
+	if ((s->lock = cadb_lock(s->cfg->ca.db, err, errlen)) == -1)
+		return -1;
+	return 0;
+}
+
+void
+castore_unlock(struct castore *s)
+{
+	cadb_unlock(s->lock);
+	s->lock = -1;
+}
+
+int
+castore_load_db(struct castore *s, struct cadb *db, char *err, size_t errlen)
+{
+	char why[512];
+
+	if (access(s->cfg->ca.db, F_OK) == -1 && errno == ENOENT) {
+		memset(db, 0, sizeof(*db));
+		return 0;
+	}
+	if (cadb_load(s->cfg->ca.db, db, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "cannot load the CA database: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* DIR/ca/crlnumber: next to the database, like OpenSSL's layout. */
+static char *
+castore_crlnumber_path(struct castore *s)
+{
+	char *dir, *p = NULL;
+
+	if ((dir = file_dirname(s->cfg->ca.db)) == NULL)
+		return NULL;
+	if (asprintf(&p, "%s/crlnumber", dir) < 0)
+		p = NULL;
+	free(dir);
+	return p;
+}
+
+static BIGNUM *
+castore_crlnumber_read(const char *path, char *err, size_t errlen)
+{
+	BIGNUM *bn = NULL;
+	char *text = NULL;
+	size_t len, i;
+
+	if (file_read(path, 4096, &text, &len) == -1) {
+		if (errno != ENOENT) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			return NULL;
+		}
+		if ((bn = BN_new()) == NULL || !BN_set_word(bn, 1)) {
+			BN_free(bn);
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+		return bn;
+	}
+	text[strcspn(text, "\r\n")] = '\0';
+	for (i = 0; text[i] && strchr("0123456789abcdefABCDEF", text[i]); i++)
+		;
+	if (i == 0 || text[i] != '\0' || BN_hex2bn(&bn, text) == 0) {
+		snprintf(err, errlen, "%s: not a hexadecimal CRL number", path);
+		BN_free(bn);
+		bn = NULL;
+	}
+	free(text);
+	return bn;
+}
+
+/* Writes bn as OpenSSL does: uppercase hex, whole bytes, newline. */
+static int
+castore_crlnumber_write(const char *path, const BIGNUM *bn, char *err, size_t errlen)
+{
+	char *hex, *line = NULL;
+	int rc = -1;
+
+	if ((hex = BN_bn2hex(bn)) == NULL ||
+	    asprintf(&line, "%s%s\n", strlen(hex) % 2 ? "0" : "", hex) < 0) {
+		line = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (file_write_atomic(path, line, strlen(line), 0644) == -1) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	rc = 0;
+fail:
+	OPENSSL_free(hex);
+	free(line);
+	return rc;
+}
+
+int
+castore_crlnumber_init(struct castore *s, char *err, size_t errlen)
+{
+	BIGNUM *one = NULL;
+	char *path;
+	int rc = -1;
+
+	if ((path = castore_crlnumber_path(s)) == NULL || (one = BN_new()) == NULL ||
+	    !BN_set_word(one, 1))
+		snprintf(err, errlen, "out of memory");
+	else
+		rc = castore_crlnumber_write(path, one, err, errlen);
+	BN_free(one);
+	free(path);
+	return rc;
+}
+
+int
+castore_crl_sign(struct castore *s, const struct cadb *db, long seconds, X509_CRL **crl,
+    char **number_hex, char *err, size_t errlen)
+{
+	BIGNUM *number = NULL;
+	char *path;
+	int rc = -1;
+
+	*crl = NULL;
+	if (number_hex)
+		*number_hex = NULL;
+	if (s->key == NULL) {
+		snprintf(err, errlen, "internal error: the CA key is not loaded");
+		return -1;
+	}
+	if ((path = castore_crlnumber_path(s)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((number = castore_crlnumber_read(path, err, errlen)) == NULL)
+		goto fail;
+	if ((*crl = certify_crl(s->cert, s->key, db, number, time(NULL), seconds, err,
+	    errlen)) == NULL)
+		goto fail;
+	if (number_hex && (*number_hex = BN_bn2hex(number)) == NULL) {
+		X509_CRL_free(*crl);
+		*crl = NULL;
+		goto fail;
+	}
+	rc = 0;
+fail:
+	BN_free(number);
+	free(path);
+	return rc;
+}
+
+int
+castore_crl_publish(struct castore *s, X509_CRL *crl, char *err, size_t errlen)
+{
+	const ASN1_INTEGER *num;
+	BIGNUM *next = NULL;
+	char *path = NULL;
+	int crit, rc = -1;
+
+	if (certify_pem_write(s->cfg->ca.crl, NULL, crl, NULL, 0644, err, errlen) == -1)
+		return -1;
+	num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+	if (num == NULL || (next = ASN1_INTEGER_to_BN(num, NULL)) == NULL ||
+	    !BN_add_word(next, 1) || (path = castore_crlnumber_path(s)) == NULL) {
+		snprintf(err, errlen, "cannot advance the CRL number");
+		goto fail;
+	}
+	rc = castore_crlnumber_write(path, next, err, errlen);
+fail:
+	ASN1_INTEGER_free((ASN1_INTEGER *)num);
+	BN_free(next);
+	free(path);
+	return rc;
+}
+
+int
+castore_crl_refresh(struct castore *s, const struct cadb *db, long seconds,
+    char **number_hex, char *err, size_t errlen)
+{
+	X509_CRL *crl = NULL;
+	int rc;
+
+	if (castore_crl_sign(s, db, seconds, &crl, number_hex, err, errlen) == -1)
+		return -1;
+	rc = castore_crl_publish(s, crl, err, errlen);
+	X509_CRL_free(crl);
+	if (rc == -1 && number_hex) {
+		OPENSSL_free(*number_hex);
+		*number_hex = NULL;
+	}
+	return rc;
+}
+
+static char *
+castore_archive_path(struct castore *s, const char *serial)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s.pem", s->cfg->ca.certs_dir, serial) < 0)
+		return NULL;
+	return p;
+}
+
+int
+castore_archive(struct castore *s, X509 *x, const char *serial, char *err, size_t errlen)
+{
+	char *path;
+	int rc;
+
+	if (castore_mkdir(s->cfg->ca.certs_dir, 0755, err, errlen) == -1)
+		return -1;
+	if ((path = castore_archive_path(s, serial)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = certify_pem_write(path, x, NULL, NULL, 0644, err, errlen);
+	free(path);
+	return rc;
+}
+
+struct castore_taken {
+	struct castore *s;
+	const struct cadb *db;
+};
+
+static int
+castore_taken(const char *hex, void *arg)
+{
+	struct castore_taken *t = arg;
+	char *path;
+	int taken;
+
+	if (t->db != NULL && cadb_find_serial(t->db, hex) != NULL)
+		return 1;
+	if ((path = castore_archive_path(t->s, hex)) == NULL)
+		return 1;
+	taken = access(path, F_OK) == 0;
+	free(path);
+	return taken;
+}
+
+ASN1_INTEGER *
+castore_serial(struct castore *s, const struct cadb *db, char **hex, char *err, size_t errlen)
+{
+	struct castore_taken t = { s, db };
+
+	return certify_serial(castore_taken, &t, hex, err, errlen);
+}
+
+/* OUT/key.pem, OUT/cert.pem, OUT/ca.pem for the commands. */
+static int
+castore_write_out(struct castore *s, const struct castore_issue *in, X509 *x, char *err,
+    size_t errlen)
+{
+	char *p = NULL;
+	int rc = -1;
+
+	if (castore_mkdir(s->cfg->ca.agents_dir, 0700, err, errlen) == -1 ||
+	    castore_mkdir(in->out_dir, 0700, err, errlen) == -1)
+		return -1;
+	if (asprintf(&p, "%s/key.pem", in->out_dir) < 0)
+		goto oom;
+	if (in->out_key) {
+		if (certify_pem_write(p, NULL, NULL, in->out_key, 0600, err, errlen) == -1)
+			goto fail;
+	} else if (!in->keep_key && unlink(p) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot remove the stale %s: %s", p, strerror(errno));
+		goto fail;
+	}
+	free(p);
+	if (asprintf(&p, "%s/cert.pem", in->out_dir) < 0)
+		goto oom;
+	if (certify_pem_write(p, x, NULL, NULL, 0644, err, errlen) == -1)
+		goto fail;
+	free(p);
+	if (asprintf(&p, "%s/ca.pem", in->out_dir) < 0)
+		goto oom;
+	if (certify_pem_write(p, s->cert, NULL, NULL, 0644, err, errlen) == -1)
+		goto fail;
+	rc = 0;
+	goto fail;
+oom:
+	p = NULL;
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(p);
+	return rc;
+}
+
+int
+castore_issue(struct castore *s, struct cadb *db, const struct castore_issue *in,
+    struct castore_issued *out, char *err, size_t errlen)
+{
+	const struct config *cfg = s->cfg;
+	const char *td = cfg->ca.trust_domain ? cfg->ca.trust_domain : "certgate.local";
+	struct certify_spec spec;
+	struct caaudit_rec audit = in->audit;
+	ASN1_INTEGER *sn = NULL;
+	X509_NAME *name = NULL;
+	char *hex = NULL, *uri = NULL, *subject = NULL, *maptext = NULL, *newmap = NULL;
+	char expiry[CATIME_INDEX_LEN], na[CATIME_RFC3339_LEN];
+	size_t maplen = 0, newlen = 0;
+	X509 *x = NULL;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (s->lock == -1 || s->key == NULL) {
+		snprintf(err, errlen, "internal error: issuing without the CA lock or key");
+		return -1;
+	}
+	if (!certify_agent_id_valid(in->agent)) {
+		snprintf(err, errlen, "bad agent id: want [A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+		return -1;
+	}
+	if (in->seconds < CASTORE_MIN_LIFETIME || in->seconds > CASTORE_MAX_LIFETIME) {
+		snprintf(err, errlen, "lifetime %ld s is outside 2m..365d", in->seconds);
+		return -1;
+	}
+	if (asprintf(&uri, "spiffe://%s/agent/%s", td, in->agent) < 0 ||
+	    asprintf(&subject, "/CN=%s", in->agent) < 0) {
+		uri = subject = NULL;
+		goto oom;
+	}
+	/* Everything that can be refused is decided before the token is spent. */
+	if (in->map != NULL) {
+		struct mapedit_agent m = *in->map;
+
+		m.id = in->agent;
+		m.uri = uri;
+		if (mapedit_read(cfg->identity_map, &maptext, &maplen, err, errlen) == -1)
+			goto fail;
+		if (mapedit_set_agent(maptext, maplen, &m, &newmap, &newlen, err, errlen) == -1) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", err);
+			snprintf(err, errlen, "%s: %s", cfg->identity_map, why);
+			goto fail;
+		}
+	}
+	if ((name = X509_NAME_new()) == NULL ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+	    (const unsigned char *)in->agent, -1, -1, 0)) {
+		snprintf(err, errlen, "cannot build the subject");
+		goto fail;
+	}
+	if ((sn = castore_serial(s, db, &hex, err, errlen)) == NULL)
+		goto fail;
+	if (in->before_sign && in->before_sign(in->arg, hex, err, errlen) == -1)
+		goto fail;
+	castore_crashpoint("before_sign");
+	memset(&spec, 0, sizeof(spec));
+	spec.profile = CERTIFY_AGENT;
+	spec.subject = name;
+	spec.pubkey = in->pubkey;
+	spec.issuer = s->cert;
+	spec.signer = s->key;
+	spec.seconds = in->seconds;
+	spec.serial = sn;
+	spec.san = uri;
+	spec.ocsp_url = cfg->ca.ocsp_url;
+	if ((x = certify_cert(&spec, err, errlen)) == NULL)
+		goto fail;
+	castore_crashpoint("after_sign");
+	if (catime_from_asn1(X509_get0_notAfter(x), &out->not_after) == -1) {
+		snprintf(err, errlen, "cannot read the certificate's notAfter");
+		goto fail;
+	}
+	catime_format(out->not_after, expiry, sizeof(expiry));
+	catime_rfc3339(out->not_after, na, sizeof(na));
+	if (in->out_dir && castore_write_out(s, in, x, err, errlen) == -1)
+		goto fail;
+	if (castore_archive(s, x, hex, err, errlen) == -1)
+		goto fail;
+	castore_crashpoint("after_archive");
+	if (newmap != NULL && mapedit_write(cfg->identity_map, newmap, newlen, err, errlen) == -1)
+		goto fail;
+	castore_crashpoint("after_map");
+	audit.serial = hex;
+	audit.subject = subject;
+	audit.not_after = na;
+	if (caaudit_write(cfg->ca.audit, &audit, NULL) == -1)
+		log_warn("cannot append to the CA audit log %s: %s", cfg->ca.audit, strerror(errno));
+	castore_crashpoint("after_audit");
+	/* The commit point: the row makes the certificate part of the CA's record. */
+	if (cadb_add_valid(db, expiry, hex, subject) == -1)
+		goto oom;
+	if (cadb_save(cfg->ca.db, db) == -1) {
+		snprintf(err, errlen, "cannot write the CA database %s: %s", cfg->ca.db,
+		    strerror(errno));
+		cadb_pop(db);	/* the row is not on disk: forget it */
+		goto fail;
+	}
+	castore_crashpoint("after_commit");
+	snprintf(out->serial, sizeof(out->serial), "%s", hex);
+	out->cert = x;
+	x = NULL;
+	rc = 0;
+	goto fail;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	X509_free(x);
+	X509_NAME_free(name);
+	ASN1_INTEGER_free(sn);
+	OPENSSL_free(hex);
+	free(uri);
+	free(subject);
+	free(maptext);
+	free(newmap);
+	return rc;
+}
+
+/* Serial of an archive file name "HEX.pem", or NULL. */
+static int
+castore_archive_name(const char *n, char *serial, size_t len)
+{
+	size_t i, l = strlen(n);
+
+	if (l < 5 || l - 4 >= len || strcmp(n + l - 4, ".pem") != 0)
+		return -1;
+	for (i = 0; i + 4 < l; i++)
+		if (!strchr("0123456789ABCDEF", n[i]))
+			return -1;
+	memcpy(serial, n, l - 4);
+	serial[l - 4] = '\0';
+	return 0;
+}
+
+static int
+castore_reconcile_one(struct castore *s, struct cadb *db, const char *serial, char *err,
+    size_t errlen)
+{
+	char expiry[CATIME_INDEX_LEN], na[CATIME_RFC3339_LEN], cn[128], *path, *subj = NULL;
+	X509 *x = NULL;
+	time_t t;
+	int rc = -1;
+
+	if ((path = castore_archive_path(s, serial)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if ((x = certify_pem_cert(path, err, errlen)) == NULL)
+		goto skip;
+	if (X509_verify(x, X509_get0_pubkey(s->cert)) != 1) {
+		ERR_clear_error();
+		log_warn("%s is not signed by this CA: left alone", path);
+		goto skip;
+	}
+	if (catime_from_asn1(X509_get0_notAfter(x), &t) == -1 ||
+	    (subj = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0)) == NULL)
+		goto skip;
+	catime_format(t, expiry, sizeof(expiry));
+	catime_rfc3339(t, na, sizeof(na));
+	if (cadb_add_valid(db, expiry, serial, subj) == -1 ||
+	    cadb_revoke(&db->rows[db->n - 1], time(NULL), "cessationOfOperation") == -1) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	log_warn("certificate %s (%s) was signed but its issuance was interrupted before it "
+	    "was recorded: recorded as revoked", serial, subj);
+	(void)caaudit_write(s->cfg->ca.audit, &(struct caaudit_rec){ .what = "reconcile",
+	    .serial = serial, .subject = subj, .not_after = na,
+	    .agent = cadb_agent_of(&db->rows[db->n - 1], cn, sizeof(cn)),
+	    .reason = "issuance interrupted before it was recorded; revoked" }, NULL);
+	rc = 1;
+	goto fail;
+skip:
+	rc = 0;
+fail:
+	OPENSSL_free(subj);
+	X509_free(x);
+	free(path);
+	return rc;
+}
+
+int
+castore_reconcile(struct castore *s, struct cadb *db, int *n, char *err, size_t errlen)
+{
+	struct dirent *de;
+	char serial[80];
+	DIR *d;
+	int count = 0, r;
+
+	if (n)
+		*n = 0;
+	if (s->reconciled)
+		return 0;
+	if (s->lock == -1 || s->key == NULL) {
+		snprintf(err, errlen, "internal error: reconciling without the CA lock or key");
+		return -1;
+	}
+	if ((d = opendir(s->cfg->ca.certs_dir)) == NULL) {
+		if (errno == ENOENT) {
+			s->reconciled = 1;
+			return 0;
+		}
+		snprintf(err, errlen, "cannot read %s: %s", s->cfg->ca.certs_dir, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (castore_archive_name(de->d_name, serial, sizeof(serial)) == -1 ||
+		    cadb_find_serial(db, serial) != NULL)
+			continue;
+		if ((r = castore_reconcile_one(s, db, serial, err, errlen)) == -1) {
+			closedir(d);
+			return -1;
+		}
+		count += r;
+	}
+	closedir(d);
+	if (count > 0) {
+		if (cadb_save(s->cfg->ca.db, db) == -1) {
+			snprintf(err, errlen, "cannot write the CA database %s: %s", s->cfg->ca.db,
+			    strerror(errno));
+			return -1;
+		}
+		if (castore_crl_refresh(s, db, (long)s->cfg->ca.crl_hours * 3600, NULL, err,
+		    errlen) == -1)
+			return -1;
+	}
+	s->reconciled = 1;
+	if (n)
+		*n = count;
+	return 0;
+}
