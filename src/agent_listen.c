@@ -316,8 +316,9 @@ ls_on_headers(void *arg, struct http_msg *m)
 	c->http10 = m->major == 1 && m->minor == 0;
 	c->keep_alive = m->keep_alive;
 	if ((status = ls_check(c, m, &msg, &extra)) != 0) {
-		log_info("%s: %s %s refused (%d): %s", c->peer, m->method_str, m->url, status,
-		    msg);
+		/* 404s are mostly OAuth discovery probes of clients such as mcp-remote. */
+		log_msg(status == 404 ? LOG_LVL_DEBUG : LOG_LVL_INFO, __func__,
+		    "%s: %s %s refused (%d): %s", c->peer, m->method_str, m->url, status, msg);
 		ls_answer(c, status, MCP_ERR_INVALID, msg, extra, 0);
 		return -1;
 	}
@@ -463,8 +464,9 @@ ls_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug("%s: idle for %d s: closed", c->peer, LS_IDLE_S);
 	else if (c->busy)
-		log_info("%s: the client closed the connection%s", c->peer,
-		    c->up != NULL ? "; the request to the gateway is dropped" : "");
+		log_msg(c->resp_started ? LOG_LVL_DEBUG : LOG_LVL_INFO, __func__,
+		    "%s: the client closed the connection%s", c->peer, c->up != NULL ?
+		    "; the request to the gateway is dropped" : "");
 	ls_conn_free(c);
 }
 

@@ -278,6 +278,9 @@ st_server_msg(struct st *s, struct st_post *p, const char *data, size_t len)
 	parsed = agent_msg_parse(data, len, &m, &code, err, sizeof(err)) == 0;
 	if (!parsed)
 		log_debug("a message from the gateway is not JSON-RPC (%s); passed on", err);
+	else
+		log_debug("from the gateway (%s stream): %s", p == NULL ? "GET" :
+		    p->resuming ? "resumed" : "POST", m.method ? m.method : "response");
 	if (p != NULL && p->initialize && parsed &&
 	    (ver = agent_msg_protocol_version(&m, p->init_id)) != NULL) {
 		free(s->protocol);
