@@ -57,6 +57,10 @@ int agent_cred_verify_chain(X509 *leaf, STACK_OF(X509) *chain, STACK_OF(X509) *a
  * OpenSSL: logged). */
 int agent_cred_curl(CURL *e, struct agent_cred *c);
 
+/* What a TLS failure reported by libcurl (msg) most likely means for the agent, as
+ * a short sentence ("" when nothing specific is known). Pure; never NULL. */
+const char *agent_cred_hint(const char *msg);
+
 /* 1 when libcurl's TLS back end is OpenSSL (needed by agent_cred_curl). */
 int agent_cred_curl_usable(void);
 

@@ -31,8 +31,10 @@
 
 enum agent_http_result {
 	AGENT_HTTP_OK = 0,      /* the response arrived whole */
-	AGENT_HTTP_NOT_SENT,    /* failed before any of the request was sent (no
-	                         * connection, TLS handshake refused): safe to retry */
+	AGENT_HTTP_NOT_SENT,    /* not processed by the server: failed before any of
+	                         * the request was sent (no connection, TLS handshake
+	                         * refused), or a kept-alive connection was closed by
+	                         * the server without a byte of answer: safe to retry */
 	AGENT_HTTP_FAILED,      /* failed after sending began, or a callback aborted */
 };
 

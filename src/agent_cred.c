@@ -249,3 +249,40 @@ agent_cred_curl_usable(void)
 	return v != NULL && v->ssl_version != NULL &&
 	    strncmp(v->ssl_version, "OpenSSL", 7) == 0;
 }
+
+const char *
+agent_cred_hint(const char *msg)
+{
+	static const struct {
+		const char *needle;
+		const char *hint;
+	} hints[] = {
+		{ "alert unknown ca", "the gateway refused this agent's certificate (not "
+		    "from its CA)" },
+		{ "alert certificate expired", "the gateway refused this agent's certificate "
+		    "(expired: renew or enroll again)" },
+		{ "alert certificate revoked", "the gateway refused this agent's certificate "
+		    "(revoked: enroll again)" },
+		{ "alert bad certificate", "the gateway refused this agent's certificate" },
+		{ "alert certificate unknown", "the gateway refused this agent's certificate" },
+		{ "certificate required", "the gateway wants a client certificate" },
+		{ "subject name", "the gateway's certificate does not name the host in the "
+		    "URL" },
+		{ "does not match target host", "the gateway's certificate does not name the "
+		    "host in the URL" },
+		{ "local issuer", "the gateway's certificate does not chain to ca.pem" },
+		{ "self-signed certificate", "the gateway's certificate does not chain to "
+		    "ca.pem" },
+		{ "certificate has expired", "the gateway's own certificate has expired" },
+		{ "SSL certificate problem", "the gateway's certificate does not verify "
+		    "against ca.pem" },
+	};
+	size_t i;
+
+	if (msg == NULL)
+		return "";
+	for (i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+		if (strstr(msg, hints[i].needle) != NULL)
+			return hints[i].hint;
+	return "";
+}

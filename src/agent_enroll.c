@@ -253,10 +253,11 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
 		snprintf(err, errlen, "POST %s: cancelled", url);
 	} else if (rc != CURLE_OK) {
-		snprintf(err, errlen, "POST %s: %s%s", url, errbuf[0] ? errbuf :
-		    curl_easy_strerror(rc), rc == CURLE_PEER_FAILED_VERIFICATION ||
-		    strstr(errbuf, "certificate") != NULL ? " (the server's certificate "
-		    "does not chain to the trusted CA, or names another host)" : "");
+		const char *m = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+		const char *hint = agent_cred_hint(m);
+
+		snprintf(err, errlen, "POST %s: %s%s%s%s", url, m, *hint ? " (" : "", hint,
+		    *hint ? ")" : "");
 	} else if (code != 200) {
 		agent_enroll_refusal(url, op, code, x.retry_after, &x.body, err, errlen);
 	} else if (!agent_est_is_pkcs7(ct)) {

@@ -368,7 +368,7 @@ agent_http_finish(struct agent_http_req *r, CURLcode rc)
 {
 	enum agent_http_result res = AGENT_HTTP_OK;
 	const char *msg = NULL;
-	long sent = 0;
+	long sent = 0, fresh = -1, got = -1;
 
 	if (r->state == REQ_CANCELLED) {
 		agent_http_req_free(r);
@@ -376,7 +376,17 @@ agent_http_finish(struct agent_http_req *r, CURLcode rc)
 	}
 	if (rc != CURLE_OK || r->aborted) {
 		curl_easy_getinfo(r->e, CURLINFO_REQUEST_SIZE, &sent);
+		curl_easy_getinfo(r->e, CURLINFO_NUM_CONNECTS, &fresh);
+		curl_easy_getinfo(r->e, CURLINFO_HEADER_SIZE, &got);
 		res = sent == 0 && !r->head_done ? AGENT_HTTP_NOT_SENT : AGENT_HTTP_FAILED;
+		/* A kept-alive connection the server closed (or reset) just as the
+		 * request went out, before a byte of answer: the server closed it
+		 * without reading the request (a reset means unread data), so it was
+		 * not processed. Browsers retry such requests too. */
+		if (res == AGENT_HTTP_FAILED && !r->aborted && fresh == 0 && got == 0 &&
+		    !r->head_done && (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+		    rc == CURLE_GOT_NOTHING))
+			res = AGENT_HTTP_NOT_SENT;
 		msg = r->errbuf[0] != '\0' ? r->errbuf : r->aborted ? "aborted" :
 		    curl_easy_strerror(rc);
 	}

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -35,6 +36,8 @@
 #define LS_IN_WATERMARK   (64 * 1024)
 #define LS_IDLE_S         60
 #define LS_MAX_BODY       (32LL << 20)
+#define LS_REPLAY_MAX     (1 << 20)      /* body kept for a resend */
+#define LS_RETRY_S        10             /* resending for at most this long */
 
 /* Request headers passed to the gateway; everything else stays here. */
 static const char *const ls_req_headers[] = {
@@ -63,6 +66,16 @@ struct ls_conn {
 	int body_done, send_paused, recv_paused;
 	int resp_started, chunked, keep_alive, http10, no_body;
 	int close_after;          /* close once the output is written */
+	/* what is needed to send the request again when the gateway did not take it */
+	char *up_url;
+	char **up_hdrs;
+	const char *up_method;    /* static (http_parser's name) */
+	long long up_len;         /* POST body length, -1 chunked; 0 for GET/DELETE */
+	struct evbuffer *sent;    /* body bytes handed to the gateway so far */
+	int replayable;
+	unsigned tries;
+	time_t first_try;
+	struct event *retry_ev;
 	TAILQ_ENTRY(ls_conn) link;
 };
 
@@ -79,6 +92,8 @@ struct ls {
 
 static void ls_conn_free(struct ls_conn *c);
 static void ls_feed(struct ls_conn *c);
+static void ls_forget(struct ls_conn *c);
+static void ls_retry_cb(evutil_socket_t fd, short what, void *arg);
 
 static int
 ls_listed(const char *const *list, size_t n, const char *name)
@@ -185,6 +200,13 @@ ls_up_send(void *arg, char *p, size_t n)
 	}
 	if ((got = evbuffer_remove(c->body, p, n)) < 0)
 		return -1;
+	if (c->replayable) {
+		if (evbuffer_get_length(c->sent) + (size_t)got > LS_REPLAY_MAX) {
+			c->replayable = 0;
+			evbuffer_drain(c->sent, evbuffer_get_length(c->sent));
+		} else if (evbuffer_add(c->sent, p, (size_t)got) == -1)
+			c->replayable = 0;
+	}
 	/* Room again: read more of the client's body (from the loop). */
 	if (have >= LS_BODY_HIGH && evbuffer_get_length(c->body) < LS_BODY_HIGH)
 		event_active(c->kick, 0, 0);
@@ -200,6 +222,7 @@ ls_request_end(struct ls_conn *c)
 	c->busy = 0;
 	c->up = NULL;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	ls_forget(c);
 	if (!c->keep_alive || !c->body_done) {
 		c->close_after = 1;
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
@@ -225,10 +248,24 @@ ls_up_done(void *arg, enum agent_http_result res, const char *msg)
 		ls_request_end(c);
 		return;
 	}
+	if (res == AGENT_HTTP_NOT_SENT && !c->resp_started && c->replayable &&
+	    time(NULL) - c->first_try < LS_RETRY_S) {
+		long ms = 250L << (c->tries < 3 ? c->tries : 3);
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		if (c->tries++ == 0)
+			log_info("%s: the gateway did not take the request (%s); sending it "
+			    "again for up to %d s", c->peer, msg, LS_RETRY_S);
+		evbuffer_prepend_buffer(c->body, c->sent);
+		evtimer_add(c->retry_ev, &tv);
+		return;
+	}
 	log_warn("%s: forwarding to the gateway failed: %s", c->peer, msg);
 	if (!c->resp_started) {
-		snprintf(text, sizeof(text), "certgate agent: the gateway %s: %s",
-		    res == AGENT_HTTP_NOT_SENT ? "cannot be reached" : "failed", msg);
+		snprintf(text, sizeof(text), "certgate agent: the gateway %s: %s%s%s%s",
+		    res == AGENT_HTTP_NOT_SENT ? "cannot be reached" : "failed", msg,
+		    *agent_cred_hint(msg) ? " (" : "", agent_cred_hint(msg),
+		    *agent_cred_hint(msg) ? ")" : "");
 		ls_answer(c, 502, MCP_ERR_GATEWAY, text, NULL, c->keep_alive && c->body_done);
 		ls_request_end(c);
 		return;
@@ -298,20 +335,62 @@ ls_check(struct ls_conn *c, const struct http_msg *m, const char **msg,
 	return 0;
 }
 
+static void
+ls_forget(struct ls_conn *c)
+{
+	size_t i;
+
+	free(c->up_url);
+	c->up_url = NULL;
+	for (i = 0; c->up_hdrs != NULL && c->up_hdrs[i] != NULL; i++)
+		free(c->up_hdrs[i]);
+	free(c->up_hdrs);
+	c->up_hdrs = NULL;
+	evbuffer_drain(c->sent, evbuffer_get_length(c->sent));
+	evtimer_del(c->retry_ev);
+}
+
+/* Starts (or starts again) the request to the gateway. Returns 0/-1. */
 static int
-ls_on_headers(void *arg, struct http_msg *m)
+ls_up_start(struct ls_conn *c)
 {
 	static const struct agent_http_cbs cbs = {
 		.on_head = ls_up_head, .on_body = ls_up_body, .on_send = ls_up_send,
 		.on_done = ls_up_done,
 	};
-	struct ls_conn *c = arg;
 	struct agent_http_spec spec = { 0 };
-	const char *msg, *extra, *h[16];
-	struct buf hb[16];
-	char *url = NULL;
-	size_t i, n = 0, k;
-	int status, accept = 0;
+
+	spec.method = c->up_method;
+	spec.url = c->up_url;
+	spec.headers = (const char *const *)c->up_hdrs;
+	if (strcmp(c->up_method, "POST") == 0) {
+		spec.streamed_body = 1;
+		spec.send_len = c->up_len;
+	}
+	c->send_paused = c->recv_paused = 0;
+	c->up = agent_http_start(c->l->b.http, &spec, &cbs, c);
+	return c->up != NULL ? 0 : -1;
+}
+
+static void
+ls_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ls_conn *c = arg;
+
+	if (ls_up_start(c) == -1) {
+		ls_answer(c, 502, MCP_ERR_GATEWAY, "certgate agent: cannot start the request "
+		    "(out of memory)", NULL, 0);
+		ls_request_end(c);
+	}
+}
+
+static int
+ls_on_headers(void *arg, struct http_msg *m)
+{
+	struct ls_conn *c = arg;
+	const char *msg, *extra;
+	size_t i, n = 0;
+	int status, accept = 0, oom = 0;
 
 	c->http10 = m->major == 1 && m->minor == 0;
 	c->keep_alive = m->keep_alive;
@@ -322,43 +401,33 @@ ls_on_headers(void *arg, struct http_msg *m)
 		ls_answer(c, status, MCP_ERR_INVALID, msg, extra, 0);
 		return -1;
 	}
-	for (i = 0; i < m->nh && n < sizeof(h) / sizeof(h[0]) - 2; i++) {
+	ls_forget(c);
+	if ((c->up_hdrs = calloc(m->nh + 2, sizeof(*c->up_hdrs))) == NULL ||
+	    asprintf(&c->up_url, "%s%s", c->l->b.url.origin, m->url) == -1) {
+		c->up_url = NULL;
+		oom = 1;
+	}
+	for (i = 0; !oom && i < m->nh; i++) {
 		if (!ls_listed(ls_req_headers, sizeof(ls_req_headers) /
 		    sizeof(ls_req_headers[0]), m->h[i].name))
 			continue;
 		accept |= strcasecmp(m->h[i].name, "Accept") == 0;
-		buf_init(&hb[n]);
-		buf_addf(&hb[n], "%s: %s", m->h[i].name, m->h[i].value);
-		h[n] = buf_str(&hb[n]);
-		n++;
+		if (asprintf(&c->up_hdrs[n], "%s: %s", m->h[i].name, m->h[i].value) == -1) {
+			c->up_hdrs[n] = NULL;
+			oom = 1;
+		} else
+			n++;
 	}
-	if (!accept) {
-		/* No Accept from the client: none to the gateway either. */
-		buf_init(&hb[n]);
-		buf_adds(&hb[n], "Accept:");
-		h[n] = buf_str(&hb[n]);
-		n++;
-	}
-	h[n] = NULL;
-	if (asprintf(&url, "%s%s", c->l->b.url.origin, m->url) == -1)
-		url = NULL;
-	spec.method = m->method_str;
-	spec.url = url;
-	spec.headers = h;
-	if (strcmp(m->method_str, "POST") == 0) {
-		spec.streamed_body = 1;
-		spec.send_len = m->chunked ? -1 : m->content_length > 0 ?
-		    m->content_length : 0;
-	}
-	for (k = 0; k < n; k++)
-		if (buf_failed(&hb[k]))
-			url = (free(url), NULL);
-	if (url != NULL)
-		c->up = agent_http_start(c->l->b.http, &spec, &cbs, c);
-	for (k = 0; k < n; k++)
-		buf_free(&hb[k]);
-	free(url);
-	if (c->up == NULL) {
+	/* No Accept from the client: none to the gateway either (not curl's). */
+	if (!oom && !accept && (c->up_hdrs[n] = strdup("Accept:")) == NULL)
+		oom = 1;
+	c->up_method = m->method_str;
+	c->up_len = strcmp(m->method_str, "POST") != 0 ? 0 : m->chunked ? -1 :
+	    m->content_length > 0 ? m->content_length : 0;
+	c->replayable = 1;
+	c->tries = 0;
+	c->first_try = time(NULL);
+	if (oom || ls_up_start(c) == -1) {
 		ls_answer(c, 502, MCP_ERR_GATEWAY, "certgate agent: cannot start the request "
 		    "(out of memory)", NULL, 0);
 		return -1;
@@ -479,10 +548,13 @@ ls_conn_free(struct ls_conn *c)
 		agent_http_cancel(c->up);
 	TAILQ_REMOVE(&l->conns, c, link);
 	l->nconns--;
+	ls_forget(c);
 	bufferevent_free(c->bev);
 	http_reader_free(c->rd);
 	event_free(c->kick);
+	event_free(c->retry_ev);
 	evbuffer_free(c->body);
+	evbuffer_free(c->sent);
 	free(c);
 }
 
@@ -526,10 +598,15 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 	fd = -1;
 	if ((c->rd = http_reader_new(1, &lim, &cbs, c)) == NULL ||
 	    (c->kick = event_new(l->b.base, -1, 0, ls_kick_cb, c)) == NULL ||
-	    (c->body = evbuffer_new()) == NULL) {
+	    (c->retry_ev = evtimer_new(l->b.base, ls_retry_cb, c)) == NULL ||
+	    (c->body = evbuffer_new()) == NULL || (c->sent = evbuffer_new()) == NULL) {
 		http_reader_free(c->rd);
 		if (c->kick != NULL)
 			event_free(c->kick);
+		if (c->retry_ev != NULL)
+			event_free(c->retry_ev);
+		if (c->body != NULL)
+			evbuffer_free(c->body);
 		bufferevent_free(c->bev);
 		free(c);
 		goto fail;

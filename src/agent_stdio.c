@@ -637,7 +637,8 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 			return;
 		}
 		snprintf(why, sizeof(why), "the connection to the gateway failed before the "
-		    "answer arrived: %s", msg);
+		    "answer arrived: %s%s%s%s", msg, *agent_cred_hint(msg) ? " (" : "",
+		    agent_cred_hint(msg), *agent_cred_hint(msg) ? ")" : "");
 		if (p->internal)
 			st_internal_done(s, p, 0, why);
 		else
@@ -954,9 +955,9 @@ st_get_done(void *arg, enum agent_http_result res, const char *msg)
 		st_reinit(s);
 		return;
 	}
-	ms = retry > 0 ? retry : 500L << (s->get_attempt < 6 ? s->get_attempt : 6);
-	if (ms > 30000)
-		ms = 30000;
+	ms = retry > 0 ? retry : 500L << (s->get_attempt < 5 ? s->get_attempt : 5);
+	if (ms > 10000)
+		ms = 10000;
 	if (s->get_attempt++ >= 2)
 		log_warn("GET stream to the gateway: %s; reconnecting in %ld ms",
 		    res == AGENT_HTTP_OK ? (s->get_status == 200 ? "ended" : "refused") :
