@@ -57,6 +57,14 @@ int agent_cred_verify_chain(X509 *leaf, STACK_OF(X509) *chain, STACK_OF(X509) *a
  * OpenSSL: logged). */
 int agent_cred_curl(CURL *e, struct agent_cred *c);
 
+/* What it means when a fresh connection is closed right after the TLS handshake
+ * completed on our side, before any answer: in TLS 1.3 a server that refuses the
+ * client's certificate says so only after the client has finished, and the alert
+ * is usually lost in the reset. */
+#define AGENT_CRED_CLOSED_HINT "the gateway closed the connection right after the " \
+	"TLS handshake: it most likely refused this agent's certificate (revoked, " \
+	"expired, or not from its CA; the gateway's log says which)"
+
 /* What a TLS failure reported by libcurl (msg) most likely means for the agent, as
  * a short sentence ("" when nothing specific is known). Pure; never NULL. */
 const char *agent_cred_hint(const char *msg);

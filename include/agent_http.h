@@ -35,7 +35,8 @@ enum agent_http_result {
 	                         * the request was sent (no connection, TLS handshake
 	                         * refused), or a kept-alive connection was closed by
 	                         * the server without a byte of answer: safe to retry */
-	AGENT_HTTP_FAILED,      /* failed after sending began, or a callback aborted */
+	AGENT_HTTP_FAILED,      /* failed after sending began, the server's certificate
+	                         * did not verify, or a callback aborted */
 };
 
 struct agent_http_header {

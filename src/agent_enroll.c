@@ -255,6 +255,12 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 	} else if (rc != CURLE_OK) {
 		const char *m = errbuf[0] ? errbuf : curl_easy_strerror(rc);
 		const char *hint = agent_cred_hint(m);
+		curl_off_t hs = 0;
+
+		if (*hint == '\0' && (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+		    rc == CURLE_GOT_NOTHING) && curl_easy_getinfo(e,
+		    CURLINFO_APPCONNECT_TIME_T, &hs) == CURLE_OK && hs > 0)
+			hint = AGENT_CRED_CLOSED_HINT;
 
 		snprintf(err, errlen, "POST %s: %s%s%s%s", url, m, *hint ? " (" : "", hint,
 		    *hint ? ")" : "");

@@ -58,6 +58,7 @@ struct agent_http_req {
 	struct agent_http_resp resp;
 	size_t head_bytes;
 	char errbuf[CURL_ERROR_SIZE];
+	char msgbuf[CURL_ERROR_SIZE + 256];
 	TAILQ_ENTRY(agent_http_req) link;
 };
 
@@ -369,6 +370,8 @@ agent_http_finish(struct agent_http_req *r, CURLcode rc)
 	enum agent_http_result res = AGENT_HTTP_OK;
 	const char *msg = NULL;
 	long sent = 0, fresh = -1, got = -1;
+	curl_off_t hs = 0;
+	int closed;
 
 	if (r->state == REQ_CANCELLED) {
 		agent_http_req_free(r);
@@ -383,12 +386,26 @@ agent_http_finish(struct agent_http_req *r, CURLcode rc)
 		 * request went out, before a byte of answer: the server closed it
 		 * without reading the request (a reset means unread data), so it was
 		 * not processed. Browsers retry such requests too. */
-		if (res == AGENT_HTTP_FAILED && !r->aborted && fresh == 0 && got == 0 &&
-		    !r->head_done && (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
-		    rc == CURLE_GOT_NOTHING))
+		closed = !r->aborted && got == 0 && !r->head_done &&
+		    (rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+		    rc == CURLE_GOT_NOTHING);
+		if (res == AGENT_HTTP_FAILED && closed && fresh == 0)
 			res = AGENT_HTTP_NOT_SENT;
+		/* A server that fails verification will not pass it on a retry. */
+		if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM)
+			res = AGENT_HTTP_FAILED;
 		msg = r->errbuf[0] != '\0' ? r->errbuf : r->aborted ? "aborted" :
 		    curl_easy_strerror(rc);
+		/* On a connection of its own, after a complete handshake: see
+		 * AGENT_CRED_CLOSED_HINT. Retrying would not help. */
+		if (closed && fresh > 0 && *agent_cred_hint(msg) == '\0' &&
+		    curl_easy_getinfo(r->e,
+		    CURLINFO_APPCONNECT_TIME_T, &hs) == CURLE_OK && hs > 0) {
+			res = AGENT_HTTP_FAILED;
+			snprintf(r->msgbuf, sizeof(r->msgbuf), "%s (%s)", msg,
+			    AGENT_CRED_CLOSED_HINT);
+			msg = r->msgbuf;
+		}
 	}
 	r->in_done = 1;
 	if (r->cbs.on_done != NULL)

@@ -607,7 +607,7 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 {
 	struct st_post *p = arg;
 	struct st *s = p->s;
-	char why[400];
+	char why[1024];
 	long delay;
 	int ok2xx;
 
