@@ -17,8 +17,9 @@
 #define AGENT_TOKEN_LEN     112    /* "cg1." + 64 + "." + 43 */
 
 /* Checks the whole token text tok (exactly AGENT_TOKEN_LEN characters, nothing
- * around it) and stores the fingerprint's bytes in fp. Returns 0, or -1 with a
- * message in err saying what is wrong (a position, never the token's text). */
+ * around it) and stores the fingerprint's bytes in fp. Returns 0 (err set to ""),
+ * or -1 with a message in err saying what is wrong (a position, never the token's
+ * text). */
 int agent_token_parse(const char *tok, unsigned char fp[AGENT_TOKEN_FP_LEN],
     char *err, size_t errlen);
 

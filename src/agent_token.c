@@ -47,6 +47,8 @@ agent_token_parse(const char *tok, unsigned char fp[AGENT_TOKEN_FP_LEN], char *e
 	size_t len, i;
 	int hi, lo, v;
 
+	if (errlen > 0)
+		err[0] = '\0';
 	len = tok != NULL ? strlen(tok) : 0;
 	if (len < TOKEN_PREFIX_LEN || memcmp(tok, TOKEN_PREFIX, TOKEN_PREFIX_LEN) != 0) {
 		snprintf(err, errlen, "enrollment token does not start with \"%s\" "
