@@ -77,15 +77,17 @@ grep -q "new connections to the gateway use certificate serial $S2" "$T/listen-$
 [ "$(openssl x509 -in "$A/cert.pem" -noout -pubkey)" = "$(openssl pkey -in "$A/key.pem" -pubout)" ] ||
 	cg_fail "key.pem does not match the renewed cert.pem"
 # The gateway saw calls with the old certificate, then with the new one after the
-# old one had expired; nothing was refused.
+# old one had expired; nothing was refused. (mcp-remote's GET probes before it
+# initializes get the server's 400 for a GET without a session: not counted.)
 AUDIT=$SOFT/audit.jsonl
 e2e_any "$AUDIT" "(.serial | ascii_upcase) == \"$S1\" and .name == \"echo\" and .status == 200" ||
 	cg_fail "no calls with the first certificate"
 END1_ISO=$(date -u -d "@$END1" +%Y-%m-%dT%H:%M:%S)
 e2e_any "$AUDIT" "(.serial | ascii_upcase) == \"$S2\" and .name == \"echo\" and .status == 200 and .ts > \"$END1_ISO\"" ||
 	cg_fail "no calls with the renewed certificate after the first expired"
-if e2e_any "$AUDIT" '.decision != "allow" or .status >= 400'; then
-	jq -c 'select(.decision != "allow" or .status >= 400)' "$AUDIT" >&2
+BAD='.decision != "allow" or .status >= 500 or (.status >= 400 and .method != "GET")'
+if e2e_any "$AUDIT" "$BAD"; then
+	jq -c "select($BAD)" "$AUDIT" >&2
 	cg_fail "the gateway refused or failed requests during the renewal"
 fi
 
