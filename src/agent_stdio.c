@@ -9,23 +9,26 @@
  * forever. Messages from the gateway reach stdout whole, one per line, in arrival
  * order. Reading stdin pauses while too many posts are in flight or stdout is not
  * being read, and transfers pause while stdout's buffer is full, so memory stays
- * bounded whatever either side does. */
+ * bounded whatever either side does. Line framing on stdin/stdout is agent_lines.c's.
+ *
+ * Why one file of this size: posts, the GET stream, re-opening a lost session and
+ * the end of the session are one state machine (a session's life); every
+ * transition touches several of them, and split into files they would have to reach
+ * into each other's state. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
 
 #include "agent_bridge.h"
+#include "agent_lines.h"
 #include "agent_msg.h"
 #include "agent_sse.h"
 #include "agent_stdio.h"
@@ -96,14 +99,8 @@ TAILQ_HEAD(st_posts, st_post);
 
 struct st {
 	struct agent_bridge b;
-	/* stdin */
-	int in_fd, in_poll, in_eof, in_on, discarding;
-	struct event *in_ev;
-	struct evbuffer *in;
-	/* stdout */
-	int out_fd, out_poll, out_broken;
-	struct event *out_ev;
-	struct evbuffer *out;
+	struct agent_lines *io;   /* stdin and stdout */
+	int in_eof, out_broken;
 	/* session */
 	enum st_sess sess;
 	char *session_id;
@@ -134,7 +131,6 @@ static void st_reinit(struct st *s);
 static void st_get_start(struct st *s);
 static void st_get_stop(struct st *s, int new_session);
 static void st_maybe_end(struct st *s);
-static void st_in_more(struct st *s);
 static void st_post_free(struct st_post *p);
 static void st_flush_queue(struct st *s);
 
@@ -144,7 +140,14 @@ static void st_flush_queue(struct st *s);
 static int
 st_out_full(const struct st *s)
 {
-	return evbuffer_get_length(s->out) > ST_OUT_HIGH;
+	return s->io != NULL && agent_lines_out_full(s->io);
+}
+
+static void
+st_in_more(struct st *s)
+{
+	if (s->closing != 2 && s->io != NULL)
+		agent_lines_poll(s->io);
 }
 
 static void
@@ -167,60 +170,13 @@ st_resume_all(struct st *s)
 static void
 st_end(struct st *s, int at_once);
 
-static void
-st_out_flush(struct st *s)
-{
-	if (s->out_broken) {
-		evbuffer_drain(s->out, evbuffer_get_length(s->out));
-		return;
-	}
-	if (s->out_poll) {
-		if (evbuffer_get_length(s->out) > 0)
-			event_add(s->out_ev, NULL);
-		return;
-	}
-	/* A terminal or a file: plain blocking writes. */
-	while (evbuffer_get_length(s->out) > 0) {
-		if (evbuffer_write(s->out, s->out_fd) == -1 && errno != EINTR) {
-			log_err("stdout: %s: the MCP client is gone", strerror(errno));
-			s->out_broken = 1;
-			evbuffer_drain(s->out, evbuffer_get_length(s->out));
-			st_end(s, 1);
-			return;
-		}
-	}
-}
-
-static void
-st_out_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct st *s = arg;
-	int n;
-
-	n = evbuffer_write(s->out, fd);
-	if (n == -1 && errno != EAGAIN && errno != EINTR) {
-		log_err("stdout: %s: the MCP client is gone", strerror(errno));
-		s->out_broken = 1;
-		evbuffer_drain(s->out, evbuffer_get_length(s->out));
-		st_end(s, 1);
-		return;
-	}
-	if (evbuffer_get_length(s->out) > 0)
-		event_add(s->out_ev, NULL);
-	if (evbuffer_get_length(s->out) < ST_OUT_LOW)
-		st_resume_all(s);
-	st_maybe_end(s);
-}
-
 /* Queues one complete line (one message). */
 static void
 st_out_line(struct st *s, const struct buf *line)
 {
-	if (s->out_broken || line->len == 0)
+	if (s->out_broken || line->len == 0 || s->io == NULL)
 		return;
-	if (evbuffer_add(s->out, line->p, line->len) == -1)
-		log_err("stdout: out of memory: a message to the client was lost");
-	st_out_flush(s);
+	(void)agent_lines_write(s->io, line->p, line->len);
 }
 
 static void
@@ -1111,112 +1067,51 @@ st_client_msg(struct st *s, const char *line, size_t n)
 
 /* Handles the complete lines in the input buffer, as far as backpressure allows. */
 static void
-st_in_lines(struct st *s)
+st_lines_msg(void *arg, const char *line, size_t n)
 {
-	struct evbuffer_ptr e;
-	char *line;
-	size_t n;
+	st_client_msg(arg, line, n);
+}
 
-	while (!st_in_blocked(s)) {
-		if (s->discarding) {
-			e = evbuffer_search(s->in, "\n", 1, NULL);
-			if (e.pos < 0) {
-				evbuffer_drain(s->in, evbuffer_get_length(s->in));
-				return;
-			}
-			evbuffer_drain(s->in, (size_t)e.pos + 1);
-			s->discarding = 0;
-			log_warn("a message from the MCP client was longer than %u bytes and "
-			    "was dropped", ST_MAX_MSG);
-			st_out_error(s, NULL, MCP_ERR_INVALID, "message too large for the "
-			    "bridge");
-			continue;
-		}
-		line = evbuffer_readln(s->in, &n, EVBUFFER_EOL_LF);
-		if (line == NULL) {
-			if (evbuffer_get_length(s->in) > ST_MAX_MSG) {
-				s->discarding = 1;
-				continue;
-			}
-			if (s->in_eof && evbuffer_get_length(s->in) > 0) {
-				/* The last line had no newline: take it anyway. */
-				n = evbuffer_get_length(s->in);
-				if ((line = malloc(n + 1)) == NULL)
-					return;
-				evbuffer_remove(s->in, line, n);
-				line[n] = '\0';
-			} else
-				return;
-		}
-		if (n > ST_MAX_MSG) {
-			st_out_error(s, NULL, MCP_ERR_INVALID, "message too large for the "
-			    "bridge");
-		} else
-			st_client_msg(s, line, n);
-		free(line);
-	}
+static int
+st_lines_busy(void *arg)
+{
+	return st_in_blocked(arg);
 }
 
 static void
-st_in_eof(struct st *s)
+st_lines_too_long(void *arg)
 {
-	if (s->in_eof)
-		return;
+	st_out_error(arg, NULL, MCP_ERR_INVALID, "message too large for the bridge");
+}
+
+static void
+st_lines_eof(void *arg)
+{
+	struct st *s = arg;
+
 	s->in_eof = 1;
-	if (s->in_on && s->in_poll)
-		event_del(s->in_ev);
-	s->in_on = 0;
-	st_in_lines(s);
 	log_info("stdin closed: finishing %zu exchange(s), then ending the session",
 	    s->nposts + s->nqueue);
 	st_end(s, 0);
 }
 
 static void
-st_in_cb(evutil_socket_t fd, short what, void *arg)
+st_lines_drained(void *arg)
 {
 	struct st *s = arg;
-	int n;
 
-	if (s->in_eof)
-		return;
-	if (st_in_blocked(s)) {
-		if (s->in_poll && s->in_on) {
-			event_del(s->in_ev);
-			s->in_on = 0;
-		}
-		return;
-	}
-	n = evbuffer_read(s->in, s->in_fd, 65536);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		if (n == -1)
-			log_warn("stdin: %s", strerror(errno));
-		st_in_eof(s);
-		return;
-	}
-	st_in_lines(s);
-	if (!s->in_poll)
-		st_in_more(s);
+	st_resume_all(s);
+	st_maybe_end(s);
 }
 
-/* Reading may go on: re-arm stdin (poll mode) or read the next piece (files). */
 static void
-st_in_more(struct st *s)
+st_lines_broken(void *arg)
 {
-	if (s->closing == 2 || s->in_ev == NULL)
-		return;
-	st_in_lines(s);
-	if (s->in_eof)
-		return;
-	if (st_in_blocked(s))
-		return;
-	if (s->in_poll) {
-		if (!s->in_on && event_add(s->in_ev, NULL) == 0)
-			s->in_on = 1;
-	} else
-		event_active(s->in_ev, EV_READ, 0);
+	struct st *s = arg;
+
+	log_err("stdout closed: the MCP client is gone");
+	s->out_broken = 1;
+	st_end(s, 1);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1273,7 +1168,7 @@ static void
 st_maybe_end(struct st *s)
 {
 	if (s->closing == 1 && s->nposts == 0 && s->nqueue == 0 && s->del_req == NULL &&
-	    s->sess != SESS_REINIT && evbuffer_get_length(s->in) == 0)
+	    s->sess != SESS_REINIT && (s->io == NULL || agent_lines_pending(s->io) == 0))
 		st_delete(s);
 }
 
@@ -1316,47 +1211,17 @@ st_signal_cb(evutil_socket_t sig, short what, void *arg)
 /* ------------------------------------------------------------------------- */
 /* Set-up */
 
-/* 1 when fd can be watched by the event loop (pipes, sockets, terminals); regular
- * files and /dev/null cannot be, and are read or written directly. */
-static int
-st_pollable(int fd, int *nonblock)
-{
-	struct stat st;
-
-	*nonblock = 0;
-	if (fstat(fd, &st) == -1)
-		return 0;
-	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
-		*nonblock = 1;
-		return 1;
-	}
-	return isatty(fd);
-}
-
 static int
 st_setup_io(struct st *s)
 {
-	int nb;
+	static const struct agent_lines_cbs cbs = {
+		.busy = st_lines_busy, .on_line = st_lines_msg,
+		.on_too_long = st_lines_too_long, .on_eof = st_lines_eof,
+		.on_drained = st_lines_drained, .on_broken = st_lines_broken,
+	};
 
-	s->in_fd = STDIN_FILENO;
-	s->out_fd = STDOUT_FILENO;
-	if ((s->in = evbuffer_new()) == NULL || (s->out = evbuffer_new()) == NULL)
-		return -1;
-	s->in_poll = st_pollable(s->in_fd, &nb);
-	if (nb)
-		(void)fcntl(s->in_fd, F_SETFL, fcntl(s->in_fd, F_GETFL) | O_NONBLOCK);
-	if (s->in_poll)
-		s->in_ev = event_new(s->b.base, s->in_fd, EV_READ | EV_PERSIST, st_in_cb, s);
-	else
-		s->in_ev = event_new(s->b.base, -1, 0, st_in_cb, s);
-	s->out_poll = st_pollable(s->out_fd, &nb);
-	/* A terminal shared with the parent stays blocking; then writes block. */
-	if (!nb)
-		s->out_poll = 0;
-	else
-		(void)fcntl(s->out_fd, F_SETFL, fcntl(s->out_fd, F_GETFL) | O_NONBLOCK);
-	if (s->in_ev == NULL ||
-	    (s->out_ev = event_new(s->b.base, s->out_fd, EV_WRITE, st_out_cb, s)) == NULL ||
+	if ((s->io = agent_lines_new(s->b.base, STDIN_FILENO, STDOUT_FILENO, ST_MAX_MSG,
+	    ST_OUT_HIGH, ST_OUT_LOW, &cbs, s)) == NULL ||
 	    (s->get_timer = evtimer_new(s->b.base, st_get_timer_cb, s)) == NULL ||
 	    (s->sig_term = evsignal_new(s->b.base, SIGTERM, st_signal_cb, s)) == NULL ||
 	    (s->sig_int = evsignal_new(s->b.base, SIGINT, st_signal_cb, s)) == NULL ||
@@ -1375,20 +1240,15 @@ st_free(struct st *s)
 	while ((p = TAILQ_FIRST(&s->posts)) != NULL)
 		st_post_free(p);
 	agent_sse_free(s->get_sse);
-	if (s->in_ev != NULL)
-		event_free(s->in_ev);
-	if (s->out_ev != NULL)
-		event_free(s->out_ev);
+	/* Whatever is still queued for the client goes out before exit. */
+	agent_lines_free(s->io);
+	s->io = NULL;
 	if (s->get_timer != NULL)
 		event_free(s->get_timer);
 	if (s->sig_term != NULL)
 		event_free(s->sig_term);
 	if (s->sig_int != NULL)
 		event_free(s->sig_int);
-	if (s->in != NULL)
-		evbuffer_free(s->in);
-	if (s->out != NULL)
-		evbuffer_free(s->out);
 	json_decref(s->init_root);
 	free(s->session_id);
 	free(s->protocol);
@@ -1399,7 +1259,6 @@ int
 agent_stdio_run(const struct agent_stdio_args *a)
 {
 	struct st s;
-	int fl;
 
 	memset(&s, 0, sizeof(s));
 	TAILQ_INIT(&s.queue);
@@ -1417,13 +1276,6 @@ agent_stdio_run(const struct agent_stdio_args *a)
 	}
 	st_in_more(&s);
 	event_base_dispatch(s.b.base);
-	/* Whatever is still buffered for the client goes out before exit. */
-	if (!s.out_broken && evbuffer_get_length(s.out) > 0) {
-		fl = fcntl(s.out_fd, F_GETFL);
-		(void)fcntl(s.out_fd, F_SETFL, fl & ~O_NONBLOCK);
-		while (evbuffer_get_length(s.out) > 0 && evbuffer_write(s.out, s.out_fd) > 0)
-			;
-	}
 	s.closing = 2;
 	st_free(&s);
 	agent_bridge_close(&s.b);
