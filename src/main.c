@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include "agent.h"
 #include "ca.h"
 #include "config.h"
 #include "daemon.h"
@@ -28,7 +29,9 @@ usage(FILE *f)
 	    "  check -c CONFIG   validate the configuration, open the token, load keys and\n"
 	    "                    certificates; prints \"configuration OK\" or every problem\n"
 	    "  ca SUBCOMMAND     CA operations in the token: init|server|issue|renew|revoke|\n"
-	    "                    crl|list|token|serve\n"
+	    "                    crl|list|token|serve\n");
+	agent_usage_summary(f);
+	fprintf(f,
 	    "\n"
 	    "  certgate COMMAND --help   help for one command\n"
 	    "  certgate --version        print the version\n");
@@ -162,6 +165,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "ca") == 0)
 		return ca_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "agent") == 0)
+		return agent_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "check") != 0) {
 		fprintf(stderr, "certgate: unknown command '%s'\n", argv[1]);
 		usage(stderr);
