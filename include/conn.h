@@ -78,6 +78,10 @@ struct conn_app {
 	/* 1 when closing c now would cut a response short: the close then sends no
 	 * close_notify, so the client can tell a close-delimited body is incomplete. */
 	int (*cut)(const struct conn *c);
+	/* 1: client certificates are optional (the enrollment listener: its own SSL_CTX,
+	 * st->enroll_ctx); a connection without one has an empty conn_peer_id (serial
+	 * ""), and the sweep does not require a certificate to be mapped. */
+	int optional_cert;
 };
 
 TAILQ_HEAD(conn_list, conn);
@@ -121,6 +125,7 @@ uint64_t conn_id(const struct conn *c);
 const char *conn_peer(const struct conn *c);            /* "ip:port" */
 const char *conn_peer_ip(const struct conn *c);
 const struct identity_peer *conn_peer_id(const struct conn *c);
+X509 *conn_peer_cert(const struct conn *c);     /* verified, borrowed; NULL: none */
 int conn_resumed(const struct conn *c);
 int conn_draining(const struct conn *c);
 void *conn_app_data(const struct conn *c);

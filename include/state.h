@@ -16,6 +16,7 @@ struct gw_state {
 	int refs;                       /* atomic */
 	uint64_t generation;            /* increases with every successful reload */
 	SSL_CTX *ssl_ctx;               /* for new handshakes */
+	SSL_CTX *enroll_ctx;            /* the enrollment listener's, or NULL */
 	struct identity_map *map;
 	char **revoked;                 /* sorted uppercase hex serials from the CRL */
 	size_t nrevoked;

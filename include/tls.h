@@ -15,7 +15,9 @@ int tls_load_server_key(const struct config *cfg, EVP_PKEY **out);
  * crl_check, TLS >= 1.2, AEAD suites only, no renegotiation/compression, session
  * tickets. *crl_out (may be NULL) receives a new reference to the CRL loaded.
  * Returns NULL on failure (logged, file names included). */
-SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out);
+#define TLS_CTX_OPTIONAL_CERT 0x1   /* the enrollment listener: a certificate may be
+                                     * absent (one presented is still verified) */
+SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, X509_CRL **crl_out);
 
 /* Writes cert's serial number as uppercase hex without separators (BN_bn2hex, the
  * format identity_peer_from_cert uses) into buf. Returns 0/-1. */

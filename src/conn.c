@@ -203,6 +203,11 @@ uint64_t conn_id(const struct conn *c) { return c->id; }
 const char *conn_peer(const struct conn *c) { return c->peer; }
 const char *conn_peer_ip(const struct conn *c) { return c->peer_ip; }
 const struct identity_peer *conn_peer_id(const struct conn *c) { return &c->peer_id; }
+X509 *conn_peer_cert(const struct conn *c)
+{
+	return c->ssl != NULL && c->peer_id.serial[0] != '\0' ?
+	    SSL_get0_peer_certificate(c->ssl) : NULL;
+}
 int conn_resumed(const struct conn *c) { return c->resumed; }
 int conn_draining(const struct conn *c) { return c->home->draining; }
 void *conn_app_data(const struct conn *c) { return c->app_data; }
@@ -388,6 +393,8 @@ conn_hs_done(struct conn *c)
 	c->resumed = SSL_session_reused(c->ssl);
 	metrics_inc(c->resumed ? M_HS_RESUMED : M_HS_OK);
 	if ((peer = SSL_get0_peer_certificate(c->ssl)) == NULL) {
+		if (h->app->optional_cert)
+			goto start;
 		log_info("handshake from %s: no client certificate", c->peer);
 		conn_close(c, CONN_END_NO_CERT);
 		return;
@@ -408,6 +415,7 @@ conn_hs_done(struct conn *c)
 		conn_close(c, refusal);
 		return;
 	}
+start:
 	/* libevent reads the error queue to report bufferevent errors: start clean. */
 	ERR_clear_error();
 	log_debug("handshake from %s: %s, %s, serial %s%s", c->peer, SSL_get_version(c->ssl),
@@ -588,7 +596,7 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 		conn_close(c, CONN_END_INTERNAL);
 		return;
 	}
-	c->ssl = SSL_new(st->ssl_ctx);
+	c->ssl = SSL_new(h->app->optional_cert ? st->enroll_ctx : st->ssl_ctx);
 	state_put(st);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
 		log_sslerr("cannot set up TLS for %s", peer);
@@ -623,9 +631,10 @@ conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 
 	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->bev == NULL || c->closing)
+		if (c->bev == NULL || c->closing || c->peer_id.serial[0] == '\0')
 			continue;
-		if ((why = conn_peer_refusal(c, st, 1, now)) == CONN_END_NONE)
+		if ((why = conn_peer_refusal(c, st, !h->app->optional_cert, now)) ==
+		    CONN_END_NONE)
 			continue;
 		log_info("closing connection from %s (serial %s): %s", c->peer,
 		    c->peer_id.serial, conn_end_name(why));

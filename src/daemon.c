@@ -24,7 +24,9 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "caproc.h"
 #include "conn.h"
+#include "enroll.h"
 #include "log.h"
 #include "p11.h"
 #include "proxy.h"
@@ -49,6 +51,7 @@ static struct {
 	struct event *sig_hup, *sig_term, *sig_int, *tick;
 	unsigned ticks;
 	int stopping;
+	struct caproc *ca;              /* the CA service (enrollment), or NULL */
 	char pidfile[PATH_MAX];
 	int pidfd;                      /* held open and locked while running */
 	struct signer_pool *signer;     /* NULL: token signatures block the worker */
@@ -288,9 +291,10 @@ daemon_fd_budget(struct config *cfg)
 int
 daemon_serve(struct config *cfg)
 {
-	struct worker_listener ls[1];
+	struct worker_listener ls[2];
 	EVP_PKEY *key = NULL;
-	int rc = 1, state_ok = 0, audit_ok = 0;
+	char err[512];
+	int rc = 1, state_ok = 0, audit_ok = 0, nls = 1;
 
 	d.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
@@ -324,12 +328,33 @@ daemon_serve(struct config *cfg)
 		goto fail;
 	if (cfg->upstream.command != NULL && stdiohub_start(cfg) == -1)
 		goto fail;
+	/* Enrollment: the CA key is used by a process of its own (caproc.h); it is
+	 * started after the server key was loaded (SoftHSM refuses two processes
+	 * opening the token at the same moment). */
+	if (cfg->enroll.listen_host != NULL) {
+		if ((d.ca = caproc_start(d.base, cfg, NULL, err, sizeof(err))) == NULL ||
+		    caproc_wait_ready(d.ca, 15000, err, sizeof(err)) == -1) {
+			log_err("the CA service did not start: %s", err);
+			goto fail;
+		}
+	}
+	if (enroll_init(cfg, d.ca != NULL) == -1)
+		goto fail;
 	ls[0].host = cfg->listen_host;
 	ls[0].port = cfg->listen_port;
 	ls[0].app = &proxy_app;
-	if (worker_start(cfg, ls, 1, d.signer != NULL) == -1)
+	if (cfg->enroll.listen_host != NULL) {
+		ls[1].host = cfg->enroll.listen_host;
+		ls[1].port = cfg->enroll.listen_port;
+		ls[1].app = &enroll_app;
+		nls = 2;
+	}
+	if (worker_start(cfg, ls, nls, d.signer != NULL) == -1)
 		goto fail;
 	daemon_pidfile_write();
+	if (nls == 2)
+		log_info("enrollment (EST, OCSP) on https://%s:%u", cfg->enroll.listen_host,
+		    (unsigned)cfg->enroll.listen_port);
 	log_info("certgate %s listening on %s:%u (%d workers), upstream %s", CERTGATE_VERSION,
 	    cfg->listen_host, (unsigned)cfg->listen_port, worker_count(cfg),
 	    cfg->upstream.url ? cfg->upstream.url : cfg->upstream.command != NULL ?
@@ -339,6 +364,9 @@ daemon_serve(struct config *cfg)
 fail:
 	worker_join();
 	stdiohub_stop();
+	enroll_shutdown();
+	caproc_stop(d.ca);
+	d.ca = NULL;
 	/* Every handshake is over: no job waits for the pool any more. */
 	daemon_signer_stop(key);
 	admin_stop();

@@ -54,6 +54,7 @@
 #include "audit.h"
 #include "buf.h"
 #include "decide.h"
+#include "enroll.h"
 #include "head.h"
 #include "http.h"
 #include "log.h"
@@ -87,6 +88,7 @@ struct proxy_req {
 	int keep_alive;
 	struct decide_out dec;          /* the head's decision: agent, target, session */
 	struct argcheck_key ak;         /* the tool table of schema checks */
+	struct enroll_pending *est;     /* an EST request waiting for the CA service */
 	char *bound_session;            /* from an initialize response */
 	/* refusal decided at headers complete, answered at message complete */
 	int deny_status;
@@ -122,9 +124,16 @@ struct proxy_req {
 	struct mcp_sse *sse;
 };
 
+/* The gateway listener's per-worker state. */
+struct proxy_worker {
+	struct upstream_pool *pool;
+	struct enroll_worker *ew;       /* EST routes of this listener */
+};
+
 struct proxy_conn {
 	struct conn *c;
 	struct upstream_pool *pool;     /* the worker's */
+	struct enroll_worker *ew;
 	const struct config *cfg;
 	struct http_reader *rd;
 	struct event *timer;
@@ -147,6 +156,8 @@ static struct session_table *proxy_sessions;
 static int proxy_tables_ok;
 
 static void proxy_drive(struct proxy_conn *);
+static void proxy_enter(struct proxy_conn *);
+static void proxy_leave(struct proxy_conn *);
 static void proxy_up_readcb(struct bufferevent *, void *);
 static void proxy_up_eventcb(struct bufferevent *, short, void *);
 static void proxy_up_read(struct proxy_conn *);
@@ -345,6 +356,7 @@ proxy_send_error(struct proxy_conn *px, int status, const char *msg, const char 
 static void
 proxy_req_clear(struct proxy_req *q)
 {
+	enroll_cancel(q->est);
 	if (q->up)
 		upstream_free(q->up);
 	if (q->st)
@@ -577,6 +589,89 @@ proxy_rq_complete(void *arg, struct http_msg *m)
 
 static const struct http_cbs proxy_rq_cbs = { proxy_rq_begin, proxy_rq_headers, proxy_rq_body, proxy_rq_complete };
 
+/* ---- EST on the mTLS listener (enroll.h) ---- */
+
+static void
+proxy_est_answer(struct proxy_conn *px, const struct est_response *resp)
+{
+	struct proxy_req *q = &px->q;
+	struct evbuffer *out = proxy_client_out(px);
+	int close = !q->keep_alive || conn_draining(px->c);
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "Cache-Control: no-store\r\nStrict-Transport-Security: max-age=%d; "
+	    "includeSubDomains\r\n%s%s", resp->status, http_status_text(resp->status),
+	    resp->content_type != NULL ? resp->content_type : "text/plain",
+	    resp->body_len, px->cfg->hsts_max_age, resp->status == 200 &&
+	    resp->content_type != NULL && strncmp(resp->content_type,
+	    "application/pkcs7-mime", 22) == 0 ? "Content-Transfer-Encoding: base64\r\n" : "",
+	    close ? "Connection: close\r\n" : q->m->minor == 0 ?
+	    "Connection: keep-alive\r\n" : "");
+	if (resp->retry_after > 0)
+		evbuffer_add_printf(out, "Retry-After: %d\r\n", resp->retry_after);
+	if (resp->www_authenticate != NULL)
+		evbuffer_add_printf(out, "WWW-Authenticate: %s\r\n", resp->www_authenticate);
+	evbuffer_add(out, "\r\n", 2);
+	if (resp->body_len > 0)
+		evbuffer_add(out, resp->body, resp->body_len);
+	q->head_sent = 1;
+	q->status_sent = resp->status;
+	proxy_audit(px, resp->status < 400, resp->status < 400 ? NULL : "enrollment refused",
+	    resp->status);
+	proxy_end_request(px, !close);
+}
+
+static void
+proxy_est_done(void *arg, const struct est_response *resp)
+{
+	struct proxy_conn *px = arg;
+
+	proxy_enter(px);
+	px->q.est = NULL;
+	proxy_est_answer(px, resp);
+	if (px->phase == PH_IDLE && px->depth == 1)
+		proxy_drive(px);
+	proxy_leave(px);
+}
+
+/* An EST route (renewal with the current certificate, the CA certificates): answered
+ * here, never forwarded. Returns 1 when it was one. */
+static int
+proxy_est_request(struct proxy_conn *px)
+{
+	struct proxy_req *q = &px->q;
+	const struct http_msg *m = q->m;
+	struct est_request r;
+	struct est_response resp;
+	char path[256];
+	const char *qm = strchr(m->url, '?');
+	size_t n = qm != NULL ? (size_t)(qm - m->url) : strlen(m->url);
+
+	if (n >= sizeof(path))
+		return 0;
+	memcpy(path, m->url, n);
+	path[n] = '\0';
+	if (!enroll_route(path, 1))
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.method = m->method_str;
+	r.path = path;
+	r.content_type = http_msg_get(m, "Content-Type");
+	r.authorization = http_msg_get(m, "Authorization");
+	if (q->body != NULL && evbuffer_get_length(q->body) > 0) {
+		r.body_len = evbuffer_get_length(q->body);
+		r.body = evbuffer_pullup(q->body, -1);
+	}
+	r.client_cert = conn_peer_cert(px->c);
+	r.peer = conn_peer_ip(px->c);
+	q->rpc_method = strdup(path);
+	if (enroll_serve(px->ew, &r, &resp, proxy_est_done, px, &q->est) == 1) {
+		proxy_est_answer(px, &resp);
+		est_response_clear(&resp);
+	}
+	return 1;
+}
+
 /* A complete request is in q: refuse it, or inspect and forward it. */
 static void
 proxy_request_ready(struct proxy_conn *px)
@@ -597,6 +692,8 @@ proxy_request_ready(struct proxy_conn *px)
 		return;
 	}
 	a = q->agent;
+	if (proxy_est_request(px))
+		return;
 	q->ak.session = q->dec.session;
 	q->ak.agent = a->id;
 	if (q->method == HTTP_POST) {
@@ -1258,19 +1355,32 @@ proxy_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the application's handlers (conn.h) ---- */
 
-static void *
-proxy_worker_new(struct event_base *base, const struct config *cfg)
-{
-	pthread_once(&proxy_once, proxy_tables_init);
-	if (!proxy_tables_ok)
-		return NULL;
-	return upstream_pool_new(base, cfg);
-}
-
 static void
 proxy_worker_free(void *wdata)
 {
-	upstream_pool_free(wdata);
+	struct proxy_worker *pw = wdata;
+
+	if (pw == NULL)
+		return;
+	upstream_pool_free(pw->pool);
+	enroll_worker_free(pw->ew);
+	free(pw);
+}
+
+static void *
+proxy_worker_new(struct event_base *base, const struct config *cfg)
+{
+	struct proxy_worker *pw;
+
+	pthread_once(&proxy_once, proxy_tables_init);
+	if (!proxy_tables_ok || (pw = calloc(1, sizeof(*pw))) == NULL)
+		return NULL;
+	if ((pw->pool = upstream_pool_new(base, cfg)) == NULL ||
+	    (pw->ew = enroll_worker_new(base, cfg)) == NULL) {
+		proxy_worker_free(pw);
+		return NULL;
+	}
+	return pw;
 }
 
 static int
@@ -1283,7 +1393,8 @@ proxy_start(struct conn *c)
 	if ((px = calloc(1, sizeof(*px))) == NULL)
 		return -1;
 	px->c = c;
-	px->pool = conn_worker_data(c);
+	px->pool = ((struct proxy_worker *)conn_worker_data(c))->pool;
+	px->ew = ((struct proxy_worker *)conn_worker_data(c))->ew;
 	px->cfg = cfg;
 	if ((px->timer = evtimer_new(conn_base(c), proxy_timer_cb, px)) == NULL) {
 		free(px);

@@ -117,6 +117,7 @@ state_free(struct gw_state *st)
 	if (st == NULL)
 		return;
 	SSL_CTX_free(st->ssl_ctx);
+	SSL_CTX_free(st->enroll_ctx);
 	identity_map_free(st->map);
 	for (i = 0; i < st->nrevoked; i++)
 		free(st->revoked[i]);
@@ -187,7 +188,10 @@ state_build(void)
 		return NULL;
 	}
 	st->refs = 1;
-	if ((st->ssl_ctx = tls_ctx_new(state_cfg, state_key, &crl)) == NULL)
+	if ((st->ssl_ctx = tls_ctx_new(state_cfg, state_key, 0, &crl)) == NULL)
+		goto fail;
+	if (state_cfg->enroll.listen_host != NULL && (st->enroll_ctx = tls_ctx_new(state_cfg,
+	    state_key, TLS_CTX_OPTIONAL_CERT, NULL)) == NULL)
 		goto fail;
 	err[0] = '\0';
 	if (identity_map_load(state_cfg->identity_map, &st->map, err, sizeof(err)) == -1) {

@@ -516,7 +516,7 @@ tls_crl_report(X509_CRL *crl, const char *path)
 /* Session id context: a hash of the CA bundle, so sessions made under another CA
  * never resume after tls.ca changes. */
 static int
-tls_set_sid_ctx(SSL_CTX *ctx, const char *ca_path)
+tls_set_sid_ctx(SSL_CTX *ctx, const char *ca_path, const char *label)
 {
 	unsigned char md[EVP_MAX_MD_SIZE], buf[4096];
 	unsigned int mdlen = 0;
@@ -533,7 +533,7 @@ tls_set_sid_ctx(SSL_CTX *ctx, const char *ca_path)
 		goto fail;
 	}
 	if (EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(m, "certgate", 8) != 1)
+	    EVP_DigestUpdate(m, label, strlen(label)) != 1)
 		goto fail;
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
 		if (EVP_DigestUpdate(m, buf, n) != 1)
@@ -686,7 +686,7 @@ tls_ctx_identity(SSL_CTX *ctx, const struct config *cfg, EVP_PKEY *key)
 }
 
 static int
-tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, X509_CRL **crl_out)
+tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, X509_CRL **crl_out)
 {
 	STACK_OF(X509_NAME) *names;
 	X509_STORE *store;
@@ -694,14 +694,18 @@ tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, X509_CRL **crl_out)
 	if ((store = tls_store_new(cfg, crl_out)) == NULL)
 		return -1;
 	SSL_CTX_set_cert_store(ctx, store);	/* ctx owns store now */
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(ctx, (flags & TLS_CTX_OPTIONAL_CERT) ? SSL_VERIFY_PEER :
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
 	if ((names = SSL_load_client_CA_file(cfg->tls.ca)) == NULL) {
 		log_sslerr("cannot read CA names from %s", cfg->tls.ca);
 		return -1;
 	}
 	SSL_CTX_set_client_CA_list(ctx, names);
-	return tls_set_sid_ctx(ctx, cfg->tls.ca);
+	/* Another session id context per listener kind: a session made on one never
+	 * resumes on the other. */
+	return tls_set_sid_ctx(ctx, cfg->tls.ca, (flags & TLS_CTX_OPTIONAL_CERT) ?
+	    "certgate-enroll" : "certgate");
 }
 
 static int
@@ -729,7 +733,7 @@ tls_ctx_sessions(SSL_CTX *ctx, const struct config *cfg)
 }
 
 SSL_CTX *
-tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out)
+tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, X509_CRL **crl_out)
 {
 	X509_CRL *crl = NULL;
 	SSL_CTX *ctx;
@@ -746,7 +750,7 @@ tls_ctx_new(const struct config *cfg, EVP_PKEY *key, X509_CRL **crl_out)
 		return NULL;
 	}
 	if (tls_ctx_protocol(ctx, cfg) == -1 || tls_ctx_identity(ctx, cfg, key) == -1 ||
-	    tls_ctx_verify(ctx, cfg, &crl) == -1 || tls_ctx_sessions(ctx, cfg) == -1)
+	    tls_ctx_verify(ctx, cfg, flags, &crl) == -1 || tls_ctx_sessions(ctx, cfg) == -1)
 		goto fail;
 	if (crl_out != NULL)
 		*crl_out = crl;
