@@ -1,4 +1,4 @@
-/* Tool-argument rules (DESIGN.md "Tool arguments"): what the identity map's
+/* Tool-argument rules (README "Tool arguments"): what the identity map's
  * "arguments" sections allow a tools/call to pass. Pure functions over jansson values;
  * no I/O. README "Tool-argument rules" is the user-facing grammar; in short:
  *

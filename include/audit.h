@@ -1,4 +1,4 @@
-/* Audit log: one JSON object per line per request (DESIGN.md "Audit log"), written
+/* Audit log: one JSON object per line per request (README "Audit log"), written
  * with a single write(2) on an O_APPEND descriptor so lines from different threads
  * never interleave and nothing sits in a user-space buffer when the process dies. */
 #ifndef CERTGATE_AUDIT_H

@@ -77,8 +77,6 @@ int http_reader_eof(struct http_reader *r);
 
 void http_reader_resume(struct http_reader *r);
 int http_reader_paused(const struct http_reader *r);
-/* 1 while between messages (no byte of the next message seen). */
-int http_reader_idle(const struct http_reader *r);
 int http_reader_status(const struct http_reader *r);
 const char *http_reader_reason(const struct http_reader *r);
 

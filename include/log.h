@@ -6,8 +6,8 @@
 
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 
-/* Sets the minimum level printed (default INFO; CERTGATE_LOG_LEVEL=debug overrides). */
-void log_set_level(enum log_level lvl);
+/* The minimum level printed is INFO, or what CERTGATE_LOG_LEVEL says (debug, info,
+ * warn, error), read once at the first line. */
 
 void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

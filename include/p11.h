@@ -68,8 +68,6 @@ int p11_generate_ec_key(const struct p11_defaults *d, const char *uri, EVP_PKEY 
 /* 1 if a private key matching uri exists in the token, 0 if not, -1 on error. */
 int p11_key_exists(const struct p11_defaults *d, const char *uri);
 
-/* Reads the key's CKA_SENSITIVE / CKA_EXTRACTABLE flags. Returns 0/-1. */
-int p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive, int *extractable);
 
 /* Token health. /healthz must never wait for a token, and a liveness probe must
  * never spend a real HSM's PIN retries, so the checks run on a monitor thread and

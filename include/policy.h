@@ -1,6 +1,6 @@
 /* MCP authorization: scopes against JSON-RPC messages. Pure functions, no I/O.
  *
- * Scope grammar (DESIGN.md): "*", "mcp:METHOD-GLOB", "tools:NAME-GLOB",
+ * Scope grammar (README): "*", "mcp:METHOD-GLOB", "tools:NAME-GLOB",
  * "resources:URI-GLOB", "prompts:NAME-GLOB". Globs know '*' and '?' only and match
  * case-sensitively over the whole string. */
 #ifndef CERTGATE_POLICY_H

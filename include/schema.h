@@ -1,5 +1,5 @@
 /* JSON Schema checks of tools/call arguments against a tool's advertised inputSchema
- * (DESIGN.md "Tool arguments", mcp.validate_arguments). Pure functions over jansson
+ * (README "Tool arguments", mcp.validate_arguments). Pure functions over jansson
  * values; no I/O.
  *
  * The subset is what MCP servers generate (zod, pydantic, hand-written draft-07 /

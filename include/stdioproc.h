@@ -1,4 +1,4 @@
-/* Stdio MCP servers as upstreams (DESIGN.md "Stdio upstreams"): one child process per
+/* Stdio MCP servers as upstreams (README "Stdio upstreams"): one child process per
  * MCP session, its stdin/stdout the transport (newline-delimited JSON-RPC, as the MCP
  * stdio transport specifies), driven from a worker's libevent loop. This layer knows
  * processes, pipes and framing; what a message means (which HTTP response it belongs

@@ -9,7 +9,7 @@
  *   tooltab_free                when the session ends
  * A call to a tool the table does not hold is refused ("tool never listed"), so a
  * client that calls before listing, or after list_changed without listing again, is
- * refused until it lists. Refusals are JSON-RPC -32602 (HTTP 400) per DESIGN.md.
+ * refused until it lists. Refusals are JSON-RPC -32602 (HTTP 400) per the README.
  *
  * Bounds: at most max_tools tools and max_bytes bytes (tool names plus the compact JSON
  * of their inputSchemas) per table; the tools beyond are not learnt and calls to them

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "jsonl.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -31,71 +33,6 @@ static char *audit_path;	/* NULL: stderr */
 static dev_t audit_dev;
 static ino_t audit_ino;
 static atomic_int audit_fail;	/* 1 while in a failure streak */
-
-struct abuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-	char stack[2048];
-};
-
-static void
-abuf_init(struct abuf *b)
-{
-	b->p = b->stack;
-	b->len = 0;
-	b->cap = sizeof(b->stack);
-	b->oom = 0;
-}
-
-static void
-abuf_free(struct abuf *b)
-{
-	if (b->p != b->stack)
-		free(b->p);
-}
-
-static int
-abuf_reserve(struct abuf *b, size_t more)
-{
-	size_t ncap;
-	char *np;
-
-	if (b->oom)
-		return -1;
-	if (b->len + more <= b->cap)
-		return 0;
-	ncap = b->cap * 2;
-	while (ncap < b->len + more)
-		ncap *= 2;
-	if (b->p == b->stack) {
-		if ((np = malloc(ncap)) != NULL)
-			memcpy(np, b->p, b->len);
-	} else
-		np = realloc(b->p, ncap);
-	if (np == NULL) {
-		b->oom = 1;
-		return -1;
-	}
-	b->p = np;
-	b->cap = ncap;
-	return 0;
-}
-
-static void
-abuf_put(struct abuf *b, const char *s, size_t n)
-{
-	if (abuf_reserve(b, n) == -1)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static void
-abuf_puts(struct abuf *b, const char *s)
-{
-	abuf_put(b, s, strlen(s));
-}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid. */
 static size_t
@@ -131,61 +68,61 @@ utf8_seq(const unsigned char *s, size_t n)
  * invalid UTF-8 becomes U+FFFD, so every line stays valid JSON whatever a client
  * put in a tool name or a certificate. */
 static void
-put_jstr(struct abuf *b, const char *str)
+put_jstr(struct buf *b, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n, i = 0, k;
 	char esc[8];
 
 	if (str == NULL) {
-		abuf_puts(b, "null");
+		buf_adds(b, "null");
 		return;
 	}
 	n = strlen(str);
 	if (n > AUDIT_FIELD_MAX)
 		n = AUDIT_FIELD_MAX;
-	abuf_put(b, "\"", 1);
+	buf_add(b, "\"", 1);
 	while (i < n) {
 		unsigned char c = s[i];
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
-			abuf_put(b, esc, 2);
+			buf_add(b, esc, 2);
 			i++;
 		} else if (c < 0x20 || c == 0x7f) {
 			switch (c) {
-			case '\n': abuf_puts(b, "\\n"); break;
-			case '\r': abuf_puts(b, "\\r"); break;
-			case '\t': abuf_puts(b, "\\t"); break;
-			case '\b': abuf_puts(b, "\\b"); break;
-			case '\f': abuf_puts(b, "\\f"); break;
+			case '\n': buf_adds(b, "\\n"); break;
+			case '\r': buf_adds(b, "\\r"); break;
+			case '\t': buf_adds(b, "\\t"); break;
+			case '\b': buf_adds(b, "\\b"); break;
+			case '\f': buf_adds(b, "\\f"); break;
 			default:
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
-				abuf_puts(b, esc);
+				buf_adds(b, esc);
 			}
 			i++;
 		} else if ((k = utf8_seq(s + i, n - i)) == 0) {
-			abuf_puts(b, "\\ufffd");
+			buf_adds(b, "\\ufffd");
 			i++;
 		} else {
-			abuf_put(b, str + i, k);
+			buf_add(b, str + i, k);
 			i += k;
 		}
 	}
-	abuf_put(b, "\"", 1);
+	buf_add(b, "\"", 1);
 }
 
 static void
-put_field(struct abuf *b, const char *key, const char *val)
+put_field(struct buf *b, const char *key, const char *val)
 {
-	abuf_put(b, ",\"", 2);
-	abuf_puts(b, key);
-	abuf_put(b, "\":", 2);
+	buf_add(b, ",\"", 2);
+	buf_adds(b, key);
+	buf_add(b, "\":", 2);
 	put_jstr(b, val);
 }
 
 static void
-put_ts(struct abuf *b)
+put_ts(struct buf *b)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -196,12 +133,12 @@ put_ts(struct abuf *b)
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(t, sizeof(t), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(t + n, sizeof(t) - n, ".%03ldZ\"", ts.tv_nsec / 1000000);
-	abuf_puts(b, t);
+	buf_adds(b, t);
 }
 
 /* Builds the whole line (with its newline) into b. */
 static void
-audit_format(struct abuf *b, const struct audit_rec *r)
+audit_format(struct buf *b, const struct audit_rec *r)
 {
 	char num[64];
 	double d = r->duration_ms;
@@ -220,10 +157,10 @@ audit_format(struct abuf *b, const struct audit_rec *r)
 	if (!(d >= 0) || d > 1e12)	/* NaN and infinities are not JSON */
 		d = 0;
 	snprintf(num, sizeof(num), ",\"status\":%d,\"duration_ms\":%.3f", r->status, d);
-	abuf_puts(b, num);
+	buf_adds(b, num);
 	if (r->session != NULL)
 		put_field(b, "session", r->session);
-	abuf_put(b, "}\n", 2);
+	buf_add(b, "}\n", 2);
 }
 
 /* Counts a failure and logs the first of a streak. Called with audit_lock held
@@ -241,14 +178,16 @@ audit_failed(const char *what, int err)
 int
 audit_write(const struct audit_rec *r)
 {
-	struct abuf b;
+	char stack[2048];
+	struct buf b;
 	ssize_t w = -1;
 	int err = 0, rc = -1;
 
-	abuf_init(&b);
+	/* On the stack while it fits: one line per request, no allocation. */
+	buf_init_stack(&b, stack, sizeof(stack));
 	audit_format(&b, r);
 	pthread_rwlock_rdlock(&audit_lock);
-	if (b.oom) {
+	if (buf_failed(&b)) {
 		audit_failed("cannot format line", ENOMEM);
 		goto fail;
 	}
@@ -256,9 +195,7 @@ audit_write(const struct audit_rec *r)
 		audit_failed("not open", EBADF);
 		goto fail;
 	}
-	do
-		w = write(audit_fd, b.p, b.len);
-	while (w == -1 && errno == EINTR);
+	w = jsonl_write(audit_fd, b.p, b.len) == 0 ? (ssize_t)b.len : -1;
 	err = w == -1 ? errno : 0;
 	if (w != (ssize_t)b.len) {
 		audit_failed("write failed", err);
@@ -269,7 +206,7 @@ audit_write(const struct audit_rec *r)
 	rc = 0;
 fail:
 	pthread_rwlock_unlock(&audit_lock);
-	abuf_free(&b);
+	buf_free(&b);
 	return rc;
 }
 

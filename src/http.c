@@ -612,13 +612,6 @@ http_reader_paused(const struct http_reader *r)
 }
 
 int
-http_reader_idle(const struct http_reader *r)
-{
-	return !r->in_msg && r->in_head && r->line_no == 0 && r->line_len == 0 &&
-	    !r->prev_cr;
-}
-
-int
 http_reader_status(const struct http_reader *r)
 {
 	return r->status;

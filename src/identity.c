@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "argrule.h"
+#include "file.h"
+#include "hash.h"
 #include "policy.h"
 
 /* Largest agents.json identity_map_load accepts (10k agents are ~2 MB). */
@@ -56,17 +58,6 @@ identity_seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t
-identity_fnv(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	while (*s != '\0') {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
 
 static int
 identity_hash_init(struct identity_hash *h, size_t n)
@@ -94,7 +85,7 @@ identity_hash_get(const struct identity_hash *h, const char *key)
 
 	if (h->cap == 0 || key == NULL)
 		return SIZE_MAX;
-	for (i = identity_fnv(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
+	for (i = hash_str(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
 		if (strcmp(h->keys[i], key) == 0)
 			return h->vals[i];
 	return SIZE_MAX;
@@ -106,7 +97,7 @@ identity_hash_put(struct identity_hash *h, const char *key, size_t val)
 {
 	size_t i;
 
-	for (i = identity_fnv(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
+	for (i = hash_str(key) & (h->cap - 1); h->keys[i] != NULL; i = (i + 1) & (h->cap - 1))
 		if (strcmp(h->keys[i], key) == 0)
 			return -1;
 	h->keys[i] = key;
@@ -679,39 +670,17 @@ int
 identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen)
 {
 	char *buf = NULL, sub[256];
-	size_t len = 0, cap = 0, r;
-	FILE *f;
+	size_t len = 0;
 	int rv = -1;
 
 	*out = NULL;
-	if ((f = fopen(path, "r")) == NULL) {
-		identity_seterr(err, errlen, "%s: %s", path, strerror(errno));
+	if (file_read(path, IDENTITY_MAX_FILE, &buf, &len) == -1) {
+		if (errno == EFBIG)
+			identity_seterr(err, errlen, "%s: larger than %u bytes", path,
+			    IDENTITY_MAX_FILE);
+		else
+			identity_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
-	}
-	for (;;) {
-		if (len == cap) {
-			char *nb;
-
-			if (cap >= IDENTITY_MAX_FILE) {
-				identity_seterr(err, errlen, "%s: larger than %u bytes", path,
-				    IDENTITY_MAX_FILE);
-				goto fail;
-			}
-			cap = cap ? cap * 2 : 65536;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				identity_seterr(err, errlen, "%s: out of memory", path);
-				goto fail;
-			}
-			buf = nb;
-		}
-		r = fread(buf + len, 1, cap - len, f);
-		len += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		identity_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
-		goto fail;
 	}
 	if (identity_map_parse(buf, len, out, sub, sizeof(sub)) == -1) {
 		identity_seterr(err, errlen, "%s: %s", path, sub);
@@ -720,7 +689,6 @@ identity_map_load(const char *path, struct identity_map **out, char *err, size_t
 	rv = 0;
 fail:
 	free(buf);
-	fclose(f);
 	return rv;
 }
 
@@ -877,17 +845,6 @@ identity_lookup(const struct identity_map *m, const struct identity_peer *p)
 	if (p->subject != NULL && (k = identity_hash_get(&ix->by_subject, p->subject)) != SIZE_MAX)
 		return &m->agents[k];
 	return NULL;
-}
-
-const struct identity_agent *
-identity_find_id(const struct identity_map *m, const char *id)
-{
-	size_t k;
-
-	if (m == NULL || m->index == NULL || id == NULL)
-		return NULL;
-	k = identity_hash_get(&((const struct identity_index *)m->index)->by_id, id);
-	return k == SIZE_MAX ? NULL : &m->agents[k];
 }
 
 /* Appends src to the buffer at *pp, quoting when XFCC requires it. The caller sized the

@@ -1,3 +1,4 @@
+/* Logging to stderr (log.h). */
 #include "log.h"
 
 #include <openssl/err.h>
@@ -13,20 +14,18 @@ static int log_env_checked;
 
 static const char *const log_names[] = { "debug", "info", "warn", "error" };
 
-void
-log_set_level(enum log_level lvl)
-{
-	log_min = lvl;
-	log_env_checked = 1;
-}
-
 static int
 log_enabled(enum log_level lvl)
 {
 	if (!log_env_checked) {
 		const char *e = getenv("CERTGATE_LOG_LEVEL");
-		if (e && strcasecmp(e, "debug") == 0)
-			log_min = LOG_LVL_DEBUG;
+		size_t i;
+
+		for (i = 0; e != NULL && i < sizeof(log_names) / sizeof(log_names[0]); i++)
+			if (strcasecmp(e, log_names[i]) == 0)
+				log_min = (enum log_level)i;
+		if (e != NULL && strcasecmp(e, "warning") == 0)
+			log_min = LOG_LVL_WARN;
 		log_env_checked = 1;
 	}
 	return lvl >= log_min;

@@ -3,6 +3,7 @@
 #include "mcp.h"
 
 #include "argrule.h"
+#include "buf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -31,33 +32,6 @@ static const char *const mcp_listing_methods[] = {
 	"resources/templates/list",
 };
 
-struct mcp_buf {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-static int
-mcp_buf_add(struct mcp_buf *b, const void *d, size_t n)
-{
-	char *np;
-	size_t cap;
-
-	if (n == 0)
-		return 0;
-	if (b->cap - b->len < n) {
-		cap = b->cap ? b->cap : 256;
-		while (cap - b->len < n)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-	return 0;
-}
 
 /* RFC 9110 tchar */
 static int
@@ -643,28 +617,28 @@ mcp_utf8_seq(const unsigned char *p, size_t n)
 static char *
 mcp_utf8_fix(const char *p, size_t n, size_t *outlen)
 {
-	struct mcp_buf b = { NULL, 0, 0 };
+	struct buf b;
 	const unsigned char *u = (const unsigned char *)p;
 	size_t i = 0, k, start = 0;
 	int bad = 0;
 
+	buf_init(&b);
 	while (i < n) {
 		if ((k = mcp_utf8_seq(u + i, n - i)) > 0) {
 			i += k;
 			continue;
 		}
 		bad = 1;
-		if (mcp_buf_add(&b, p + start, i - start) == -1 ||
-		    mcp_buf_add(&b, "\xEF\xBF\xBD", 3) == -1)
+		if (buf_add(&b, p + start, i - start) == -1 ||
+		    buf_add(&b, "\xEF\xBF\xBD", 3) == -1)
 			goto fail;
 		start = ++i;
 	}
-	if (!bad || mcp_buf_add(&b, p + start, n - start) == -1)
+	if (!bad || buf_add(&b, p + start, n - start) == -1)
 		goto fail;
-	*outlen = b.len;
-	return b.p;
+	return buf_detach(&b, outlen);
 fail:
-	free(b.p);
+	buf_free(&b);
 	return NULL;
 }
 
@@ -786,8 +760,8 @@ struct mcp_sse {
 	size_t nscopes;
 	size_t max_event;
 	unsigned char *answered;
-	struct mcp_buf raw;      /* the event being assembled, original bytes */
-	struct mcp_buf data;     /* its data field: lines joined with \n */
+	struct buf raw;      /* the event being assembled, original bytes */
+	struct buf data;     /* its data field: lines joined with \n */
 	size_t line_start;       /* offset in raw of the current line */
 	size_t line_len;         /* bytes of the current line so far */
 	char line_head[5];       /* first bytes of the line (for discard mode) */
@@ -838,8 +812,8 @@ mcp_sse_free(struct mcp_sse *s)
 {
 	if (s == NULL)
 		return;
-	free(s->raw.p);
-	free(s->data.p);
+	buf_free(&s->raw);
+	buf_free(&s->data);
 	free(s->answered);
 	free(s);
 }
@@ -884,13 +858,13 @@ mcp_sse_is_data(const char *l, size_t n)
 /* The event with every data line replaced by one "data: JSON" line at the position of
  * the first; other lines and terminators are kept as they were. */
 static int
-mcp_sse_rewrite(struct mcp_sse *s, const char *json, struct mcp_buf *out)
+mcp_sse_rewrite(struct mcp_sse *s, const char *json, struct buf *out)
 {
 	const char *b = s->raw.p;
 	size_t pos, e, term, pre = s->skip + (s->ev_bom ? 3 : 0);
 	int wrote = 0;
 
-	if (mcp_buf_add(out, b, pre) == -1)
+	if (buf_add(out, b, pre) == -1)
 		return -1;
 	for (pos = pre; pos < s->raw.len; pos = e + term) {
 		for (e = pos; e < s->raw.len && b[e] != '\r' && b[e] != '\n'; e++)
@@ -898,15 +872,15 @@ mcp_sse_rewrite(struct mcp_sse *s, const char *json, struct mcp_buf *out)
 		term = e == s->raw.len ? 0 :
 		    (b[e] == '\r' && e + 1 < s->raw.len && b[e + 1] == '\n') ? 2 : 1;
 		if (!mcp_sse_is_data(b + pos, e - pos)) {
-			if (mcp_buf_add(out, b + pos, e - pos + term) == -1)
+			if (buf_add(out, b + pos, e - pos + term) == -1)
 				return -1;
 			continue;
 		}
 		if (wrote++)
 			continue;
-		if (mcp_buf_add(out, "data: ", 6) == -1 ||
-		    mcp_buf_add(out, json, strlen(json)) == -1 ||
-		    mcp_buf_add(out, "\n", 1) == -1)
+		if (buf_add(out, "data: ", 6) == -1 ||
+		    buf_add(out, json, strlen(json)) == -1 ||
+		    buf_add(out, "\n", 1) == -1)
 			return -1;
 	}
 	return 0;
@@ -922,11 +896,12 @@ static int mcp_sse_dropped(struct mcp_sse *, mcp_emit_fn, void *, const char *);
 static int
 mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 {
-	struct mcp_buf out = { NULL, 0, 0 };
+	struct buf out;
 	json_t *root = NULL;
 	char *json = NULL;
 	int r, rv = -1;
 
+	buf_init(&out);
 	/* an empty data field dispatches nothing in the client */
 	if (!s->has_data || s->data.len <= 1)
 		return mcp_emit(emit, arg, s->raw.p, s->raw.len);
@@ -955,7 +930,7 @@ mcp_sse_dispatch(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 		goto fail;
 	rv = mcp_emit(emit, arg, out.p, out.len);
 fail:
-	free(out.p);
+	buf_free(&out);
 	free(json);
 	json_decref(root);
 	return rv;
@@ -1028,7 +1003,7 @@ mcp_sse_line(struct mcp_sse *s, mcp_emit_fn emit, void *arg)
 				vn--;
 			}
 		}
-		if (mcp_buf_add(&s->data, v, vn) == -1 || mcp_buf_add(&s->data, "\n", 1) == -1)
+		if (buf_add(&s->data, v, vn) == -1 || buf_add(&s->data, "\n", 1) == -1)
 			return -1;
 		s->has_data = 1;
 	}
@@ -1072,7 +1047,7 @@ mcp_sse_content(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, vo
 		s->line_len += n;
 		return s->discard == MCP_SSE_PASS ? mcp_emit(emit, arg, p, n) : 0;
 	}
-	if (mcp_buf_add(&s->raw, p, n) == -1)
+	if (buf_add(&s->raw, p, n) == -1)
 		return -1;
 	s->line_len += n;
 	if (s->raw.len > s->max_event)
@@ -1091,7 +1066,7 @@ mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void 
 		if (c == '\n' && s->cr) {
 			s->cr = 0;
 			if (!s->discard) {
-				if (mcp_buf_add(&s->raw, &c, 1) == -1)
+				if (buf_add(&s->raw, &c, 1) == -1)
 					return -1;
 				if (s->raw.len == 1)
 					s->skip = 1;
@@ -1103,7 +1078,7 @@ mcp_sse_feed(struct mcp_sse *s, const char *p, size_t n, mcp_emit_fn emit, void 
 		}
 		s->cr = 0;
 		if (c == '\r' || c == '\n') {
-			if (!s->discard && mcp_buf_add(&s->raw, &c, 1) == -1)
+			if (!s->discard && buf_add(&s->raw, &c, 1) == -1)
 				return -1;
 			if (s->discard == MCP_SSE_PASS && mcp_emit(emit, arg, &c, 1) == -1)
 				return -1;

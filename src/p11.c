@@ -3,7 +3,7 @@
  * health checks). The only file that includes libp11 or pkcs11 headers. */
 
 /* EVP_PKEY_meth_add0 is deprecated in OpenSSL 3 but is the only way to make
- * libp11's direct API sign RSA-PSS with CKM_RSA_PKCS_PSS (see DESIGN.md). */
+ * libp11's direct API sign RSA-PSS with CKM_RSA_PKCS_PSS (see the README). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include "p11.h"
@@ -1670,29 +1670,6 @@ p11_key_exists(const struct p11_defaults *d, const char *uri)
 	n = p11_raw_find(t, CKO_PRIVATE_KEY, u.object, u.id, u.id_len, &obj, red);
 	p11_end(&u, red, 1);
 	return n < 0 ? -1 : n > 0;
-}
-
-int
-p11_key_flags(const struct p11_defaults *d, const char *uri, int *sensitive,
-    int *extractable)
-{
-	struct p11_uri u;
-	struct p11_token *t;
-	CK_OBJECT_HANDLE obj;
-	char *red = NULL;
-	int n, ret = -1;
-
-	if ((t = p11_begin(d, uri, &u, &red)) == NULL) {
-		p11_end(&u, red, 0);
-		return -1;
-	}
-	n = p11_raw_find(t, CKO_PRIVATE_KEY, u.object, u.id, u.id_len, &obj, red);
-	if (n == 0)
-		log_err("%s: no such private key in token '%s'", red, t->label);
-	if (n > 0 && p11_raw_flags(t, obj, sensitive, extractable, red) == 0)
-		ret = 0;
-	p11_end(&u, red, 1);
-	return ret;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* MCP authorization: scopes against JSON-RPC messages (DESIGN.md "Scopes").
+/* MCP authorization: scopes against JSON-RPC messages (README "Scopes").
  * Pure functions over jansson values; no I/O, no allocation except in
  * policy_filter_listing (which edits the caller's JSON in place). */
 #include "policy.h"

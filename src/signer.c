@@ -3,9 +3,10 @@
  *
  * Why a pool and not the job itself: an async job only helps when whatever it
  * waits for runs elsewhere. A token signature is a blocking C_Sign; run inside the
- * job it would block the worker's whole event loop for the HSM's latency. The pool
- * threads each take a session from libp11's per-slot pool, so up to `threads`
- * signatures run in parallel in the token.
+ * job it would block the worker's whole event loop for the HSM's latency. Each pool
+ * thread signs in a PKCS#11 session of its own (p11.c opens one per thread, not from
+ * libp11's shared pool, which blocks for ever once the token refuses sessions), so up
+ * to `threads` signatures run in parallel in the token.
  *
  * Ownership: a request is shared by the paused job and a pool thread, refcounted
  * under the pool mutex. The pool thread works on its own copies (a duplicate

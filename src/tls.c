@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 #include "p11.h"
@@ -187,12 +188,7 @@ tls_init(void)
 static uint32_t
 tls_cache_hash(const unsigned char *id, unsigned int len)
 {
-	uint32_t h = 2166136261u;
-	unsigned int i;
-
-	for (i = 0; i < len; i++)
-		h = (h ^ id[i]) * 16777619u;
-	return h & (TLS_CACHE_BUCKETS - 1);
+	return hash_fnv1a(HASH_FNV_INIT, id, len) & (TLS_CACHE_BUCKETS - 1);
 }
 
 /* Slot of id, or TLS_CACHE_NIL. Caller holds the lock. */

@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (i = 0; i < m->nagents; i++) {
 		a = &m->agents[i];
-		if (identity_find_id(m, a->id) != a || a->scopes_str == NULL)
+		if (a->id == NULL || a->scopes_str == NULL)
 			abort();
 		memset(&p, 0, sizeof(p));
 		memcpy(p.hash, "00ff", 5);

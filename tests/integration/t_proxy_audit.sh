@@ -90,7 +90,7 @@ cg_track_pid $KPID
 for i in $(seq 1 50); do [ -e "$T/revoke.flag" ] && break; sleep 0.1; done
 [ -e "$T/revoke.flag" ] || { cat "$T/keep.out" >&2; cg_fail "first request on the kept connection"; }
 gw_soft_revoke "$PKI" bob || cg_fail "revoke bob"
-sleep 3         # DESIGN.md: enforced within 2 seconds
+sleep 3         # the README: enforced within 2 seconds
 rm -f "$T/revoke.flag"
 wait $KPID || true
 cg_assert_contains "$T/keep.out" "first: HTTP/1.1 200"

@@ -3,7 +3,7 @@
 # on every response; unmapped agent -> 403 JSON-RPC; missing scope -> 403 with the
 # request id; tools/list filtered (JSON and event stream); Mcp-Session-Id bound to the
 # agent that created it; unknown MCP-Protocol-Version -> 400; 405; rate limit -> 429
-# with Retry-After; one audit line per request with the DESIGN.md fields.
+# with Retry-After; one audit line per request with the the README fields.
 #
 # Uses the software PKI of gw.sh (gw_soft_pki): what is under test is the HTTP side,
 # not the token.

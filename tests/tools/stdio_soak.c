@@ -302,7 +302,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	log_set_level(LOG_LVL_WARN);
+	setenv("CERTGATE_LOG_LEVEL", "warn", 0);
 	base = event_base_new();
 	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
 	event_add(tick, &tv);

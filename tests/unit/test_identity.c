@@ -11,6 +11,18 @@
 #include "check.h"
 #include "identity.h"
 
+/* The agent with id, or NULL (the map's list, in file order). */
+static const struct identity_agent *
+find_id(const struct identity_map *m, const char *id)
+{
+	size_t i;
+
+	for (i = 0; id != NULL && i < m->nagents; i++)
+		if (strcmp(m->agents[i].id, id) == 0)
+			return &m->agents[i];
+	return NULL;
+}
+
 static const char example[] =
     "{\n"
     "  \"roles\": {\n"
@@ -42,7 +54,7 @@ test_example(void)
 		return;
 	}
 	CHECK(m->nagents == 3);
-	a = identity_find_id(m, "research-bot");
+	a = find_id(m, "research-bot");
 	CHECK(a != NULL);
 	if (a != NULL) {
 		CHECK_STR(a->uri, "spiffe://certgate.local/agent/research-bot");
@@ -54,7 +66,7 @@ test_example(void)
 		    "tools:search_* mcp:tools/list mcp:resources/list mcp:prompts/list");
 		CHECK(a->rate_per_second == 20 && a->rate_burst == 40);
 	}
-	a = identity_find_id(m, "ops");
+	a = find_id(m, "ops");
 	CHECK(a != NULL);
 	if (a != NULL) {
 		CHECK(a->uri == NULL);
@@ -63,7 +75,7 @@ test_example(void)
 		CHECK(a->nscopes == 5);
 		CHECK(a->rate_per_second == 0);
 	}
-	a = identity_find_id(m, "both");
+	a = find_id(m, "both");
 	CHECK(a != NULL);
 	if (a != NULL) {
 		/* duplicates collapse, first occurrence keeps its place */
@@ -71,8 +83,8 @@ test_example(void)
 		    "mcp:ping mcp:tools/list mcp:resources/list mcp:prompts/list");
 		CHECK(a->rate_per_second == 0.5 && a->rate_burst == 1);
 	}
-	CHECK(identity_find_id(m, "nobody") == NULL);
-	CHECK(identity_find_id(m, NULL) == NULL);
+	CHECK(find_id(m, "nobody") == NULL);
+	CHECK(find_id(m, NULL) == NULL);
 	identity_map_free(m);
 }
 
@@ -185,12 +197,12 @@ test_rules(void)
 		fprintf(stderr, "rules map: %s\n", err);
 		return;
 	}
-	a = identity_find_id(m, "plain");
+	a = find_id(m, "plain");
 	CHECK(a != NULL && a->argrules == NULL && a->nargrules == 0);
-	a = identity_find_id(m, "reader");
+	a = find_id(m, "reader");
 	CHECK(a != NULL && a->nargrules == 3);   /* own, fs (once), txt */
 	CHECK_STR(a->scopes_str, "mcp:tools/list tools:read_*");
-	b = identity_find_id(m, "fs-only");
+	b = find_id(m, "fs-only");
 	CHECK(b != NULL && b->nargrules == 1);
 	if (a == NULL || b == NULL || a->nargrules != 3 || b->nargrules != 1)
 		goto done;
@@ -512,7 +524,7 @@ test_readme_example(void)
 		fprintf(stderr, "readme map: %s\n", err);
 		return;
 	}
-	a = identity_find_id(m, "docs-bot");
+	a = find_id(m, "docs-bot");
 	CHECK(a != NULL && a->nargrules == 2);
 	for (i = 0; a != NULL && i < sizeof(readme_calls) / sizeof(readme_calls[0]); i++) {
 		args = json_loads(readme_calls[i].args, 0, NULL);
