@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cidr.h"
+
 /* A growable list of owned strings (used for error reports and string arrays). */
 struct strlist {
 	char **v;
@@ -36,6 +38,16 @@ struct config_tls {
 	int min_version;            /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
 	int allow_shared_token;     /* default 0: with CONFIG_GATEWAY, refuse a ca.key in the
 	                             * token of tls.key */
+	/* "ocsp": client certificates whose AIA names an OCSP responder (ocsp.h) */
+	int ocsp_mode;              /* CONFIG_OCSP_OFF (default), _SOFT or _HARD */
+	int ocsp_cache_s;           /* how long a good answer stands, default 300 */
+	int ocsp_timeout_ms;        /* one query, default 2000 */
+};
+
+enum {
+	CONFIG_OCSP_OFF = 0,
+	CONFIG_OCSP_SOFT,           /* no answer (down, timeout, garbage): accept */
+	CONFIG_OCSP_HARD,           /* no answer: refuse */
 };
 
 /* Paths default to the pki-init layout under the config directory (ca/ca.pem,
@@ -110,6 +122,15 @@ struct config_upstream {
 	int max_processes;    /* processes at once (all sessions), default 32 */
 	int idle_timeout_ms;  /* a session's process ends after this long without a
 	                       * message either way, default 300000 */
+	/* "client_cert_header": how the certificate reaches the upstream */
+	int client_cert_xfcc;     /* X-Forwarded-Client-Cert (default "xfcc") */
+	int client_cert_rfc9440;  /* Client-Cert and Client-Cert-Chain ("rfc9440") */
+};
+
+/* "proxy_protocol": load balancers whose connections start with a PROXY v2 header. */
+struct config_proxy_protocol {
+	struct cidr *trusted;     /* those addresses must send one, others may not */
+	size_t ntrusted;
 };
 
 /* MCP inspection options ("mcp"). */
@@ -147,6 +168,7 @@ struct config {
 	struct config_signer signer;
 	struct config_mcp mcp;
 	struct config_enroll enroll;
+	struct config_proxy_protocol proxy_protocol;
 
 	char *identity_map;   /* agents.json, required */
 	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */

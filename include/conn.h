@@ -53,6 +53,9 @@ enum conn_end {
 	CONN_END_NO_MEMORY,
 	CONN_END_INTERNAL,
 	CONN_END_SHUTDOWN,      /* the gateway is stopping */
+	CONN_END_PROXY,         /* PROXY header missing, malformed, or from an untrusted
+	                         * address (proxy_protocol.trusted) */
+	CONN_END_OCSP,          /* tls.ocsp.mode hard and no good OCSP answer */
 	CONN_END_COUNT
 };
 
@@ -100,7 +103,11 @@ struct conn_home {
 };
 
 /* Takes over an accepted socket fd from ss and starts its handshake (or closes it
- * at once when over limits.max_connections or max_connections_per_ip). */
+ * at once when over limits.max_connections or max_connections_per_ip). From an
+ * address in proxy_protocol.trusted the connection must start with a PROXY v2
+ * header (proxyproto.h), whose client becomes the peer before the handshake and
+ * the per-IP count; from any other address, while some are trusted, a PROXY header
+ * is refused (CONN_END_PROXY). */
 void conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss);
 
 /* The one way a connection ends (see the thread note above): the application's end
@@ -126,6 +133,10 @@ const char *conn_peer(const struct conn *c);            /* "ip:port" */
 const char *conn_peer_ip(const struct conn *c);
 const struct identity_peer *conn_peer_id(const struct conn *c);
 X509 *conn_peer_cert(const struct conn *c);     /* verified, borrowed; NULL: none */
+/* The verified chain, end entity first, trust anchor last (RFC 9440's
+ * Client-Cert-Chain): the handshake's own, or for a resumed session one built again
+ * against the current trust store. Built at first use, owned by c; NULL: none. */
+STACK_OF(X509) *conn_peer_chain(struct conn *c);
 int conn_resumed(const struct conn *c);
 int conn_draining(const struct conn *c);
 void *conn_app_data(const struct conn *c);

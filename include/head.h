@@ -27,13 +27,16 @@ int head_drop(const struct http_msg *m, const char *name, enum head_dir dir);
 struct head_ident {
 	const char *agent;      /* X-Agent-Id */
 	const char *scopes;     /* X-Agent-Scopes */
-	const char *xfcc;       /* X-Forwarded-Client-Cert */
+	const char *xfcc;       /* X-Forwarded-Client-Cert; NULL: not sent */
+	const char *client_cert;        /* RFC 9440 Client-Cert; NULL: not sent */
+	const char *client_cert_chain;  /* Client-Cert-Chain; NULL or "": not sent */
 	const char *peer_ip;    /* X-Forwarded-For */
 };
 
 /* Appends the upstream request head for request m to b: "METHOD target HTTP/1.1",
- * Host: hostport, m's headers minus head_drop(…, HEAD_TO_UPSTREAM), the identity
- * headers, "Content-Length: body_len" when body_len > 0 or the method is POST, and
+ * Host: hostport, m's headers minus head_drop(…, HEAD_TO_UPSTREAM) (which drops
+ * every identity header a client sends, RFC 9440's included), the identity
+ * headers id gives, "Content-Length: body_len" when body_len > 0 or the method is POST, and
  * the blank line. target is the normalized request target (path.h). Returns 0/-1
  * (buf error). */
 int head_request(struct buf *b, const struct http_msg *m, const char *target,

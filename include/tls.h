@@ -30,6 +30,13 @@ int tls_serial_hex(X509 *cert, char *buf, size_t len);
 typedef int (*tls_revoked_check)(const char *serial);
 void tls_set_revoked_check(tls_revoked_check fn);
 
+/* The chain from leaf to a trust anchor of ctx's store, with untrusted (may be NULL)
+ * as intermediates, for a certificate verified earlier (a resumed session): paths
+ * are built with today's trust store and time, revocation is not re-checked here
+ * (the caller's revocation check did that). Returns a new stack (leaf first), or NULL
+ * when no path exists any more. */
+STACK_OF(X509) *tls_build_chain(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) *untrusted);
+
 /* Frees the process-wide TLS session cache (shutdown, after every SSL_CTX). */
 void tls_shutdown(void);
 

@@ -653,6 +653,19 @@ static const struct field f_upstream[] = {
 	{ "env", FT_SPECIAL, 0, 0, 0, NULL },
 	{ "max_processes", FT_INT, OFF(upstream.max_processes), 1, 100000, NULL },
 	{ "idle_timeout_ms", FT_INT, OFF(upstream.idle_timeout_ms), 1000, INT_MAX, NULL },
+	{ "client_cert_header", FT_SPECIAL, 0, 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_proxy_protocol[] = {
+	{ "trusted", FT_SPECIAL, 0, 0, 0, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
+static const struct field f_ocsp[] = {
+	{ "mode", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "cache_s", FT_INT, OFF(tls.ocsp_cache_s), 1, 86400, NULL },
+	{ "timeout_ms", FT_INT, OFF(tls.ocsp_timeout_ms), 100, 60000, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -680,6 +693,7 @@ static const struct field f_tls[] = {
 	{ "session_tickets", FT_BOOL, OFF(tls.session_tickets), 0, 0, NULL },
 	{ "min_version", FT_SPECIAL, 0, 0, 0, NULL },
 	{ "allow_shared_token", FT_BOOL, OFF(tls.allow_shared_token), 0, 0, NULL },
+	{ "ocsp", FT_OBJ, 0, 0, 0, f_ocsp },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -774,6 +788,7 @@ static const struct field f_top[] = {
 	{ "signer", FT_OBJ, 0, 0, 0, f_signer },
 	{ "mcp", FT_OBJ, 0, 0, 0, f_mcp },
 	{ "enroll", FT_OBJ, 0, 0, 0, f_enroll },
+	{ "proxy_protocol", FT_OBJ, 0, 0, 0, f_proxy_protocol },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -1350,7 +1365,7 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 static void
 do_upstream(struct cctx *c, struct config *cfg)
 {
-	static const char *const url_only[] = { "ca", "pool_size", NULL };
+	static const char *const url_only[] = { "ca", "pool_size", "client_cert_header", NULL };
 	static const char *const cmd_only[] = { "env", "max_processes", "idle_timeout_ms", NULL };
 	json_t *v = json_object_get(c->root, "upstream"), *url, *cmd = NULL;
 	const char *s, *why = "", *upath = "$.upstream.url";
@@ -1415,6 +1430,40 @@ do_pin_env(struct cctx *c, json_t *v, const char *path, char **dst)
 		set_str(c, dst, s);
 }
 
+/* "proxy_protocol.trusted": a list of address ranges (cidr.h). */
+static void
+do_proxy_protocol(struct cctx *c, struct config *cfg)
+{
+	json_t *v = jget(c->root, "proxy_protocol", "trusted"), *e;
+	const char *s, *why;
+	char path[64], q[128];
+	size_t i;
+
+	if (v == NULL)
+		return;
+	if (!json_is_array(v) || json_array_size(v) == 0) {
+		cerr(c, "$.proxy_protocol.trusted", "must be a non-empty list of addresses or "
+		    "CIDR ranges, not %s", json_is_array(v) ? "an empty list" : json_type_name(v));
+		return;
+	}
+	if ((cfg->proxy_protocol.trusted = calloc(json_array_size(v),
+	    sizeof(*cfg->proxy_protocol.trusted))) == NULL) {
+		c->oom = 1;
+		return;
+	}
+	json_array_foreach(v, i, e) {
+		snprintf(path, sizeof(path), "$.proxy_protocol.trusted[%zu]", i);
+		if ((s = want_string(c, path, e)) == NULL)
+			continue;
+		if (cidr_parse(s, &cfg->proxy_protocol.trusted[cfg->proxy_protocol.ntrusted],
+		    &why) == -1) {
+			cerr(c, path, "%s: %s", quote(s, q, sizeof(q)), why);
+			continue;
+		}
+		cfg->proxy_protocol.ntrusted++;
+	}
+}
+
 static void
 do_simple_specials(struct cctx *c, struct config *cfg)
 {
@@ -1444,6 +1493,27 @@ do_simple_specials(struct cctx *c, struct config *cfg)
 			cfg->audit_fail_open = 1;
 		else
 			cerr(c, "$.audit.on_failure", "must be \"refuse\" or \"serve\", not %s",
+			    quote(s, q, sizeof(q)));
+	}
+	if ((v = jget(c->root, "upstream", "client_cert_header")) != NULL &&
+	    (s = want_string(c, "$.upstream.client_cert_header", v)) != NULL) {
+		cfg->upstream.client_cert_xfcc = strcmp(s, "xfcc") == 0 || strcmp(s, "both") == 0;
+		cfg->upstream.client_cert_rfc9440 = strcmp(s, "rfc9440") == 0 ||
+		    strcmp(s, "both") == 0;
+		if (!cfg->upstream.client_cert_xfcc && !cfg->upstream.client_cert_rfc9440)
+			cerr(c, "$.upstream.client_cert_header", "must be \"xfcc\", \"rfc9440\" "
+			    "or \"both\", not %s", quote(s, q, sizeof(q)));
+	}
+	if ((v = jget(jget(c->root, "tls", "ocsp"), "mode", NULL)) != NULL &&
+	    (s = want_string(c, "$.tls.ocsp.mode", v)) != NULL) {
+		if (strcmp(s, "off") == 0)
+			cfg->tls.ocsp_mode = CONFIG_OCSP_OFF;
+		else if (strcmp(s, "soft") == 0)
+			cfg->tls.ocsp_mode = CONFIG_OCSP_SOFT;
+		else if (strcmp(s, "hard") == 0)
+			cfg->tls.ocsp_mode = CONFIG_OCSP_HARD;
+		else
+			cerr(c, "$.tls.ocsp.mode", "must be \"off\", \"soft\" or \"hard\", not %s",
 			    quote(s, q, sizeof(q)));
 	}
 	do_pin_env(c, jget(c->root, "pkcs11", "pin_env"), "$.pkcs11.pin_env",
@@ -1731,6 +1801,9 @@ config_defaults(struct config *cfg)
 	cfg->tls.allow_extractable_key = 0;
 	cfg->tls.session_tickets = 1;
 	cfg->tls.min_version = TLS1_2_VERSION;
+	cfg->tls.ocsp_cache_s = 300;
+	cfg->tls.ocsp_timeout_ms = 2000;
+	cfg->upstream.client_cert_xfcc = 1;
 	cfg->ca.crl_hours = 168;
 	cfg->ca.default_hours = 24;
 	cfg->ca.server_days = 365;
@@ -1838,6 +1911,7 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 	do_listen(&c, cfg);
 	do_upstream(&c, cfg);
 	do_simple_specials(&c, cfg);
+	do_proxy_protocol(&c, cfg);
 	do_tls_key(&c, cfg);
 	do_ca_key(&c, cfg);
 	do_required(&c);
@@ -1956,6 +2030,7 @@ config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->upstream.nenv; i++)
 		free(cfg->upstream.env[i]);
 	free(cfg->upstream.env);
+	free(cfg->proxy_protocol.trusted);
 	free(cfg->pkcs11.module);
 	free(cfg->pkcs11.token);
 	free(cfg->pkcs11.pin_file);

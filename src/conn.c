@@ -30,11 +30,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "cidr.h"
 #include "hash.h"
 #include "log.h"
 #include "metrics.h"
+#include "ocspcheck.h"
+#include "proxyproto.h"
 #include "signer.h"
 #include "state.h"
+#include "tls.h"
 
 #define CONN_IP_BUCKETS		4096
 
@@ -52,6 +56,12 @@ struct conn {
 	int resumed;
 	int closing;
 	int started;                    /* the application took it over */
+	int ip_held;                    /* counted in the per-IP table under peer_ip */
+	int pp_peek;                    /* not trusted for PROXY: refuse a PROXY header */
+	unsigned char *pp_buf;          /* reading a PROXY header (PROXYPROTO_MAX_ADDR) */
+	size_t pp_have, pp_need, pp_skip;
+	STACK_OF(X509) *chain;          /* conn_peer_chain, built at first use */
+	struct ocspcheck *ocsp;         /* tls.ocsp applies to the peer's certificate */
 	void *app_data;
 	TAILQ_ENTRY(conn) link;
 };
@@ -78,6 +88,8 @@ static const char *const conn_end_names[CONN_END_COUNT] = {
 	[CONN_END_NO_MEMORY] = "out_of_memory",
 	[CONN_END_INTERNAL] = "internal_error",
 	[CONN_END_SHUTDOWN] = "shutdown",
+	[CONN_END_PROXY] = "proxy_protocol",
+	[CONN_END_OCSP] = "ocsp_unavailable",
 };
 
 struct ip_ent {
@@ -94,6 +106,9 @@ static struct ip_ent *ip_tab[CONN_IP_BUCKETS];
 static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
 
 static void conn_hs_step(struct conn *c);
+static void conn_pp_step(struct conn *c);
+static void conn_start(struct conn *c);
+static void conn_ocsp_done(void *arg, enum ocspcheck_result r);
 
 const char *
 conn_end_name(enum conn_end why)
@@ -209,6 +224,26 @@ X509 *conn_peer_cert(const struct conn *c)
 	    SSL_get0_peer_certificate(c->ssl) : NULL;
 }
 int conn_resumed(const struct conn *c) { return c->resumed; }
+
+STACK_OF(X509) *
+conn_peer_chain(struct conn *c)
+{
+	STACK_OF(X509) *v;
+	struct gw_state *st;
+	X509 *leaf;
+
+	if (c->chain != NULL || (leaf = conn_peer_cert(c)) == NULL)
+		return c->chain;
+	/* A full handshake kept the chain it verified; a resumed one verified nothing,
+	 * so the chain is built again against today's trust store. */
+	if ((v = SSL_get0_verified_chain(c->ssl)) != NULL && sk_X509_num(v) > 0)
+		c->chain = X509_chain_up_ref(v);
+	else if ((st = state_get()) != NULL) {
+		c->chain = tls_build_chain(st->ssl_ctx, leaf, SSL_get_peer_cert_chain(c->ssl));
+		state_put(st);
+	}
+	return c->chain;
+}
 int conn_draining(const struct conn *c) { return c->home->draining; }
 void *conn_app_data(const struct conn *c) { return c->app_data; }
 void conn_set_app_data(struct conn *c, void *data) { c->app_data = data; }
@@ -261,7 +296,11 @@ conn_close(struct conn *c, enum conn_end why)
 		close(c->fd);
 	TAILQ_REMOVE(&h->conns, c, link);
 	h->nconns--;
-	ip_release(c->peer_ip);
+	if (c->ip_held)
+		ip_release(c->peer_ip);
+	free(c->pp_buf);
+	ocspcheck_free(c->ocsp);
+	sk_X509_pop_free(c->chain, X509_free);
 	atomic_fetch_sub(&conn_total, 1);
 	metrics_dec(M_CONN_ACTIVE);
 	if ((unsigned)why < CONN_END_COUNT)
@@ -415,7 +454,46 @@ conn_hs_done(struct conn *c)
 		conn_close(c, refusal);
 		return;
 	}
+	/* OCSP (tls.ocsp), for full and resumed handshakes alike: the answer may be
+	 * cached, or the connection waits for a query on this loop. */
+	if (ocspcheck_new(h->cfg, peer, conn_peer_chain(c), &c->ocsp) == -1) {
+		conn_close(c, CONN_END_NO_MEMORY);
+		return;
+	}
+	if (c->ocsp != NULL) {
+		enum ocspcheck_result r = ocspcheck_start(c->ocsp, h->base, time(NULL),
+		    conn_ocsp_done, c);
+
+		if (r == OCSPCHECK_PENDING)
+			return;
+		conn_ocsp_done(c, r);
+		return;
+	}
 start:
+	conn_start(c);
+}
+
+/* The OCSP verdict for a connection that has finished its handshake. */
+static void
+conn_ocsp_done(void *arg, enum ocspcheck_result r)
+{
+	struct conn *c = arg;
+
+	if (r == OCSPCHECK_PASS) {
+		conn_start(c);
+		return;
+	}
+	log_info("refused %s (serial %s): OCSP %s", c->peer, c->peer_id.serial,
+	    r == OCSPCHECK_REVOKED ? "says revoked" : "gave no good answer (tls.ocsp.mode hard)");
+	conn_close(c, r == OCSPCHECK_REVOKED ? CONN_END_REVOKED : CONN_END_OCSP);
+}
+
+/* The peer is accepted: wrap the session and hand it to the application. */
+static void
+conn_start(struct conn *c)
+{
+	struct conn_home *h = c->home;
+
 	/* libevent reads the error queue to report bufferevent errors: start clean. */
 	ERR_clear_error();
 	log_debug("handshake from %s: %s, %s, serial %s%s", c->peer, SSL_get_version(c->ssl),
@@ -486,11 +564,43 @@ conn_hs_arm_async(struct conn *c)
 	}
 }
 
+/* A listener that trusts some addresses for PROXY headers refuses one from any other
+ * address by name (OpenSSL would only see a broken ClientHello). Looks at the first
+ * bytes without consuming them. Returns 1 when the handshake may go on, 0 when it
+ * waits for bytes or c was closed. */
+static int
+conn_pp_peek(struct conn *c)
+{
+	unsigned char b[12];
+	ssize_t n;
+
+	n = recv(c->fd, b, sizeof(b), MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		conn_hs_arm(c, EV_READ);
+		return 0;
+	}
+	if (n > 0 && proxyproto_looks_like(b, (size_t)n)) {
+		log_info("refused %s: a PROXY protocol header from an address not in "
+		    "proxy_protocol.trusted", c->peer);
+		metrics_inc(M_HS_FAIL);
+		conn_close(c, CONN_END_PROXY);
+		return 0;
+	}
+	c->pp_peek = 0;         /* EOF and errors: the handshake reports them */
+	return 1;
+}
+
 static void
 conn_hs_step(struct conn *c)
 {
 	int r, err;
 
+	if (c->pp_buf != NULL) {
+		conn_pp_step(c);
+		return;
+	}
+	if (c->pp_peek && !conn_pp_peek(c))
+		return;
 	ERR_clear_error();
 	errno = 0;
 	r = SSL_do_handshake(c->ssl);
@@ -546,15 +656,105 @@ conn_peer_name(const struct sockaddr_storage *ss, char *ip, size_t iplen, char *
 		snprintf(peer, peerlen, "?");
 }
 
+/* Counts c in the per-IP table under its (possibly PROXY-given) address. -1: over
+ * limits.max_connections_per_ip, c not counted. */
+static int
+conn_ip_take(struct conn *c)
+{
+	if (ip_acquire(c->peer_ip, c->home->cfg->limits.max_connections_per_ip) == -1) {
+		log_debug("refused %s: max_connections_per_ip (%d) reached", c->peer,
+		    c->home->cfg->limits.max_connections_per_ip);
+		metrics_inc(M_CONN_REJECTED_LIMIT);
+		return -1;
+	}
+	c->ip_held = 1;
+	return 0;
+}
+
+/* The PROXY header is complete: the client it names becomes the peer (logs, audit,
+ * X-Forwarded-For, per-IP limits), then the TLS handshake starts. */
+static void
+conn_pp_done(struct conn *c, const struct proxyproto *pp)
+{
+	char was[sizeof(c->peer)];
+
+	free(c->pp_buf);
+	c->pp_buf = NULL;
+	memcpy(was, c->peer, sizeof(was));
+	if (!pp->local)
+		conn_peer_name(&pp->src, c->peer_ip, sizeof(c->peer_ip), c->peer,
+		    sizeof(c->peer));
+	log_debug("connection %llu via %s: PROXY header %s%s", (unsigned long long)c->id, was,
+	    pp->local ? "LOCAL (balancer's own)" : "for ", pp->local ? "" : c->peer);
+	if (conn_ip_take(c) == -1) {
+		conn_close(c, CONN_END_PROBE);
+		return;
+	}
+	conn_hs_arm(c, EV_READ);
+}
+
+/* Reads the PROXY v2 header a trusted balancer sends before the ClientHello: never
+ * a byte beyond it (OpenSSL reads the rest of the socket), and of its TLVs only a
+ * fixed-size discard buffer's worth at a time. */
+static void
+conn_pp_step(struct conn *c)
+{
+	unsigned char skip[512];
+	struct proxyproto pp;
+	const char *why = NULL;
+	ssize_t n;
+	size_t want;
+	int rc;
+
+	for (;;) {
+		want = c->pp_skip > 0 ? (c->pp_skip < sizeof(skip) ? c->pp_skip : sizeof(skip)) :
+		    c->pp_need - c->pp_have;
+		n = recv(c->fd, c->pp_skip > 0 ? skip : c->pp_buf + c->pp_have, want, 0);
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			conn_hs_arm(c, EV_READ);
+			return;
+		}
+		if (n <= 0) {
+			log_info("connection from %s %s before its PROXY header ended", c->peer,
+			    n == 0 ? "closed" : strerror(errno));
+			conn_close(c, n == 0 ? CONN_END_PROBE : CONN_END_CLIENT_ERROR);
+			return;
+		}
+		if (c->pp_skip > 0) {
+			if ((c->pp_skip -= (size_t)n) == 0)
+				break;
+			continue;
+		}
+		c->pp_have += (size_t)n;
+		/* parsed after every read: a stream that is not a PROXY header is refused
+		 * at its first bytes, not after a timeout */
+		rc = proxyproto_parse(c->pp_buf, c->pp_have, &pp, &c->pp_need, &why);
+		if (rc == -1) {
+			log_info("refused %s: %s (proxy_protocol.trusted requires one)", c->peer,
+			    why);
+			metrics_inc(M_HS_FAIL);
+			conn_close(c, CONN_END_PROXY);
+			return;
+		}
+		if (rc == 1) {
+			c->pp_skip = pp.total - c->pp_have;
+			if (c->pp_skip == 0)
+				break;
+		}
+	}
+	conn_pp_done(c, &pp);
+}
+
 void
 conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 {
 	const struct config_limits *lim = &h->cfg->limits;
+	const struct config_proxy_protocol *ppc = &h->cfg->proxy_protocol;
 	struct timeval tv;
 	struct gw_state *st;
 	struct conn *c;
 	char ip[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN + 8];
-	int one = 1;
+	int one = 1, pp_trusted;
 
 	pthread_once(&conn_once, conn_init);
 	conn_peer_name(ss, ip, sizeof(ip), peer, sizeof(peer));
@@ -566,17 +766,8 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 		close(fd);
 		return;
 	}
-	if (ip_acquire(ip, lim->max_connections_per_ip) == -1) {
-		atomic_fetch_sub(&conn_total, 1);
-		log_debug("refused %s: max_connections_per_ip (%d) reached", peer,
-		    lim->max_connections_per_ip);
-		metrics_inc(M_CONN_REJECTED_LIMIT);
-		close(fd);
-		return;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_err("calloc: %s", strerror(errno));
-		ip_release(ip);
 		atomic_fetch_sub(&conn_total, 1);
 		close(fd);
 		return;
@@ -592,6 +783,22 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 	metrics_inc(M_CONN_ACTIVE);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+	/* A balancer's connections count against the client its PROXY header names,
+	 * not against the balancer's own address. */
+	pp_trusted = ppc->ntrusted > 0 && cidr_match_any(ppc->trusted, ppc->ntrusted, ss);
+	if (pp_trusted) {
+		if ((c->pp_buf = malloc(PROXYPROTO_MAX_ADDR)) == NULL) {
+			conn_close(c, CONN_END_NO_MEMORY);
+			return;
+		}
+		c->pp_need = PROXYPROTO_HEAD;
+	} else {
+		c->pp_peek = ppc->ntrusted > 0;
+		if (conn_ip_take(c) == -1) {
+			conn_close(c, CONN_END_PROBE);
+			return;
+		}
+	}
 	if ((st = state_get()) == NULL) {
 		conn_close(c, CONN_END_INTERNAL);
 		return;
@@ -613,10 +820,11 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 		conn_close(c, CONN_END_NO_MEMORY);
 		return;
 	}
+	/* The handshake timeout covers the PROXY header too. */
 	tv.tv_sec = lim->handshake_timeout_ms / 1000;
 	tv.tv_usec = (lim->handshake_timeout_ms % 1000) * 1000;
 	evtimer_add(c->hs_timer, &tv);
-	/* The ClientHello is rarely there yet: wait for it rather than try now. */
+	/* The ClientHello (or PROXY header) is rarely there yet: wait for it. */
 	conn_hs_arm(c, EV_READ);
 }
 
@@ -633,8 +841,14 @@ conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 		next = TAILQ_NEXT(c, link);
 		if (c->bev == NULL || c->closing || c->peer_id.serial[0] == '\0')
 			continue;
-		if ((why = conn_peer_refusal(c, st, !h->app->optional_cert, now)) ==
-		    CONN_END_NONE)
+		why = conn_peer_refusal(c, st, !h->app->optional_cert, now);
+		if (why == CONN_END_NONE && c->ocsp != NULL)
+			switch (ocspcheck_recheck(c->ocsp, h->base, now)) {
+			case OCSPCHECK_REVOKED: why = CONN_END_REVOKED; break;
+			case OCSPCHECK_UNAVAILABLE: why = CONN_END_OCSP; break;
+			default: break;
+			}
+		if (why == CONN_END_NONE)
 			continue;
 		log_info("closing connection from %s (serial %s): %s", c->peer,
 		    c->peer_id.serial, conn_end_name(why));

@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "enroll.h"
 #include "log.h"
+#include "ocspcache.h"
 #include "p11.h"
 #include "proxy.h"
 #include "signer.h"
@@ -101,6 +102,10 @@ daemon_tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)audit_check_file();
 	if (d.ticks++ % 60 == 0)
 		state_check_crl_expiry();
+	/* OCSP answers nobody asked about for 10 minutes (the sweep asks once a second
+	 * for every open connection) */
+	if (d.ticks % 60 == 0)
+		ocspcache_expire(time(NULL) - 600);
 }
 
 static int
@@ -381,6 +386,7 @@ fail:
 	if (audit_ok)
 		audit_close();
 	conn_shutdown();
+	ocspcache_clear();
 	EVP_PKEY_free(key);
 	tls_shutdown();
 	p11_shutdown();

@@ -19,7 +19,7 @@ static const char *const head_up[] = {
 };
 static const char *const head_ident[] = {
 	"X-Agent-Id", "X-Agent-Scopes", "X-Forwarded-Client-Cert", "X-Forwarded-For",
-	"Forwarded", "X-Real-IP", NULL
+	"Forwarded", "X-Real-IP", "Client-Cert", "Client-Cert-Chain", NULL
 };
 /* Not forwarded to the client: set by certgate. */
 static const char *const head_down[] = {
@@ -135,7 +135,14 @@ head_request(struct buf *b, const struct http_msg *m, const char *target,
 			head_field(b, m->h[i].name, m->h[i].value);
 	head_field_safe(b, "X-Agent-Id", id->agent);
 	head_field_safe(b, "X-Agent-Scopes", id->scopes);
-	head_field_safe(b, "X-Forwarded-Client-Cert", id->xfcc);
+	if (id->xfcc != NULL)
+		head_field_safe(b, "X-Forwarded-Client-Cert", id->xfcc);
+	if (id->client_cert != NULL) {
+		head_field_safe(b, "Client-Cert", id->client_cert);
+		/* RFC 9440 §2.3: never without Client-Cert, and only when not empty */
+		if (id->client_cert_chain != NULL && id->client_cert_chain[0] != '\0')
+			head_field_safe(b, "Client-Cert-Chain", id->client_cert_chain);
+	}
 	head_field_safe(b, "X-Forwarded-For", id->peer_ip);
 	if (body_len > 0 || m->method == HTTP_POST) {
 		buf_add(b, "Content-Length: ", 16);

@@ -53,6 +53,7 @@
 #include "argcheck.h"
 #include "audit.h"
 #include "buf.h"
+#include "clientcert.h"
 #include "decide.h"
 #include "enroll.h"
 #include "head.h"
@@ -147,6 +148,8 @@ struct proxy_conn {
 	int in_paused;                  /* not parsing: the client owes us a read */
 	int truncated;                  /* a response was cut after its head went out */
 	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
+	char *client_cert;              /* RFC 9440 Client-Cert, at first use */
+	char *client_cert_chain;        /* and Client-Cert-Chain ("" when none) */
 	struct proxy_req q;
 };
 
@@ -438,6 +441,28 @@ proxy_body_meta(struct proxy_conn *px)
 	json_decref(root);
 }
 
+/* The certificate does not change on a connection: the values that carry it
+ * upstream (upstream.client_cert_header) are built once, at the first request (not
+ * at the handshake: idle connections stay small). */
+static int
+proxy_cert_values(struct proxy_conn *px)
+{
+	const struct config_upstream *u = &conn_cfg(px->c)->upstream;
+
+	if (u->client_cert_xfcc && px->xfcc == NULL &&
+	    (px->xfcc = identity_xfcc(conn_peer_id(px->c))) == NULL)
+		return -1;
+	if (u->client_cert_rfc9440 && px->client_cert == NULL) {
+		if ((px->client_cert = clientcert_field(conn_peer_cert(px->c))) == NULL)
+			return -1;
+		/* no chain (a resumed session whose CA left the store): Client-Cert alone */
+		if ((px->client_cert_chain = clientcert_chain_field(conn_peer_chain(px->c))) ==
+		    NULL)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 proxy_build_upstream(struct proxy_conn *px)
 {
@@ -451,14 +476,13 @@ proxy_build_upstream(struct proxy_conn *px)
 
 	if ((q->out = evbuffer_new()) == NULL)
 		return -1;
-	/* The certificate does not change on a connection: its XFCC value is built
-	 * once, at the first request (not at the handshake: idle connections stay
-	 * small). */
-	if (px->xfcc == NULL && (px->xfcc = identity_xfcc(conn_peer_id(px->c))) == NULL)
+	if (proxy_cert_values(px) == -1)
 		return -1;
 	id.agent = a->id;
 	id.scopes = a->scopes_str;
 	id.xfcc = px->xfcc;
+	id.client_cert = px->client_cert;
+	id.client_cert_chain = px->client_cert_chain;
 	id.peer_ip = conn_peer_ip(px->c);
 	/* A head is assembled in one buffer (on the stack while it fits) and handed to
 	 * the evbuffer in one evbuffer_add: an evbuffer call per line costs more. */
@@ -1436,6 +1460,8 @@ proxy_end(struct conn *c, enum conn_end why)
 	if (px->timer)
 		event_free(px->timer);
 	free(px->xfcc);
+	free(px->client_cert);
+	free(px->client_cert_chain);
 	free(px);
 	conn_set_app_data(c, NULL);
 }

@@ -758,3 +758,24 @@ fail:
 	SSL_CTX_free(ctx);
 	return NULL;
 }
+
+STACK_OF(X509) *
+tls_build_chain(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) *untrusted)
+{
+	X509_STORE_CTX *vc;
+	STACK_OF(X509) *chain = NULL;
+
+	if ((vc = X509_STORE_CTX_new()) == NULL)
+		return NULL;
+	if (X509_STORE_CTX_init(vc, SSL_CTX_get_cert_store(ctx), leaf, untrusted) != 1)
+		goto out;
+	X509_VERIFY_PARAM_clear_flags(X509_STORE_CTX_get0_param(vc),
+	    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	X509_STORE_CTX_set_purpose(vc, X509_PURPOSE_SSL_CLIENT);
+	if (X509_verify_cert(vc) == 1)
+		chain = X509_STORE_CTX_get1_chain(vc);
+out:
+	X509_STORE_CTX_free(vc);
+	ERR_clear_error();
+	return chain;
+}

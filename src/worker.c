@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "ocspcheck.h"
 #include "state.h"
 
 #define WORKER_BACKLOG		1024
@@ -238,6 +239,7 @@ worker_main(void *arg)
 			app->worker_free(w->sock[i].home.app_wdata);
 		w->sock[i].home.app_wdata = NULL;
 	}
+	ocspcheck_worker_end(w->base);
 	/* bufferevents freed above with deferred callbacks are finalized by the loop:
 	 * run it once more so nothing is left for event_base_free to leak. */
 	event_base_loop(w->base, EVLOOP_NONBLOCK);

@@ -8,7 +8,8 @@
  * upstreams parse: by http_parser without certgate's strict layer, and by a naive
  * parser in the manner of Python's http.server (split at the blank line, read
  * Content-Length bytes, nothing else). Both must see exactly the requests that were
- * authorized, in order, with the same method, target and body, one X-Agent-Id, and no
+ * authorized, in order, with the same method, target and body, one X-Agent-Id and one
+ * Client-Cert (a client's own are never forwarded), and no
  * byte left over: any difference is a request the upstream would run unchecked. */
 #include <stdint.h>
 #include <stdio.h>
@@ -65,7 +66,8 @@ gw_complete(void *arg, struct http_msg *m)
 {
 	struct side *s = arg;
 	struct decide_http dh;
-	struct head_ident id = { AGENT, "*", "Hash=00", "127.0.0.1" };
+	struct head_ident id = { .agent = AGENT, .scopes = "*", .xfcc = "Hash=00",
+	    .client_cert = ":AA==:", .client_cert_chain = ":AQ==:", .peer_ip = "127.0.0.1" };
 	struct req *r;
 
 	if (s->n == MAX_REQS) {
@@ -102,7 +104,7 @@ struct up {
 	const struct side *s;
 	size_t n;                       /* messages seen */
 	struct buf url, body, field;
-	int agent_ids, te, in_value;
+	int agent_ids, client_certs, te, in_value;
 	int bad;
 };
 
@@ -113,7 +115,7 @@ up_begin(http_parser *p)
 
 	buf_reset(&u->url);
 	buf_reset(&u->body);
-	u->agent_ids = u->te = 0;
+	u->agent_ids = u->client_certs = u->te = 0;
 	return 0;
 }
 
@@ -144,6 +146,8 @@ up_value(http_parser *p, const char *at, size_t n)
 		u->in_value = 1;
 		if (strcasecmp(buf_str(&u->field), "X-Agent-Id") == 0)
 			u->agent_ids++;
+		if (strcasecmp(buf_str(&u->field), "Client-Cert") == 0)
+			u->client_certs++;
 		if (strcasecmp(buf_str(&u->field), "Transfer-Encoding") == 0)
 			u->te++;
 	}
@@ -179,7 +183,7 @@ up_complete(http_parser *p)
 	if (p->method != r->method || strcmp(buf_str(&u->url), r->target) != 0 ||
 	    u->body.len != r->body_len ||
 	    (r->body_len > 0 && memcmp(u->body.p, u->s->bodies.p + r->body_off, r->body_len)) ||
-	    u->agent_ids != 1 || u->te != 0)
+	    u->agent_ids != 1 || u->client_certs != 1 || u->te != 0)
 		u->bad = 1;
 	return 0;
 }
