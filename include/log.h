@@ -6,7 +6,8 @@
 
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERR };
 
-/* Sets the minimum level printed (default INFO; CERTGATE_LOG_LEVEL=debug overrides). */
+/* Sets the minimum level printed (default INFO; the environment variable
+ * CERTGATE_LOG_LEVEL=debug|info|warn|error sets it when this is never called). */
 void log_set_level(enum log_level lvl);
 
 void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)

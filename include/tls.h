@@ -28,6 +28,11 @@ int tls_serial_hex(X509 *cert, char *buf, size_t len);
 typedef int (*tls_revoked_check)(const char *serial);
 void tls_set_revoked_check(tls_revoked_check fn);
 
+/* The client certificate of a handshake on s whose verification failed (the leaf
+ * the verifier rejected), or NULL. Borrowed: valid until SSL_free(s). For the audit
+ * line of the refusal; any thread that owns s. */
+X509 *tls_refused_cert(const SSL *s);
+
 /* Frees the process-wide TLS session cache (shutdown, after every SSL_CTX). */
 void tls_shutdown(void);
 

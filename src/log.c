@@ -25,8 +25,12 @@ log_enabled(enum log_level lvl)
 {
 	if (!log_env_checked) {
 		const char *e = getenv("CERTGATE_LOG_LEVEL");
-		if (e && strcasecmp(e, "debug") == 0)
-			log_min = LOG_LVL_DEBUG;
+		size_t i;
+
+		for (i = 0; e != NULL && i < sizeof(log_names) / sizeof(log_names[0]); i++)
+			if (strcasecmp(e, log_names[i]) == 0 ||
+			    (i == LOG_LVL_WARN && strcasecmp(e, "warning") == 0))
+				log_min = (enum log_level)i;
 		log_env_checked = 1;
 	}
 	return lvl >= log_min;

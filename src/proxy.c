@@ -50,6 +50,7 @@
 
 #include <http_parser.h>
 
+#include "activity.h"
 #include "audit.h"
 #include "buf.h"
 #include "decide.h"
@@ -136,6 +137,7 @@ struct proxy_conn {
 	int in_paused;                  /* not parsing: the client owes us a read */
 	int truncated;                  /* a response was cut after its head went out */
 	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
+	struct activity_agent *act;     /* ops hook: live connections per agent */
 	struct proxy_req q;
 };
 
@@ -237,6 +239,7 @@ proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 {
 	struct proxy_req *q = &px->q;
 	struct audit_rec r;
+	char rid[64];
 
 	if (q->audited)
 		return;
@@ -252,6 +255,15 @@ proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 	r.status = status;
 	r.duration_ms = proxy_ms_since(&q->t0);
 	r.session = q->dec.session ? q->dec.session : q->bound_session;
+	/* ops hook (issue 17): request id, JSON-RPC id, who an unmapped certificate is,
+	 * and the per-agent activity of the status page. */
+	audit_request_id(rid, sizeof(rid), conn_id(px->c), px->nreq + 1);
+	r.request_id = rid;
+	r.rpc_id = q->rpc_id;
+	r.rpc_msg = q->have_insp ? q->insp.root : NULL;
+	r.subject = conn_peer_id(px->c)->subject;
+	r.uri = conn_peer_id(px->c)->nuris > 0 ? conn_peer_id(px->c)->uris[0] : NULL;
+	activity_request(r.agent, r.peer, allow, reason, r.method, r.name);
 	audit_write(&r);
 	metrics_inc(M_REQ_TOTAL);
 	if (status >= 100)
@@ -1247,6 +1259,7 @@ proxy_start(struct conn *c)
 		return -1;
 	}
 	conn_set_app_data(c, px);
+	px->act = activity_conn_open(conn_peer_id(c), conn_peer_ip(c));   /* ops hook */
 	px->phase = PH_IDLE;
 	bufferevent_setcb(bev, proxy_client_readcb, proxy_client_writecb, proxy_client_eventcb,
 	    px);
@@ -1281,6 +1294,7 @@ proxy_end(struct conn *c, enum conn_end why)
 	http_reader_free(px->rd);
 	if (px->timer)
 		event_free(px->timer);
+	activity_conn_close(px->act);   /* ops hook */
 	free(px->xfcc);
 	free(px);
 	conn_set_app_data(c, NULL);

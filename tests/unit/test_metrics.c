@@ -114,9 +114,9 @@ test_render(void)
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"resumed\"} 2"));
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"failed\"} 1"));
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"timeout\"} 1"));
-	CHECK(has_line(r, "certgate_requests_total{status=\"200\"} 40000"));
-	CHECK(has_line(r, "certgate_requests_total{status=\"403\"} 2"));
-	CHECK(strstr(r, "status=\"99\"") == NULL && strstr(r, "status=\"600\"") == NULL);
+	CHECK(has_line(r, "certgate_requests_total{code=\"200\"} 40000"));
+	CHECK(has_line(r, "certgate_requests_total{code=\"403\"} 2"));
+	CHECK(strstr(r, "code=\"99\"") == NULL && strstr(r, "code=\"600\"") == NULL);
 	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"bot\",reason=\"scope\"} 2"));
 	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"we\\\"ird\\\\na\\nme\","
 	    "reason=\"rate\"} 1"));
