@@ -19,7 +19,7 @@ struct procstat {
 };
 
 /* Parses the text of /proc/PID/stat: clk_tck ticks per second, page_size bytes,
- * boot_time the "btime" of /proc/stat. The command name (field 2) may hold spaces
+ * boot_time the boot time in seconds since the epoch. The command name (field 2) may hold spaces
  * and parentheses: fields are counted after its last ')'. Returns 0, or -1 when
  * the text is not in that format. Fills cpu_seconds, start_time, vsize, rss. */
 int procstat_parse_stat(const char *text, size_t len, long clk_tck, long page_size,

@@ -17,8 +17,8 @@
 struct statuspage_agent {
 	const char *id;
 	const char *roles;              /* "member, guest"; NULL: not in the identity map */
-	long long cert_not_after;       /* 0: unknown */
-	const char *cert_source;        /* "CA database", "last connection", NULL */
+	long long cert_not_after;       /* latest valid one the CA issued, else the last
+	                                 * one seen; 0: unknown */
 	long connections;
 	long long requests, denials, new_addresses;
 	time_t last_seen;               /* 0: not since start-up */

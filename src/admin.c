@@ -207,10 +207,8 @@ admin_fill_agent(struct statuspage_agent *sa, const struct activity_agent_view *
 	sa->new_addresses = v->new_addresses;
 	sa->last_seen = v->last_seen;
 	sa->last_peer = v->last_peer[0] ? v->last_peer : NULL;
-	if (sa->cert_not_after == 0 && v->cert_not_after != 0) {
+	if (sa->cert_not_after == 0)
 		sa->cert_not_after = v->cert_not_after;
-		sa->cert_source = "last connection";
-	}
 }
 
 /* GET /: collects what the status page shows (statuspage.h) and renders it. */
@@ -298,8 +296,8 @@ admin_status(struct admin_conn *ac)
 		rolestr[i] = buf_detach(&roles, NULL);
 		sa->id = ia->id;
 		sa->roles = rolestr[i] ? rolestr[i] : "";
-		if (have_db && (sa->cert_not_after = admin_db_expiry(&db, ia->id)) != 0)
-			sa->cert_source = "CA database";
+		if (have_db)
+			sa->cert_not_after = admin_db_expiry(&db, ia->id);
 		admin_fill_agent(sa, admin_find_view(views, nviews, ia->id));
 	}
 	for (i = 0; i < nviews; i++) {
@@ -410,6 +408,23 @@ admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	bufferevent_enable(ac->bev, EV_READ);
 }
 
+/* /metrics: the token's health as /healthz sees it (p11.h: from the monitor
+ * thread, never a probe of the token itself). */
+static void
+admin_token_metrics(FILE *f)
+{
+	if (admin_cfg == NULL)
+		return;
+	if (admin_cfg->tls.key != NULL && p11_is_uri(admin_cfg->tls.key)) {
+		metrics_put_head(f, "token_up", "gauge",
+		    "1 when the PKCS#11 token holding the server key is usable.");
+		fprintf(f, "certgate_token_up %d\n", p11_health() == 1);
+	}
+	metrics_put_head(f, "token_health_logins_total", "counter",
+	    "Logins made by the token health monitor (a lost session re-opened).");
+	fprintf(f, "certgate_token_health_logins_total %ld\n", p11_health_logins());
+}
+
 static void
 admin_error_cb(struct evconnlistener *lev, void *arg)
 {
@@ -448,6 +463,7 @@ admin_start(struct event_base *base, const struct config *cfg)
 	}
 	evconnlistener_set_error_cb(admin_lev, admin_error_cb);
 	(void)procstat_register();
+	(void)metrics_add_renderer(admin_token_metrics);
 	log_info("admin listener on http://%s:%s (/ status page, /healthz, /metrics)",
 	    cfg->admin_host, port);
 	return 0;
@@ -456,6 +472,7 @@ admin_start(struct event_base *base, const struct config *cfg)
 void
 admin_stop(void)
 {
+	metrics_remove_renderer(admin_token_metrics);
 	if (admin_lev != NULL)
 		evconnlistener_free(admin_lev);
 	admin_lev = NULL;

@@ -199,8 +199,11 @@ metrics_reason_label(const char *reason, char *buf, size_t len)
 
 		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
 		    (ch >= 'A' && ch <= 'Z')) {
-			if (sep && o > 0 && o + 2 < len)
+			if (sep && o > 0) {
+				if (o + 2 >= len)
+					break;  /* no room for '_' and a letter: cut here */
 				buf[o++] = '_';
+			}
 			sep = 0;
 			buf[o++] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
 		} else

@@ -2,11 +2,14 @@
 #include "procstat.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "file.h"
@@ -22,7 +25,7 @@ procstat_parse_stat(const char *text, size_t len, long clk_tck, long page_size,
 	const char *p = NULL, *end = text + len;
 	size_t i;
 	int field;
-	char *q;
+	const char *q;
 
 	if (text == NULL || clk_tck <= 0 || page_size <= 0)
 		return -1;
@@ -43,7 +46,6 @@ procstat_parse_stat(const char *text, size_t len, long clk_tck, long page_size,
 				p++;
 			continue;
 		}
-		errno = 0;
 		if (*p == '-') {
 			/* Signed fields (priority, nice): not used, skip them. */
 			v[field - 1] = 0;
@@ -51,8 +53,13 @@ procstat_parse_stat(const char *text, size_t len, long clk_tck, long page_size,
 				p++;
 			continue;
 		}
-		v[field - 1] = strtoull(p, &q, 10);
-		if (q == p || errno != 0 || (q < end && *q != ' ' && *q != '\n'))
+		/* By hand: the text need not be NUL-terminated, strtoull would run on. */
+		for (q = p, v[field - 1] = 0; q < end && *q >= '0' && *q <= '9'; q++) {
+			if (v[field - 1] > (ULLONG_MAX - (unsigned)(*q - '0')) / 10)
+				return -1;
+			v[field - 1] = v[field - 1] * 10 + (unsigned)(*q - '0');
+		}
+		if (q == p || (q < end && *q != ' ' && *q != '\n'))
 			return -1;
 		p = q;
 	}
@@ -63,18 +70,20 @@ procstat_parse_stat(const char *text, size_t len, long clk_tck, long page_size,
 	return 0;
 }
 
-static double
+/* The boot time from the clocks rather than /proc/stat's btime, which the systemd
+ * unit's ProcSubset=pid hides. Computed once: it is constant while the machine runs,
+ * and process_start_time_seconds must not jitter between scrapes. */
+static double procstat_boot;
+static pthread_once_t procstat_once = PTHREAD_ONCE_INIT;
+
+static void
 procstat_boot_time(void)
 {
-	char *text = NULL, *p;
-	double bt = 0;
+	struct timespec rt, bt;
 
-	if (file_read("/proc/stat", 1024 * 1024, &text, NULL) == -1)
-		return 0;
-	if ((p = strstr(text, "\nbtime ")) != NULL)
-		bt = strtod(p + 7, NULL);
-	free(text);
-	return bt;
+	if (clock_gettime(CLOCK_REALTIME, &rt) == 0 && clock_gettime(CLOCK_BOOTTIME, &bt) == 0)
+		procstat_boot = (double)(rt.tv_sec - bt.tv_sec) +
+		    (double)(rt.tv_nsec - bt.tv_nsec) / 1e9;
 }
 
 static long
@@ -96,19 +105,17 @@ procstat_count_fds(void)
 int
 procstat_read(struct procstat *out)
 {
-	static double boot;     /* constant while the machine runs */
 	struct rlimit rl;
 	size_t len;
 	char *text;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (boot == 0)
-		boot = procstat_boot_time();
+	pthread_once(&procstat_once, procstat_boot_time);
 	if (file_read("/proc/self/stat", PROCSTAT_MAX_FILE, &text, &len) == -1)
 		return -1;
 	rc = procstat_parse_stat(text, len, sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE),
-	    boot, out);
+	    procstat_boot, out);
 	free(text);
 	out->open_fds = procstat_count_fds();
 	out->max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ?

@@ -133,6 +133,9 @@ reconf_walk(const json_t *a, const json_t *b, struct buf *path, int depth,
 			path->p[keep] = '\0';
 		return rv;
 	}
+	/* 50 and 50.0 are the same value to config.c. */
+	if (json_is_number(a) && json_is_number(b) && json_number_value(a) == json_number_value(b))
+		return 0;
 	if (a != NULL && b != NULL && json_equal((json_t *)a, (json_t *)b))
 		return 0;
 	return reconf_note(buf_str(path), live, restart);

@@ -5,8 +5,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SP_WARN_S	(7 * 86400)     /* an expiry this close is shown as a warning */
-#define SP_BAD_S	86400           /* ... and this close as a problem */
+/* How close an expiry is shown as a warning, and as a problem: the thresholds of
+ * monitoring/certgate-alerts.yml (agent certificates live a day by default and are
+ * renewed at two thirds of it, so only their last hours are worth a colour). */
+#define SP_DAY	86400LL
+static const struct sp_limits {
+	long long warn, bad;
+} sp_crl = { 2 * SP_DAY, 3600 }, sp_server = { 14 * SP_DAY, 2 * SP_DAY },
+  sp_ca = { 90 * SP_DAY, 14 * SP_DAY }, sp_agent = { 2 * 3600, 600 };
 
 /* Length of the valid UTF-8 sequence at s (NUL-terminated), 0 when invalid. */
 static size_t
@@ -105,10 +111,10 @@ sp_span(struct buf *b, long long s)
 /* A table cell with an expiry time, its distance from now, and a class saying how
  * close it is. */
 static void
-sp_expiry_cell(struct buf *b, time_t now, long long t)
+sp_expiry_cell(struct buf *b, time_t now, long long t, const struct sp_limits *l)
 {
-	const char *cls = t == 0 ? "" : t <= now ? "bad" : t - now < SP_BAD_S ? "bad" :
-	    t - now < SP_WARN_S ? "warn" : "ok";
+	const char *cls = t == 0 ? "" : t <= now ? "bad" : t - now < l->bad ? "bad" :
+	    t - now < l->warn ? "warn" : "ok";
 
 	buf_addf(b, "<td class=\"%s\">", cls);
 	if (t == 0) {
@@ -200,12 +206,12 @@ sp_overview(struct buf *b, const struct statuspage_data *d)
 
 	buf_adds(b, "<section><h2>Certificates and CRL</h2><table>\n");
 	buf_adds(b, "<tr><th>CRL next update</th>");
-	sp_expiry_cell(b, d->now, (long long)d->crl_next_update);
+	sp_expiry_cell(b, d->now, (long long)d->crl_next_update, &sp_crl);
 	buf_addf(b, "</tr>\n<tr><th>CA certificate%s expire%s</th>", d->nca > 1 ? "s (earliest)" :
 	    "", d->nca > 1 ? "" : "s");
-	sp_expiry_cell(b, d->now, (long long)d->ca_not_after);
+	sp_expiry_cell(b, d->now, (long long)d->ca_not_after, &sp_ca);
 	buf_adds(b, "</tr>\n<tr><th>server certificate expires</th>");
-	sp_expiry_cell(b, d->now, (long long)d->server_not_after);
+	sp_expiry_cell(b, d->now, (long long)d->server_not_after, &sp_server);
 	buf_addf(b, "</tr>\n<tr><th>revoked serials</th><td class=\"num\">%zu</td></tr>\n",
 	    d->nrevoked);
 	buf_adds(b, "</table></section></div>\n");
@@ -234,7 +240,7 @@ sp_agents(struct buf *b, const struct statuspage_data *d)
 			buf_adds(b, "<td class=\"warn\">not in the identity map</td>");
 		else
 			sp_cell(b, a->roles);
-		sp_expiry_cell(b, d->now, a->cert_not_after);
+		sp_expiry_cell(b, d->now, a->cert_not_after, &sp_agent);
 		sp_num_cell(b, a->connections, NULL);
 		sp_num_cell(b, a->requests, NULL);
 		sp_num_cell(b, a->denials, a->denials ? "warn" : NULL);

@@ -15,6 +15,7 @@ CERTGATE_APT_PACKAGES=(
 	libhiredis-dev
 	curl python3 jq clang valgrind openssl testssl.sh iproute2 procps
 	redis-server haproxy prometheus gnuplot-nox
+	logrotate chromium
 )
 
 # Node.js version the pinned npm packages require (undici 7 wants >= 20.18.1).
@@ -32,6 +33,9 @@ deps_missing() {
 			printf '%s\n' "$p"
 		fi
 	done
+	# systemd-analyze (the unit checks in t_package_deb) comes with systemd, which a
+	# container may lack; only ask for it then.
+	command -v systemd-analyze >/dev/null 2>&1 || printf '%s\n' systemd
 	# Node may come from elsewhere (NodeSource, nvm): only ask apt when it is absent.
 	command -v node >/dev/null 2>&1 || printf '%s\n' nodejs
 	command -v npm >/dev/null 2>&1 || printf '%s\n' npm
