@@ -71,7 +71,7 @@ cg_assert_contains "$T/out" "configuration OK"
 (ulimit -n 1024 && exec "$CERTGATE_BIN" serve -c "$CFG") 2>"$T/fd.log" &
 fdpid=$!
 cg_track_pid "$fdpid"
-for _ in $(seq 1 100); do grep -q "listening on" "$T/fd.log" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "listening on" "$T/fd.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on" "$T/fd.log" || { cat "$T/fd.log" >&2; cg_fail "the gateway did not start under ulimit -n 1024"; }
 kill -TERM "$fdpid"
 wait "$fdpid" || cg_fail "the gateway did not stop cleanly"
@@ -86,7 +86,7 @@ EOF
 (ulimit -n 1024 && exec "$CERTGATE_BIN" serve -c "$PKI/maxconn.json") 2>"$T/fd2.log" &
 fdpid=$!
 cg_track_pid "$fdpid"
-for _ in $(seq 1 100); do grep -q "listening on" "$T/fd2.log" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "listening on" "$T/fd2.log" 2>/dev/null && break; sleep 0.1; done
 kill -TERM "$fdpid"
 wait "$fdpid" || true
 cg_assert_contains "$T/fd2.log" "limits.max_connections 10000 needs"
@@ -139,7 +139,12 @@ run_curl_example() {
 }
 
 run_quickstart
-grep -Ei '(^|[ :])(warn|warning|error)[ :]' "$T/qs.out" && cg_fail "the quickstart printed a warning or an error (see above)"
+# (Under ASan, OpenSSL's async jobs switch stacks and ASan says so: its own lines,
+# "==PID==WARNING: ASan is ignoring requested __asan_handle_no_return" and two more,
+# are not certgate's.)
+grep -Ev '^==[0-9]+==WARNING: ASan |^False positive error reports may follow|^For details see https://github.com/google/sanitizers' \
+    "$T/qs.out" | grep -Ei '(^|[ :])(warn|warning|error)[ :]' &&
+    cg_fail "the quickstart printed a warning or an error (see above)"
 cg_assert_contains "$T/qs.out" "npm init -y && npm pkg set type=module && npm install @modelcontextprotocol/sdk@"
 cg_assert_contains "$T/qs.out" "Status page:  http://127.0.0.1:$QS_ADMIN/"
 run_curl_example

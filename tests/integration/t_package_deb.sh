@@ -183,7 +183,7 @@ run_as_unit() {
 (run_as_unit "${ARGV[@]}") >"$T/unit.out" 2>"$T/unit.log" &
 GWP=$!
 for _ in $(seq 1 100); do
-	grep -q "listening on" "$T/unit.log" && break
+	grep -q "listening on" "$T/unit.log" 2>/dev/null && break
 	kill -0 "$GWP" 2>/dev/null || { cat "$T/unit.log" >&2; cg_fail "ExecStart exited"; }
 	sleep 0.1
 done
@@ -232,7 +232,7 @@ cg_assert_contains "$T/low.log" "AmbientCapabilities=CAP_NET_BIND_SERVICE"
     --bounding-set=-all,+net_bind_service env -i PATH=$CLEAN_PATH \
     /usr/bin/certgate serve -c "$STATE/lowport.json") >/dev/null 2>"$T/low2.log" &
 GWP=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$T/low2.log" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "listening on" "$T/low2.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "listening on 127.0.0.1:$low" "$T/low2.log" || { cat "$T/low2.log" >&2; cg_fail "not listening on port $low with the ambient capability"; }
 grep -q '^CapEff:\s*0*400$' "/proc/$GWP/status" ||
     { grep Cap "/proc/$GWP/status" >&2; cg_fail "the gateway holds more than CAP_NET_BIND_SERVICE"; }
