@@ -1,6 +1,7 @@
 /* Admin listener: plain HTTP on cfg->admin_host:admin_port (loopback by default),
- * serving GET /healthz and GET /metrics only, one request per connection. Runs on
- * the main thread's event_base. */
+ * serving GET / (the status page, statuspage.h), GET /healthz and GET /metrics only
+ * (with the process metrics, procstat.h), one request per connection. Runs on the
+ * main thread's event_base. */
 #ifndef CERTGATE_ADMIN_H
 #define CERTGATE_ADMIN_H
 #include <event2/event.h>

@@ -3,6 +3,9 @@
  * never interleave and nothing sits in a user-space buffer when the process dies. */
 #ifndef CERTGATE_AUDIT_H
 #define CERTGATE_AUDIT_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct audit_rec {
 	const char *agent;     /* agent id or NULL */
@@ -16,7 +19,22 @@ struct audit_rec {
 	int status;            /* HTTP status sent (0 when none) */
 	double duration_ms;
 	const char *session;   /* Mcp-Session-Id or NULL */
+	const char *request_id;/* "request_id" (audit_request_id), or NULL */
+	/* "rpc_id": the JSON-RPC id (rpc_id: a string, number or null), or the ids of
+	 * rpc_msg (a request object: its "id"; a batch: an array of its members' ids).
+	 * Borrowed; both NULL: no rpc_id field (not JSON-RPC). */
+	const json_t *rpc_id;
+	const json_t *rpc_msg;
+	/* The client certificate's subject and first SAN URI: written only when agent
+	 * is NULL (an unmapped or refused certificate), to say who it was. */
+	const char *subject;
+	const char *uri;
 };
+
+/* The request id of request number nreq (1 for the first) on connection conn_id:
+ * "IIIIIIII-CONN-N" with IIIIIIII random per process start, so ids from different
+ * runs do not collide. nreq 0 names the connection itself (a TLS refusal). */
+void audit_request_id(char *buf, size_t len, uint64_t conn_id, unsigned nreq);
 
 /* Opens path for appending (mode 0600), or stderr when path is NULL or "-". Returns 0/-1;
  * on failure the previous destination (if any) stays in use. */

@@ -95,7 +95,8 @@ struct config_limits {
 	int upstream_response_timeout_ms;/* time to response headers, default 60000 */
 	int stream_idle_timeout_ms;      /* SSE/streaming idle limit, default 300000 */
 	int grace_ms;                    /* shutdown grace, default 10000 */
-	int max_connections;             /* default 10000 */
+	int max_connections;             /* 0 (default, "not set"): as many as the
+	                                  * descriptor limit allows, at most 10000 */
 	int max_connections_per_ip;      /* default 1000 */
 	int max_header_bytes;            /* default 16384 */
 	int max_header_count;            /* default 100 */

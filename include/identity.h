@@ -48,7 +48,7 @@ struct identity_map {
  * An id is 1-128 printable ASCII characters without space / \ " , ; =.
  * "rate" is {"per_second": >0, "burst": >=1 (optional)}. Effective scopes are the
  * agent's own scopes, then each role's in the order listed, without duplicates.
- * Lookups (identity_lookup) are hash-indexed: O(1) per call. */
+ * Lookups (identity_lookup, identity_find_id) are hash-indexed: O(1) per call. */
 int identity_map_parse(const char *json, size_t len, struct identity_map **out,
     char *err, size_t errlen);
 int identity_map_load(const char *path, struct identity_map **out, char *err, size_t errlen);
@@ -81,6 +81,8 @@ void identity_peer_clear(struct identity_peer *p);
  * the peer's subject; NULL when none. The pointer lives as long as the map. */
 const struct identity_agent *identity_lookup(const struct identity_map *m,
     const struct identity_peer *p);
+/* The agent with that id, or NULL (the admin status page). */
+const struct identity_agent *identity_find_id(const struct identity_map *m, const char *id);
 
 /* Envoy-style X-Forwarded-Client-Cert value: Hash=...;Subject="...";URI=...
  * (quotes and backslashes escaped). Returns malloc'd string or NULL. */

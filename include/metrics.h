@@ -34,7 +34,14 @@ long metrics_get(enum metric_id id);
 void metrics_status(int status);
 /* Upstream time to response headers, seconds (histogram). */
 void metrics_upstream_latency(double seconds);
-/* Denials by agent and reason (agent may be NULL -> "-", reason NULL -> "unknown").
+/* The label value for a refusal reason: a short snake_case name ("missing scope" ->
+ * "missing_scope", "certificate is not mapped to an agent" -> "unmapped"); a reason
+ * not in the table is lower-cased with every other run of characters made one '_',
+ * cut to 32 characters, into buf (len bytes). Returns a static string or buf. Pure. */
+const char *metrics_reason_label(const char *reason, char *buf, size_t len);
+
+/* Denials by agent and reason (agent may be NULL -> "-", reason NULL -> "unknown";
+ * the reason is turned into its label with metrics_reason_label).
  * Also counts M_REQ_DENIED: callers do not metrics_inc(M_REQ_DENIED) themselves.
  * At most 10000 (agent, reason) pairs are kept; later agents count as "_other". */
 void metrics_deny(const char *agent, const char *reason);

@@ -47,6 +47,14 @@ int signer_sign(struct signer_pool *p, signer_sign_fn fn, EVP_PKEY_CTX *ctx,
  * the SSL's wait fd. Call on the thread that runs ssl's handshake, before SSL_free. */
 void signer_ssl_abandon(SSL *ssl);
 
+/* What the pool does, for the status page (the same figures as its /metrics):
+ * process-wide, lock-free, any thread; all zero when no pool ever ran. */
+struct signer_stats {
+	long threads, queued, busy;
+	long ok, error, timeout, refused, abandoned;
+};
+void signer_stats(struct signer_stats *out);
+
 /* 1 when OpenSSL supports async jobs on this platform (ASYNC_is_capable). */
 int signer_async_capable(void);
 

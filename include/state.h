@@ -21,6 +21,9 @@ struct gw_state {
 	char **revoked;                 /* sorted uppercase hex serials from the CRL */
 	size_t nrevoked;
 	time_t crl_next_update;         /* 0 when no CRL */
+	time_t server_not_after;        /* the server certificate's notAfter */
+	time_t ca_not_after;            /* earliest notAfter of the trusted CA certificates */
+	unsigned nca;                   /* trusted CA certificates (tls.ca) */
 };
 
 /* Builds the first state. Start-up only; returns 0/-1 (logged). The server key is
@@ -50,6 +53,24 @@ int state_crl_expired(void);
 /* Logs an error when the CRL has expired, a warning when it expires within 24 h
  * (rate-limited). Called every minute by the main loop. */
 void state_check_crl_expiry(void);
+
+/* Reload history, for the status page: the last STATE_HISTORY_MAX reload attempts
+ * (state_reload's own, and those other modules note: a rejected certgate.json).
+ * state_history_note records one (what: a short text, copied and cut to fit);
+ * state_history copies up to max entries, newest first, and returns how many.
+ * Any thread. state_reload also keeps certgate_last_reload_successful,
+ * certgate_last_reload_timestamp_seconds and ..._success_timestamp_seconds, and the
+ * state renders them with the CRL, CA and server certificate expiry gauges in
+ * /metrics (a renderer registered by state_init). */
+#define STATE_HISTORY_MAX 16
+struct state_reload_ev {
+	time_t when;
+	int ok;
+	uint64_t generation;            /* in force after the attempt */
+	char what[192];
+};
+void state_history_note(int ok, const char *what);
+size_t state_history(struct state_reload_ev *out, size_t max);
 
 /* Frees the current state (shutdown). */
 void state_shutdown(void);

@@ -36,6 +36,10 @@ void tls_set_revoked_check(tls_revoked_check fn);
  * (the caller's revocation check did that). Returns a new stack (leaf first), or NULL
  * when no path exists any more. */
 STACK_OF(X509) *tls_build_chain(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) *untrusted);
+/* The client certificate of a handshake on s whose verification failed (the leaf
+ * the verifier rejected), or NULL. Borrowed: valid until SSL_free(s). For the audit
+ * line of the refusal; any thread that owns s. */
+X509 *tls_refused_cert(const SSL *s);
 
 /* Frees the process-wide TLS session cache (shutdown, after every SSL_CTX). */
 void tls_shutdown(void);

@@ -8,12 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,6 +138,67 @@ put_ts(struct buf *b)
 	buf_adds(b, t);
 }
 
+/* A JSON-RPC id: a string, a number or null (anything else is not an id). */
+static void
+put_rpc_id_value(struct buf *b, const json_t *id)
+{
+	char num[48];
+
+	if (json_is_string(id))
+		put_jstr(b, json_string_value(id));
+	else if (json_is_integer(id)) {
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+		buf_adds(b, num);
+	} else if (json_is_real(id) && isfinite(json_real_value(id))) {
+		snprintf(num, sizeof(num), "%.17g", json_real_value(id));
+		buf_adds(b, num);
+	} else
+		buf_adds(b, "null");
+}
+
+/* "rpc_id": see audit.h. A notification (no id) has none. */
+static void
+put_rpc_id(struct buf *b, const json_t *id, const json_t *msg)
+{
+	const json_t *v;
+	size_t i, n = 0;
+
+	if (id == NULL && json_is_object(msg))
+		id = json_object_get(msg, "id");
+	if (id != NULL) {
+		buf_adds(b, ",\"rpc_id\":");
+		put_rpc_id_value(b, id);
+		return;
+	}
+	if (!json_is_array(msg))
+		return;
+	buf_adds(b, ",\"rpc_id\":[");
+	for (i = 0; i < json_array_size(msg); i++) {
+		if ((v = json_object_get(json_array_get(msg, i), "id")) == NULL)
+			continue;
+		if (n++ > 0)
+			buf_add(b, ",", 1);
+		put_rpc_id_value(b, v);
+	}
+	buf_add(b, "]", 1);
+}
+
+void
+audit_request_id(char *buf, size_t len, uint64_t conn_id, unsigned nreq)
+{
+	static atomic_uint instance;
+	unsigned v = atomic_load(&instance), r = 0;
+
+	if (v == 0) {
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+			r = (unsigned)time(NULL) ^ (unsigned)getpid() << 16;
+		r |= 1;         /* never 0: 0 means "not yet chosen" */
+		atomic_compare_exchange_strong(&instance, &v, r);
+		v = atomic_load(&instance);
+	}
+	snprintf(buf, len, "%08x-%llu-%u", v, (unsigned long long)conn_id, nreq);
+}
+
 /* Builds the whole line (with its newline) into b. */
 static void
 audit_format(struct buf *b, const struct audit_rec *r)
@@ -160,6 +223,13 @@ audit_format(struct buf *b, const struct audit_rec *r)
 	buf_adds(b, num);
 	if (r->session != NULL)
 		put_field(b, "session", r->session);
+	if (r->request_id != NULL)
+		put_field(b, "request_id", r->request_id);
+	put_rpc_id(b, r->rpc_id, r->rpc_msg);
+	if (r->agent == NULL && r->subject != NULL)
+		put_field(b, "subject", r->subject);
+	if (r->agent == NULL && r->uri != NULL)
+		put_field(b, "uri", r->uri);
 	buf_add(b, "}\n", 2);
 }
 

@@ -1818,7 +1818,7 @@ config_defaults(struct config *cfg)
 	cfg->limits.upstream_response_timeout_ms = 60000;
 	cfg->limits.stream_idle_timeout_ms = 300000;
 	cfg->limits.grace_ms = 10000;
-	cfg->limits.max_connections = 10000;
+	cfg->limits.max_connections = 0;   /* not set: the descriptor budget decides (daemon.c) */
 	cfg->limits.max_connections_per_ip = 1000;
 	cfg->limits.max_header_bytes = 16384;
 	cfg->limits.max_header_count = 100;

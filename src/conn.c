@@ -30,6 +30,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "activity.h"
+#include "audit.h"
 #include "cidr.h"
 #include "hash.h"
 #include "log.h"
@@ -130,10 +132,73 @@ conn_metrics(FILE *f)
 			    conn_end_names[i], v);
 }
 
+/* Handshakes that did not complete, counted by reason
+ * (certgate_handshake_failures_total{reason}); the refusals of a client certificate
+ * (none, untrusted, expired, revoked by CRL or OCSP, unreadable, no good OCSP
+ * answer) and of a PROXY header also get an audit line and a place in the status
+ * page's recent refusals. */
+static atomic_long conn_hs_failed[CONN_END_COUNT];
+
+static void
+conn_hs_metrics(FILE *f)
+{
+	size_t i;
+	long v;
+
+	metrics_put_head(f, "handshake_failures_total", "counter",
+	    "TLS handshakes that did not complete, by reason.");
+	for (i = 1; i < CONN_END_COUNT; i++)
+		if ((v = atomic_load_explicit(&conn_hs_failed[i], memory_order_relaxed)) != 0)
+			fprintf(f, "certgate_handshake_failures_total{reason=\"%s\"} %ld\n",
+			    conn_end_names[i], v);
+}
+
+static void
+conn_hs_refused(struct conn *c, enum conn_end why)
+{
+	struct identity_peer tmp = { 0 }, *p = &c->peer_id;
+	const struct identity_agent *a = NULL;
+	struct gw_state *st = NULL;
+	struct audit_rec r;
+	char rid[64], what[160];
+	X509 *x;
+
+	if ((unsigned)why < CONN_END_COUNT)
+		atomic_fetch_add_explicit(&conn_hs_failed[why], 1, memory_order_relaxed);
+	if (why != CONN_END_NO_CERT && why != CONN_END_UNTRUSTED && why != CONN_END_EXPIRED &&
+	    why != CONN_END_REVOKED && why != CONN_END_BAD_CERT && why != CONN_END_OCSP &&
+	    why != CONN_END_PROXY)
+		return;
+	/* After a failed verification OpenSSL keeps no peer certificate: tls.c does. */
+	if (p->serial[0] == '\0' && c->ssl != NULL && (x = tls_refused_cert(c->ssl)) != NULL &&
+	    identity_peer_from_cert(x, &tmp) == 0)
+		p = &tmp;
+	if (p->serial[0] != '\0' && (st = state_get()) != NULL && st->map != NULL)
+		a = identity_lookup(st->map, p);
+	memset(&r, 0, sizeof(r));
+	audit_request_id(rid, sizeof(rid), c->id, 0);
+	r.agent = a ? a->id : NULL;
+	r.serial = p->serial[0] ? p->serial : NULL;
+	r.peer = c->peer;
+	r.method = "tls";
+	r.decision = "deny";
+	r.reason = conn_end_name(why);
+	r.request_id = rid;
+	r.subject = p->subject;
+	r.uri = p->nuris > 0 ? p->uris[0] : NULL;
+	(void)audit_write(&r);
+	snprintf(what, sizeof(what), "TLS handshake%s%s", r.serial ? ", serial " : "",
+	    r.serial ? r.serial : "");
+	activity_refusal(r.agent, c->peer, r.reason, what);
+	state_put(st);
+	identity_peer_clear(&tmp);
+}
+
 static void
 conn_init(void)
 {
 	(void)metrics_add_renderer(conn_metrics);
+	(void)metrics_add_renderer(conn_hs_metrics);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -262,6 +327,8 @@ conn_close(struct conn *c, enum conn_end why)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	if (c->bev == NULL)     /* the handshake (or its OCSP check) did not complete */
+		conn_hs_refused(c, why);
 	cut = c->started && app->cut != NULL && app->cut(c);
 	/* A handshake paused for a signature: end its async job before SSL_free. */
 	if (c->bev == NULL && c->ssl != NULL && SSL_waiting_for_async(c->ssl))

@@ -18,10 +18,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <stdarg.h>
+#include <time.h>
+
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <openssl/evp.h>
+#include <systemd/sd-daemon.h>
 
+#include "activity.h"
 #include "admin.h"
 #include "audit.h"
 #include "caproc.h"
@@ -31,6 +36,7 @@
 #include "ocspcache.h"
 #include "p11.h"
 #include "proxy.h"
+#include "reconf.h"
 #include "signer.h"
 #include "state.h"
 #include "stdiohub.h"
@@ -45,11 +51,14 @@
  * both. Idle pooled upstream connections are counted per worker. */
 #define DAEMON_FDS_PER_CONN	2
 #define DAEMON_FDS_RESERVED	256	/* listeners, token files, logs, admin */
+/* limits.max_connections when the configuration does not set it, if the descriptor
+ * limit allows that many (else as many as it allows, without a warning). */
+#define DAEMON_AUTO_MAX_CONNECTIONS	10000
 
 static struct {
 	struct config *cfg;
 	struct event_base *base;
-	struct event *sig_hup, *sig_term, *sig_int, *tick;
+	struct event *sig_hup, *sig_term, *sig_int, *sig_usr1, *tick;
 	unsigned ticks;
 	int stopping;
 	struct caproc *ca;              /* the CA service (enrollment), or NULL */
@@ -58,11 +67,46 @@ static struct {
 	struct signer_pool *signer;     /* NULL: token signatures block the worker */
 } d = { .pidfd = -1 };
 
+/* ---- service manager ---- */
+
+/* systemd's Type=notify protocol (sd_notify(3)): READY=1 once serving, RELOADING=1
+ * ... READY=1 around a SIGHUP reload, STOPPING=1 at shutdown. Without NOTIFY_SOCKET
+ * (not started by systemd) nothing is sent. */
+static void __attribute__((format(printf, 1, 2)))
+daemon_notify(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	int r;
+
+	if (getenv("NOTIFY_SOCKET") == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if ((r = sd_notify(0, msg)) < 0)
+		log_warn("sd_notify(%s): %s", msg, strerror(-r));
+}
+
+static unsigned long long
+daemon_monotonic_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
 /* ---- main loop ---- */
 
+/* certgate.json first (its live keys, e.g. tls.min_version, shape the SSL_CTX the
+ * state reload builds), then the identity map, CRL and certificates. A rejected
+ * certgate.json does not stop the files from reloading: a revocation must not wait
+ * for a fixed configuration. */
 static void
 daemon_reload(const char *why)
 {
+	(void)reconf_reload(why);
 	if (state_reload(why) == 0)
 		worker_wake();
 }
@@ -71,10 +115,24 @@ static void
 daemon_sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("SIGHUP: reloading");
+	daemon_notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    daemon_monotonic_usec());
 	daemon_reload("SIGHUP");
 	p11_health_reset();     /* a fixed PIN file may be tried again */
 	if (audit_reopen() == -1)
 		log_err("audit log re-open failed; still writing to the previous file");
+	daemon_notify("READY=1\nSTATUS=serving (reloaded: generation %llu)",
+	    (unsigned long long)state_generation());
+}
+
+/* logrotate's postrotate: the audit log was moved away, start a new one now. */
+static void
+daemon_sigusr1_cb(evutil_socket_t sig, short what, void *arg)
+{
+	if (audit_reopen() == -1)
+		log_err("SIGUSR1: audit log re-open failed; still writing to the previous file");
+	else
+		log_info("SIGUSR1: audit log re-opened");
 }
 
 static void
@@ -85,6 +143,7 @@ daemon_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d.stopping = 1;
+	daemon_notify("STOPPING=1\nSTATUS=finishing in-flight requests");
 	log_info("signal %d: shutting down (finishing in-flight requests, up to %d ms)",
 	    (int)sig, d.cfg->limits.grace_ms);
 	worker_stop();
@@ -96,6 +155,8 @@ daemon_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t gen = state_generation();
 
+	if (reconf_file_changed())
+		daemon_reload("certgate.json changed");
 	state_check_files();
 	if (state_generation() != gen)
 		worker_wake();
@@ -120,10 +181,12 @@ daemon_events(void)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	d.sig_hup = evsignal_new(d.base, SIGHUP, daemon_sighup_cb, NULL);
+	d.sig_usr1 = evsignal_new(d.base, SIGUSR1, daemon_sigusr1_cb, NULL);
 	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_sigterm_cb, NULL);
 	d.sig_int = evsignal_new(d.base, SIGINT, daemon_sigterm_cb, NULL);
 	d.tick = event_new(d.base, -1, EV_PERSIST, daemon_tick_cb, NULL);
 	if (d.sig_hup == NULL || d.sig_term == NULL || d.sig_int == NULL || d.tick == NULL ||
+	    d.sig_usr1 == NULL || evsignal_add(d.sig_usr1, NULL) == -1 ||
 	    evsignal_add(d.sig_hup, NULL) == -1 || evsignal_add(d.sig_term, NULL) == -1 ||
 	    evsignal_add(d.sig_int, NULL) == -1 || event_add(d.tick, &sec) == -1) {
 		log_err("cannot set up signal handling");
@@ -141,9 +204,11 @@ daemon_events_free(void)
 		event_free(d.sig_term);
 	if (d.sig_int)
 		event_free(d.sig_int);
+	if (d.sig_usr1)
+		event_free(d.sig_usr1);
 	if (d.tick)
 		event_free(d.tick);
-	d.sig_hup = d.sig_term = d.sig_int = d.tick = NULL;
+	d.sig_hup = d.sig_term = d.sig_int = d.sig_usr1 = d.tick = NULL;
 }
 
 /* ---- pid file ---- */
@@ -256,22 +321,26 @@ daemon_fd_budget(struct config *cfg)
 {
 	struct rlimit rl;
 	rlim_t need, cap, fixed;
+	int autoset = cfg->limits.max_connections <= 0;
+	int want = autoset ? DAEMON_AUTO_MAX_CONNECTIONS : cfg->limits.max_connections;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		if (autoset)
+			cfg->limits.max_connections = want;
 		return;
 	}
 	fixed = DAEMON_FDS_RESERVED + (rlim_t)(cfg->upstream.pool_size > 0 ?
 	    cfg->upstream.pool_size : 0) * (rlim_t)worker_count(cfg);
-	need = (rlim_t)cfg->limits.max_connections * DAEMON_FDS_PER_CONN + fixed;
+	need = (rlim_t)want * DAEMON_FDS_PER_CONN + fixed;
 	if (rl.rlim_max < need) {
 		/* Privileged (CAP_SYS_RESOURCE) it may raise the hard limit too, as
 		 * nginx's worker_rlimit_nofile does; otherwise EPERM, and the soft limit
 		 * goes up to the hard one below. */
-		struct rlimit want = { need, need };
+		struct rlimit raised = { need, need };
 
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			rl = want;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
 	}
 	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
@@ -280,15 +349,26 @@ daemon_fd_budget(struct config *cfg)
 			    (unsigned long long)rl.rlim_cur, strerror(errno));
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur >= need)
+	if (rl.rlim_cur >= need) {
+		cfg->limits.max_connections = want;
 		return;
+	}
 	cap = rl.rlim_cur > fixed + DAEMON_FDS_PER_CONN ?
 	    (rl.rlim_cur - fixed) / DAEMON_FDS_PER_CONN : 1;
-	log_warn("limits.max_connections %d needs %llu descriptors but the limit is %llu: "
-	    "serving at most %llu connections (raise `ulimit -n`)",
-	    cfg->limits.max_connections, (unsigned long long)need,
-	    (unsigned long long)rl.rlim_cur, (unsigned long long)cap);
 	cfg->limits.max_connections = (int)cap;
+	/* Not set in the configuration: the descriptor limit is the operator's choice,
+	 * and nothing they asked for is being refused. */
+	if (autoset) {
+		log_info("limits.max_connections not set: serving at most %llu connections, "
+		    "what the descriptor limit (%llu) allows", (unsigned long long)cap,
+		    (unsigned long long)rl.rlim_cur);
+		return;
+	}
+	log_warn("limits.max_connections %d needs %llu descriptors but the limit is %llu: "
+	    "serving at most %llu connections (raise the limit: `ulimit -n %llu` in the "
+	    "shell, LimitNOFILE= in the systemd unit; or lower limits.max_connections)",
+	    want, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
+	    (unsigned long long)cap, (unsigned long long)need);
 }
 
 /* ---- serve ---- */
@@ -303,6 +383,8 @@ daemon_serve(struct config *cfg)
 
 	d.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
+	/* Until its handler exists, a logrotate SIGUSR1 must not kill a starting gateway. */
+	signal(SIGUSR1, SIG_IGN);
 	if (daemon_pidfile_lock(cfg) == -1)
 		return 1;
 	daemon_fd_budget(cfg);
@@ -320,6 +402,8 @@ daemon_serve(struct config *cfg)
 	if (state_init(cfg, key) == -1)
 		goto fail;
 	state_ok = 1;
+	if (reconf_init(cfg) == -1)
+		goto fail;
 	if (audit_open(cfg->audit_file) == -1)
 		goto fail;
 	audit_ok = 1;
@@ -364,6 +448,8 @@ daemon_serve(struct config *cfg)
 	    cfg->listen_host, (unsigned)cfg->listen_port, worker_count(cfg),
 	    cfg->upstream.url ? cfg->upstream.url : cfg->upstream.command != NULL ?
 	    cfg->upstream.command[0] : "-");
+	daemon_notify("READY=1\nSTATUS=serving on %s:%u\nMAINPID=%ld", cfg->listen_host,
+	    (unsigned)cfg->listen_port, (long)getpid());
 	event_base_dispatch(d.base);
 	rc = 0;
 fail:
@@ -381,8 +467,10 @@ fail:
 	d.base = NULL;
 	daemon_pidfile_remove();
 	p11_monitor_stop();
+	reconf_shutdown();
 	if (state_ok)
 		state_shutdown();
+	activity_shutdown();
 	if (audit_ok)
 		audit_close();
 	conn_shutdown();

@@ -847,6 +847,17 @@ identity_lookup(const struct identity_map *m, const struct identity_peer *p)
 	return NULL;
 }
 
+const struct identity_agent *
+identity_find_id(const struct identity_map *m, const char *id)
+{
+	size_t k;
+
+	if (m == NULL || m->index == NULL || id == NULL)
+		return NULL;
+	k = identity_hash_get(&((const struct identity_index *)m->index)->by_id, id);
+	return k == SIZE_MAX ? NULL : &m->agents[k];
+}
+
 /* Appends src to the buffer at *pp, quoting when XFCC requires it. The caller sized the
  * buffer for the worst case (every byte escaped, plus quotes). Control bytes make the
  * value unusable in a header: -1. */

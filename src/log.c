@@ -22,10 +22,9 @@ log_enabled(enum log_level lvl)
 		size_t i;
 
 		for (i = 0; e != NULL && i < sizeof(log_names) / sizeof(log_names[0]); i++)
-			if (strcasecmp(e, log_names[i]) == 0)
+			if (strcasecmp(e, log_names[i]) == 0 ||
+			    (i == LOG_LVL_WARN && strcasecmp(e, "warning") == 0))
 				log_min = (enum log_level)i;
-		if (e != NULL && strcasecmp(e, "warning") == 0)
-			log_min = LOG_LVL_WARN;
 		log_env_checked = 1;
 	}
 	return lvl >= log_min;

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "agent.h"
+#include "auditsum.h"
 #include "ca.h"
 #include "config.h"
 #include "daemon.h"
@@ -29,7 +30,8 @@ usage(FILE *f)
 	    "  check -c CONFIG   validate the configuration, open the token, load keys and\n"
 	    "                    certificates; prints \"configuration OK\" or every problem\n"
 	    "  ca SUBCOMMAND     CA operations in the token: init|server|issue|renew|revoke|\n"
-	    "                    crl|list|token|serve\n");
+	    "                    crl|list|token|serve\n"
+	    "  audit summary     per-agent calls, denials and addresses from the audit log\n");
 	agent_usage_summary(f);
 	fprintf(f,
 	    "\n"
@@ -42,9 +44,12 @@ usage_cmd(FILE *f, const char *cmd)
 {
 	if (strcmp(cmd, "serve") == 0)
 		fprintf(f, "usage: certgate serve -c CONFIG\n\n"
-		    "Runs the gateway in the foreground. SIGHUP reloads the identity map, the CRL\n"
-		    "and the certificates (they are also reloaded when their files change);\n"
-		    "SIGTERM/SIGINT stop accepting and finish in-flight requests.\n");
+		    "Runs the gateway in the foreground. SIGHUP reloads the identity map, the CRL,\n"
+		    "the certificates and CONFIG (they are also reloaded when their files change;\n"
+		    "CONFIG keys that need a restart are named in a warning); SIGUSR1 re-opens the\n"
+		    "audit log (logrotate); SIGTERM/SIGINT stop accepting and finish in-flight\n"
+		    "requests. Writes its pid to certgate.pid next to CONFIG. Under systemd\n"
+		    "(Type=notify) it reports READY, RELOADING and STOPPING.\n");
 	else
 		fprintf(f, "usage: certgate check -c CONFIG\n\n"
 		    "Validates the configuration as a whole, opens the token, loads the keys and\n"
@@ -110,6 +115,44 @@ load_config(const char *path, struct config **cfg)
 	return -1;
 }
 
+/* The token named by pkcs11.token and the CA key object must exist: serve does not
+ * need them at start-up (the server key's URI may name its own token), so without
+ * this check the mistake shows only at the first `certgate ca` command. */
+static int
+check_token_objects(const struct config *cfg)
+{
+	struct p11_defaults d = {
+		.module = cfg->pkcs11.module, .token = cfg->pkcs11.token,
+		.pin_file = cfg->pkcs11.pin_file, .pin_env = cfg->pkcs11.pin_env,
+		.softhsm2_conf = cfg->pkcs11.softhsm2_conf,
+	};
+	int r, rc = 0;
+
+	if (cfg->pkcs11.module != NULL && cfg->pkcs11.token != NULL &&
+	    p11_key_exists(&d, "pkcs11:type=private") == -1) {
+		fprintf(stderr, "%s: pkcs11.token \"%s\": cannot open this token in %s (see "
+		    "above; `softhsm2-util --show-slots` or `pkcs11-tool --module %s -L` "
+		    "lists the tokens and their labels)\n", cfg->path, cfg->pkcs11.token,
+		    cfg->pkcs11.module, cfg->pkcs11.module);
+		rc = -1;
+	}
+	if (cfg->ca.key != NULL && p11_is_uri(cfg->ca.key)) {
+		char *red = p11_uri_redact(cfg->ca.key);
+
+		if ((r = p11_key_exists(&d, cfg->ca.key)) == 0)
+			fprintf(stderr, "%s: ca.key %s: no such private key object in the "
+			    "token (the CA cannot issue or revoke; create it with `certgate ca "
+			    "init` or correct ca.key)\n", cfg->path, red ? red : "(URI)");
+		else if (r == -1)
+			fprintf(stderr, "%s: ca.key %s: cannot look the key up (see above)\n",
+			    cfg->path, red ? red : "(URI)");
+		free(red);
+		if (r != 1)
+			rc = -1;
+	}
+	return rc;
+}
+
 static int
 cmd_check(struct config *cfg)
 {
@@ -117,6 +160,8 @@ cmd_check(struct config *cfg)
 	int rc = 1;
 
 	if (tls_load_server_key(cfg, &key) == -1)
+		goto fail;
+	if (check_token_objects(cfg) == -1)
 		goto fail;
 	if (state_init(cfg, key) == -1)
 		goto fail;
@@ -167,6 +212,8 @@ main(int argc, char **argv)
 		return ca_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "agent") == 0)
 		return agent_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "audit") == 0)
+		return auditsum_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "check") != 0) {
 		fprintf(stderr, "certgate: unknown command '%s'\n", argv[1]);
 		usage(stderr);

@@ -131,17 +131,99 @@ deny_find(const char *agent, const char *reason, unsigned h)
 	return NULL;
 }
 
+/* The refusal reasons the request path gives (audit "reason") and their label. Short
+ * snake_case, a closed set: a reason that is not here is turned into snake_case by
+ * metrics_reason_label, so a new reason still gets a valid, bounded label. */
+static const struct {
+	const char *reason, *label;
+} metrics_reasons[] = {
+	{ "missing scope", "missing_scope" },
+	{ "certificate is not mapped to an agent", "unmapped" },
+	{ "rate limited", "rate_limited" },
+	{ "revoked", "revoked" },
+	{ "session belongs to another agent", "foreign_session" },
+	{ "unknown session", "unknown_session" },
+	{ "gateway state unavailable", "unavailable" },
+	{ "method not allowed", "method_not_allowed" },
+	{ "body not allowed on this method", "body_not_allowed" },
+	{ "duplicate MCP header", "duplicate_header" },
+	{ "unsupported MCP-Protocol-Version", "bad_protocol_version" },
+	{ "Mcp-Method header mismatch", "header_mismatch" },
+	{ "Mcp-Name header mismatch", "header_mismatch" },
+	{ "invalid request", "invalid_request" },
+	{ "empty batch", "invalid_request" },
+	{ "invalid json", "invalid_json" },
+	{ "argument rule", "argument_rule" },
+	{ "tool never listed", "tool_not_listed" },
+	{ "unusable inputSchema", "bad_input_schema" },
+	{ "invalid arguments", "invalid_arguments" },
+	{ "out of memory", "out_of_memory" },
+	{ "audit log unavailable", "audit_unavailable" },
+	{ "upstream unavailable", "upstream_unreachable" },
+	{ "upstream unreachable", "upstream_unreachable" },
+	{ "header timeout", "header_timeout" },
+	{ "body timeout", "body_timeout" },
+	{ "request body too large", "body_too_large" },
+	{ "header section too large", "headers_too_large" },
+	{ "too many header fields", "headers_too_large" },
+	{ "request line too long", "headers_too_large" },
+	{ "request target too long", "bad_path" },
+	{ "request target must be a path", "bad_path" },
+	{ "fragment in request target", "bad_path" },
+	{ "backslash in request path", "bad_path" },
+	{ "empty segment in request path", "bad_path" },
+	{ "malformed percent-encoding in request path", "bad_path" },
+	{ "encoded '/', '\\', '.' or NUL in request path", "bad_path" },
+};
+
+#define METRICS_LABEL_MAX	32
+
+const char *
+metrics_reason_label(const char *reason, char *buf, size_t len)
+{
+	size_t i, o = 0;
+	int sep = 0;
+
+	if (reason == NULL || *reason == '\0')
+		return "unknown";
+	for (i = 0; i < sizeof(metrics_reasons) / sizeof(metrics_reasons[0]); i++)
+		if (strcmp(metrics_reasons[i].reason, reason) == 0)
+			return metrics_reasons[i].label;
+	if (len == 0)
+		return "unknown";
+	if (len > METRICS_LABEL_MAX + 1)
+		len = METRICS_LABEL_MAX + 1;
+	/* Lower-case letters and digits, one '_' for every other run, at most 32. */
+	for (; *reason && o + 1 < len; reason++) {
+		unsigned char ch = (unsigned char)*reason;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    (ch >= 'A' && ch <= 'Z')) {
+			if (sep && o > 0) {
+				if (o + 2 >= len)
+					break;  /* no room for '_' and a letter: cut here */
+				buf[o++] = '_';
+			}
+			sep = 0;
+			buf[o++] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+		} else
+			sep = 1;
+	}
+	buf[o] = '\0';
+	return o > 0 ? buf : "unknown";
+}
+
 void
 metrics_deny(const char *agent, const char *reason)
 {
 	struct deny_ent *e;
+	char lb[METRICS_LABEL_MAX + 1];
 	unsigned h;
 
 	metrics_inc(M_REQ_DENIED);
 	if (agent == NULL)
 		agent = "-";
-	if (reason == NULL)
-		reason = "unknown";
+	reason = metrics_reason_label(reason, lb, sizeof(lb));
 	pthread_mutex_lock(&metrics_deny_mtx);
 	h = deny_hash(agent, reason);
 	e = deny_find(agent, reason, h);
@@ -313,11 +395,12 @@ render_counters(FILE *f)
 	    metrics_get(M_HS_TIMEOUT));
 	put_simple(f, "requests_received_total", "counter", "HTTP requests received.",
 	    M_REQ_TOTAL);
+	/* "code", as the Prometheus client libraries label HTTP status codes. */
 	metrics_put_head(f, "requests_total", "counter", "HTTP responses by status code.");
 	for (s = 100; s < METRICS_STATUS_MAX; s++) {
 		long v = atomic_load_explicit(&metrics_status_ctr[s], memory_order_relaxed);
 		if (v)
-			fprintf(f, "certgate_requests_total{status=\"%d\"} %ld\n", s, v);
+			fprintf(f, "certgate_requests_total{code=\"%d\"} %ld\n", s, v);
 	}
 	put_simple(f, "upstream_errors_total", "counter", "Upstream connection or protocol errors.",
 	    M_UPSTREAM_ERRORS);

@@ -51,6 +51,7 @@
 #include <http_parser.h>
 
 #include "argcheck.h"
+#include "activity.h"
 #include "audit.h"
 #include "buf.h"
 #include "clientcert.h"
@@ -150,6 +151,7 @@ struct proxy_conn {
 	char *xfcc;                     /* X-Forwarded-Client-Cert value, at first use */
 	char *client_cert;              /* RFC 9440 Client-Cert, at first use */
 	char *client_cert_chain;        /* and Client-Cert-Chain ("" when none) */
+	struct activity_agent *act;     /* live connections per agent (activity.h) */
 	struct proxy_req q;
 };
 
@@ -268,6 +270,7 @@ proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 {
 	struct proxy_req *q = &px->q;
 	struct audit_rec r;
+	char rid[64];
 
 	if (q->audited)
 		return;
@@ -284,6 +287,15 @@ proxy_audit(struct proxy_conn *px, int allow, const char *reason, int status)
 	r.duration_ms = proxy_ms_since(&q->t0);
 	r.session = q->dec.session ? q->dec.session : q->bound_session;
 	r.detail = proxy_audit_detail(q);
+	/* Request id, JSON-RPC id, who an unmapped certificate is,
+	 * and the per-agent activity of the status page. */
+	audit_request_id(rid, sizeof(rid), conn_id(px->c), px->nreq + 1);
+	r.request_id = rid;
+	r.rpc_id = q->rpc_id;
+	r.rpc_msg = q->have_insp ? q->insp.root : NULL;
+	r.subject = conn_peer_id(px->c)->subject;
+	r.uri = conn_peer_id(px->c)->nuris > 0 ? conn_peer_id(px->c)->uris[0] : NULL;
+	activity_request(r.agent, r.peer, allow, reason, r.method, r.name);
 	audit_write(&r);
 	metrics_inc(M_REQ_TOTAL);
 	if (status >= 100)
@@ -1425,6 +1437,7 @@ proxy_start(struct conn *c)
 		return -1;
 	}
 	conn_set_app_data(c, px);
+	px->act = activity_conn_open(conn_peer_id(c), conn_peer_ip(c));
 	px->phase = PH_IDLE;
 	bufferevent_setcb(bev, proxy_client_readcb, proxy_client_writecb, proxy_client_eventcb,
 	    px);
@@ -1459,6 +1472,7 @@ proxy_end(struct conn *c, enum conn_end why)
 	http_reader_free(px->rd);
 	if (px->timer)
 		event_free(px->timer);
+	activity_conn_close(px->act);
 	free(px->xfcc);
 	free(px->client_cert);
 	free(px->client_cert_chain);

@@ -120,6 +120,19 @@ signer_metrics(FILE *f)
 	metrics_hist_render(f, &signer_lat);
 }
 
+void
+signer_stats(struct signer_stats *out)
+{
+	out->threads = atomic_load(&signer_g_threads);
+	out->queued = atomic_load(&signer_g_queued);
+	out->busy = atomic_load(&signer_g_busy);
+	out->ok = atomic_load(&signer_results[SR_OK]);
+	out->error = atomic_load(&signer_results[SR_ERROR]);
+	out->timeout = atomic_load(&signer_results[SR_TIMEOUT]);
+	out->refused = atomic_load(&signer_results[SR_REFUSED]);
+	out->abandoned = atomic_load(&signer_results[SR_ABANDONED]);
+}
+
 int
 signer_async_capable(void)
 {

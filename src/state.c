@@ -40,6 +40,14 @@ static EVP_PKEY *state_key;		/* borrowed */
 static struct state_fsig state_sig[SF_COUNT];
 static time_t state_crl_warned;
 
+/* Reload history (state.h) and the last-reload gauges. */
+static pthread_mutex_t state_hist_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct state_reload_ev state_hist[STATE_HISTORY_MAX];
+static size_t state_hist_n, state_hist_next;
+static time_t state_last_reload, state_last_ok_reload;
+static int state_last_ok = 1;
+static pthread_once_t state_metrics_once = PTHREAD_ONCE_INIT;
+
 static const char *
 state_file(int i)
 {
@@ -175,6 +183,29 @@ state_revoked_from_crl(struct gw_state *st, X509_CRL *crl)
 	return 0;
 }
 
+/* The server certificate's and the trusted CAs' notAfter, for /metrics and the
+ * status page: read from the SSL_CTX just built, so they describe what is in force. */
+static void
+state_expiry_from_ctx(struct gw_state *st)
+{
+	STACK_OF(X509_OBJECT) *objs;
+	X509 *x;
+	time_t t;
+	int i;
+
+	if ((x = SSL_CTX_get0_certificate(st->ssl_ctx)) != NULL)
+		st->server_not_after = state_asn1_time(X509_get0_notAfter(x));
+	objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(st->ssl_ctx));
+	for (i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+		if ((x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i))) == NULL)
+			continue;
+		t = state_asn1_time(X509_get0_notAfter(x));
+		if (t != 0 && (st->ca_not_after == 0 || t < st->ca_not_after))
+			st->ca_not_after = t;
+		st->nca++;
+	}
+}
+
 /* Builds a complete state from the files; NULL on any failure (logged). */
 static struct gw_state *
 state_build(void)
@@ -203,6 +234,7 @@ state_build(void)
 	if (crl != NULL && state_revoked_from_crl(st, crl) == -1)
 		goto fail;
 	X509_CRL_free(crl);
+	state_expiry_from_ctx(st);
 	return st;
 fail:
 	X509_CRL_free(crl);
@@ -249,6 +281,107 @@ state_serial_revoked_now(const char *serial)
 	return revoked;
 }
 
+void
+state_history_note(int ok, const char *what)
+{
+	struct state_reload_ev *e;
+
+	pthread_mutex_lock(&state_hist_lock);
+	e = &state_hist[state_hist_next];
+	e->when = time(NULL);
+	e->ok = ok;
+	e->generation = state_generation();
+	snprintf(e->what, sizeof(e->what), "%s", what ? what : "-");
+	state_hist_next = (state_hist_next + 1) % STATE_HISTORY_MAX;
+	if (state_hist_n < STATE_HISTORY_MAX)
+		state_hist_n++;
+	pthread_mutex_unlock(&state_hist_lock);
+}
+
+size_t
+state_history(struct state_reload_ev *out, size_t max)
+{
+	size_t i, n;
+
+	pthread_mutex_lock(&state_hist_lock);
+	n = state_hist_n < max ? state_hist_n : max;
+	for (i = 0; i < n; i++)
+		out[i] = state_hist[(state_hist_next + STATE_HISTORY_MAX - 1 - i) %
+		    STATE_HISTORY_MAX];
+	pthread_mutex_unlock(&state_hist_lock);
+	return n;
+}
+
+/* Records a reload attempt of the files (state_reload) for the history and gauges. */
+static void
+state_reloaded(int ok, const char *why)
+{
+	char what[192];
+
+	pthread_mutex_lock(&state_hist_lock);
+	state_last_reload = time(NULL);
+	state_last_ok = ok;
+	if (ok)
+		state_last_ok_reload = state_last_reload;
+	pthread_mutex_unlock(&state_hist_lock);
+	snprintf(what, sizeof(what), "%s: %s", why ? why : "reload",
+	    ok ? "reloaded" : "rejected, previous state kept");
+	state_history_note(ok, what);
+}
+
+static void
+state_put_gauge(FILE *f, const char *name, const char *help, long long v)
+{
+	metrics_put_head(f, name, "gauge", help);
+	fprintf(f, "certgate_%s %lld\n", name, v);
+}
+
+/* /metrics: expiry times of what is in force and the last reload's outcome. */
+static void
+state_metrics(FILE *f)
+{
+	struct gw_state *st;
+	time_t last, last_ok;
+	int ok;
+
+	if ((st = state_get()) != NULL) {
+		if (st->crl_next_update != 0)
+			state_put_gauge(f, "crl_next_update_timestamp_seconds",
+			    "nextUpdate of the CRL in force (every client is refused after it).",
+			    (long long)st->crl_next_update);
+		if (st->server_not_after != 0)
+			state_put_gauge(f, "server_certificate_expiry_timestamp_seconds",
+			    "notAfter of the server certificate in force.",
+			    (long long)st->server_not_after);
+		if (st->ca_not_after != 0)
+			state_put_gauge(f, "ca_certificate_expiry_timestamp_seconds",
+			    "Earliest notAfter of the trusted CA certificates (tls.ca).",
+			    (long long)st->ca_not_after);
+		state_put_gauge(f, "identity_map_agents", "Agents in the identity map in force.",
+		    st->map ? (long long)st->map->nagents : 0);
+		state_put_gauge(f, "crl_revoked_serials", "Serials revoked by the CRL in force.",
+		    (long long)st->nrevoked);
+		state_put(st);
+	}
+	pthread_mutex_lock(&state_hist_lock);
+	last = state_last_reload;
+	last_ok = state_last_ok_reload;
+	ok = state_last_ok;
+	pthread_mutex_unlock(&state_hist_lock);
+	state_put_gauge(f, "last_reload_successful",
+	    "1 when the last reload of the identity map, CRL and certificates succeeded.", ok);
+	state_put_gauge(f, "last_reload_timestamp_seconds",
+	    "Time of the last reload attempt (start-up counts as one).", (long long)last);
+	state_put_gauge(f, "last_reload_success_timestamp_seconds",
+	    "Time of the last successful reload (or start-up).", (long long)last_ok);
+}
+
+static void
+state_metrics_init(void)
+{
+	(void)metrics_add_renderer(state_metrics);
+}
+
 int
 state_init(const struct config *cfg, EVP_PKEY *server_key)
 {
@@ -262,6 +395,8 @@ state_init(const struct config *cfg, EVP_PKEY *server_key)
 		return -1;
 	state_swap(st);
 	tls_set_revoked_check(state_serial_revoked_now);
+	pthread_once(&state_metrics_once, state_metrics_init);
+	state_reloaded(1, "start-up");
 	log_info("state loaded: %zu agents, %zu revoked serials",
 	    st->map ? st->map->nagents : 0, st->nrevoked);
 	return 0;
@@ -279,10 +414,12 @@ state_reload(const char *why)
 		metrics_inc(M_RELOAD_FAIL);
 		log_err("reload (%s) failed; the previous configuration stays in force",
 		    why ? why : "-");
+		state_reloaded(0, why);
 		return -1;
 	}
 	state_swap(st);
 	metrics_inc(M_RELOAD_OK);
+	state_reloaded(1, why);
 	log_info("reloaded (%s): generation %llu, %zu agents, %zu revoked serials",
 	    why ? why : "-", (unsigned long long)st->generation,
 	    st->map ? st->map->nagents : 0, st->nrevoked);

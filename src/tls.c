@@ -96,6 +96,47 @@ tls_sid_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, vo
 	free(ptr);
 }
 
+/* The client certificate of a handshake that failed verification: OpenSSL keeps no
+ * peer certificate then, and the audit line of the refusal should say whose it was.
+ * The verify callback keeps a reference to the leaf in SSL ex_data (freed with the
+ * SSL); verification itself is unchanged. */
+static int tls_refused_idx = -1;
+
+static void
+tls_refused_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	X509_free(ptr);
+}
+
+static void
+tls_refused_init(void)
+{
+	tls_refused_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_refused_free);
+}
+
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	X509 *leaf;
+	SSL *s;
+
+	if (ok || tls_refused_idx < 0)
+		return ok;
+	s = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	leaf = X509_STORE_CTX_get0_cert(xs);
+	if (s != NULL && leaf != NULL && SSL_get_ex_data(s, tls_refused_idx) == NULL &&
+	    X509_up_ref(leaf) == 1 && SSL_set_ex_data(s, tls_refused_idx, leaf) != 1)
+		X509_free(leaf);
+	return ok;
+}
+
+X509 *
+tls_refused_cert(const SSL *s)
+{
+	return tls_refused_idx < 0 ? NULL : SSL_get_ex_data(s, tls_refused_idx);
+}
+
 /* OpenSSL 3.0 decodes every public key it parses (the client certificate of each
  * full handshake) through its provider decoders, which build a decoder chain under
  * read-write locks for each key: about a fifth of a full handshake's CPU. When an
@@ -182,6 +223,7 @@ tls_init(void)
 {
 	tls_legacy_ec();
 	tls_cache_init();
+	tls_refused_init();
 }
 
 /* Session ids are random bytes chosen by OpenSSL, not by the client. */
@@ -691,7 +733,7 @@ tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, X509_CRL **crl
 		return -1;
 	SSL_CTX_set_cert_store(ctx, store);	/* ctx owns store now */
 	SSL_CTX_set_verify(ctx, (flags & TLS_CTX_OPTIONAL_CERT) ? SSL_VERIFY_PEER :
-	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
 	if ((names = SSL_load_client_CA_file(cfg->tls.ca)) == NULL) {
 		log_sslerr("cannot read CA names from %s", cfg->tls.ca);

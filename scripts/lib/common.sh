@@ -3,6 +3,14 @@
 
 CG_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CG_CHECKOUT="$(cd "$CG_SCRIPTS_DIR/.." && pwd)"
+# Installed copies (the Debian package: /usr/share/certgate/scripts) carry lib/installed.sh
+# with the installed binary and the default state folder; a checkout has none.
+CG_INSTALLED_BIN=
+CG_INSTALLED_HOME=
+if [ -f "$CG_SCRIPTS_DIR/lib/installed.sh" ]; then
+	# shellcheck source=/dev/null
+	. "$CG_SCRIPTS_DIR/lib/installed.sh"
+fi
 
 cg_err() {
 	printf '%s: %s\n' "${PROG:-certgate}" "$*" >&2
@@ -32,10 +40,13 @@ cg_need_value() {
 	fi
 }
 
-# The default PKI directory: $CERTGATE_HOME, else <checkout>/state (gitignored).
+# The default PKI directory: $CERTGATE_HOME, else <checkout>/state (gitignored), or for
+# installed scripts the installed state folder (/var/lib/certgate).
 cg_default_dir() {
 	if [ -n "${CERTGATE_HOME:-}" ]; then
 		printf '%s\n' "$CERTGATE_HOME"
+	elif [ -n "$CG_INSTALLED_HOME" ]; then
+		printf '%s\n' "$CG_INSTALLED_HOME"
 	else
 		printf '%s\n' "$CG_CHECKOUT/state"
 	fi
@@ -49,13 +60,16 @@ cg_abspath() {
 	esac
 }
 
-# Sets CG_BIN: $CERTGATE_BIN, else <checkout>/build/certgate, else certgate on PATH.
+# Sets CG_BIN: $CERTGATE_BIN, else <checkout>/build/certgate, else the installed binary
+# (installed scripts), else certgate on PATH.
 cg_find_bin() {
 	if [ -n "${CERTGATE_BIN:-}" ]; then
 		[ -x "$CERTGATE_BIN" ] || cg_die "CERTGATE_BIN=$CERTGATE_BIN is not an executable file"
 		CG_BIN="$CERTGATE_BIN"
 	elif [ -x "$CG_CHECKOUT/build/certgate" ]; then
 		CG_BIN="$CG_CHECKOUT/build/certgate"
+	elif [ -n "$CG_INSTALLED_BIN" ] && [ -x "$CG_INSTALLED_BIN" ]; then
+		CG_BIN="$CG_INSTALLED_BIN"
 	elif command -v certgate >/dev/null 2>&1; then
 		CG_BIN="$(command -v certgate)"
 	else

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Shared dependency handling for scripts/test and scripts/quickstart (sourced, not run).
 #
-#   deps_install      installs the Debian packages certgate needs, only those missing
+#   deps_install [test]  installs the Debian packages certgate needs, only those missing;
+#                     with "test" also those only the test suite uses (a browser for the
+#                     status page test, logrotate)
 #   deps_check_node   warns when Node.js is older than the tests' npm packages need
 #   deps_npm_ci DIR   `npm ci` in DIR unless node_modules already matches the lock file
 #
@@ -16,6 +18,9 @@ CERTGATE_APT_PACKAGES=(
 	curl python3 jq clang valgrind openssl testssl.sh iproute2 procps
 	redis-server haproxy prometheus gnuplot-nox
 )
+# Only scripts/test needs these (t_ops_status_page loads the status page in headless
+# Chromium, t_ops_logrotate runs logrotate): the quickstart does not install a browser.
+CERTGATE_APT_TEST_PACKAGES=(logrotate chromium)
 
 # Node.js version the pinned npm packages require (undici 7 wants >= 20.18.1).
 CERTGATE_NODE_MIN=20.18.1
@@ -24,14 +29,18 @@ deps_log() {
 	printf '%s\n' "deps: $*" >&2
 }
 
-# Prints the packages that are not installed, one per line.
+# Prints the packages that are not installed, one per line ($1 = test: with the test-only ones).
 deps_missing() {
-	local p
-	for p in "${CERTGATE_APT_PACKAGES[@]}"; do
+	local p want=("${CERTGATE_APT_PACKAGES[@]}")
+	[ "${1:-}" = test ] && want+=("${CERTGATE_APT_TEST_PACKAGES[@]}")
+	for p in "${want[@]}"; do
 		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 			printf '%s\n' "$p"
 		fi
 	done
+	# systemd-analyze (the unit checks in t_package_deb) comes with systemd, which a
+	# container may lack; only ask for it then.
+	command -v systemd-analyze >/dev/null 2>&1 || printf '%s\n' systemd
 	# Node may come from elsewhere (NodeSource, nvm): only ask apt when it is absent.
 	command -v node >/dev/null 2>&1 || printf '%s\n' nodejs
 	command -v npm >/dev/null 2>&1 || printf '%s\n' npm
@@ -59,7 +68,7 @@ deps_install() {
 		return 0
 	fi
 	local missing
-	mapfile -t missing < <(deps_missing)
+	mapfile -t missing < <(deps_missing "${1:-}")
 	if [ "${#missing[@]}" -eq 0 ]; then
 		deps_log "all Debian packages present"
 		return 0

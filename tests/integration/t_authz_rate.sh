@@ -105,9 +105,9 @@ st=$(curl -sS --max-time 10 --cacert "$PKI/ca/ca.pem" --cert "$PKI/agents/erin/c
     --data-binary '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo"}}' "$URL")
 cg_assert_eq "$st" 403 "guest tools/call"
 curl -sS --max-time 5 "http://127.0.0.1:$APORT/metrics" >"$T/metrics" || cg_fail "GET /metrics"
-grep -E '^certgate_requests_denied_total\{agent="dave",reason="rate limited"\} [0-9]+' \
+grep -E '^certgate_requests_denied_total\{agent="dave",reason="rate_limited"\} [0-9]+' \
     "$T/metrics" >/dev/null || { grep denied "$T/metrics" >&2; cg_fail "rate-limit denials not counted for dave"; }
-n=$(sed -n 's/^certgate_requests_denied_total{agent="dave",reason="rate limited"} \([0-9]*\).*/\1/p' "$T/metrics")
+n=$(sed -n 's/^certgate_requests_denied_total{agent="dave",reason="rate_limited"} \([0-9]*\).*/\1/p' "$T/metrics")
 [ "$n" -ge 3 ] || cg_fail "expected at least 3 rate-limit denials for dave, got $n"
 grep -E '^certgate_requests_denied_total\{agent="erin",reason="[^"]*scope[^"]*"\} 1' \
     "$T/metrics" >/dev/null || { grep denied "$T/metrics" >&2; cg_fail "scope denial not counted for erin"; }

@@ -293,6 +293,89 @@ test_rotation(void)
 	audit_close();
 }
 
+/* request_id, rpc_id (scalar, from a request object, from a batch, absent for a
+ * notification), subject and uri only for records without an agent. */
+static void
+test_ids_and_unmapped(void)
+{
+	static const struct {
+		const char *id_json;    /* rpc_id, or NULL */
+		const char *msg_json;   /* rpc_msg, or NULL */
+		const char *want;       /* the rpc_id field as JSON, NULL: absent */
+	} cases[] = {
+		{ "7", NULL, "7" },
+		{ "\"a\\\"b\"", NULL, "\"a\\\"b\"" },
+		{ "null", NULL, "null" },
+		{ "1.5", NULL, "1.5" },
+		{ "{\"x\":1}", NULL, "null" },        /* not an id: null, never an object */
+		{ NULL, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}", "3" },
+		{ NULL, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}", NULL },
+		{ NULL, "[{\"id\":1,\"method\":\"a\"},{\"method\":\"n\"},{\"id\":\"x\",\"method\":\"b\"}]",
+		  "[1,\"x\"]" },
+		{ "9", "{\"id\":3}", "9" },           /* rpc_id wins */
+		{ NULL, NULL, NULL },
+	};
+	struct audit_rec r;
+	char path[256], rid[64], rid2[64], *raw = NULL, *got;
+	json_t *id, *msg, *j, *v;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/ids.jsonl", tmpdir);
+	CHECK(audit_open(path) == 0);
+	audit_request_id(rid, sizeof(rid), 42, 3);
+	audit_request_id(rid2, sizeof(rid2), 42, 0);
+	CHECK(strlen(rid) == 8 + strlen("-42-3") && strcmp(rid + 8, "-42-3") == 0);
+	CHECK(strncmp(rid, rid2, 8) == 0 && strcmp(rid2 + 8, "-42-0") == 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		id = cases[i].id_json ? json_loads(cases[i].id_json, JSON_DECODE_ANY, NULL) : NULL;
+		msg = cases[i].msg_json ? json_loads(cases[i].msg_json, 0, NULL) : NULL;
+		memset(&r, 0, sizeof(r));
+		r.decision = "allow";
+		r.agent = "bot";
+		r.request_id = rid;
+		r.rpc_id = id;
+		r.rpc_msg = msg;
+		r.subject = "CN=bot";
+		CHECK(audit_write(&r) == 0);
+		j = last_line(path, &raw);
+		CHECK(j != NULL);
+		v = j ? json_object_get(j, "rpc_id") : NULL;
+		if (cases[i].want == NULL)
+			CHECK(v == NULL);
+		else {
+			got = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+			CHECK_STR(got, cases[i].want);
+			free(got);
+		}
+		CHECK(j && json_is_string(json_object_get(j, "request_id")));
+		CHECK(j && json_object_get(j, "subject") == NULL);   /* mapped: no subject */
+		json_decref(j);
+		json_decref(id);
+		json_decref(msg);
+		free(raw);
+		raw = NULL;
+	}
+	memset(&r, 0, sizeof(r));
+	r.decision = "deny";
+	r.reason = "no_certificate";
+	r.method = "tls";
+	r.serial = "0A";
+	r.subject = "CN=stranger,O=<x>";
+	r.uri = "spiffe://other/agent/x";
+	CHECK(audit_write(&r) == 0);
+	j = last_line(path, &raw);
+	CHECK(j != NULL);
+	if (j) {
+		CHECK_STR(json_string_value(json_object_get(j, "subject")), "CN=stranger,O=<x>");
+		CHECK_STR(json_string_value(json_object_get(j, "uri")), "spiffe://other/agent/x");
+		CHECK_STR(json_string_value(json_object_get(j, "method")), "tls");
+		CHECK(json_is_null(json_object_get(j, "agent")));
+	}
+	json_decref(j);
+	free(raw);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -304,6 +387,7 @@ main(void)
 	test_fields_and_escaping();
 	test_failure();
 	test_rotation();
+	test_ids_and_unmapped();
 	rmdir(tmpdir);
 	CHECK_DONE();
 }

@@ -359,7 +359,7 @@ test_defaults(void)
 	CHECK(cfg->limits.upstream_response_timeout_ms == 60000);
 	CHECK(cfg->limits.stream_idle_timeout_ms == 300000);
 	CHECK(cfg->limits.grace_ms == 10000);
-	CHECK(cfg->limits.max_connections == 10000);
+	CHECK(cfg->limits.max_connections == 0);     /* not set: daemon.c decides */
 	CHECK(cfg->limits.max_connections_per_ip == 1000);
 	CHECK(cfg->limits.max_header_bytes == 16384);
 	CHECK(cfg->limits.max_header_count == 100);

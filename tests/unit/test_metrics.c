@@ -114,9 +114,9 @@ test_render(void)
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"resumed\"} 2"));
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"failed\"} 1"));
 	CHECK(has_line(r, "certgate_handshakes_total{result=\"timeout\"} 1"));
-	CHECK(has_line(r, "certgate_requests_total{status=\"200\"} 40000"));
-	CHECK(has_line(r, "certgate_requests_total{status=\"403\"} 2"));
-	CHECK(strstr(r, "status=\"99\"") == NULL && strstr(r, "status=\"600\"") == NULL);
+	CHECK(has_line(r, "certgate_requests_total{code=\"200\"} 40000"));
+	CHECK(has_line(r, "certgate_requests_total{code=\"403\"} 2"));
+	CHECK(strstr(r, "code=\"99\"") == NULL && strstr(r, "code=\"600\"") == NULL);
 	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"bot\",reason=\"scope\"} 2"));
 	CHECK(has_line(r, "certgate_requests_denied_total{agent=\"we\\\"ird\\\\na\\nme\","
 	    "reason=\"rate\"} 1"));
@@ -174,10 +174,52 @@ test_render(void)
 	free(r);
 }
 
+/* Label values are short snake_case: the known reasons by table, anything else made
+ * snake_case and cut, never empty. */
+static void
+test_reason_labels(void)
+{
+	static const struct {
+		const char *reason, *label;
+	} cases[] = {
+		{ "missing scope", "missing_scope" },
+		{ "certificate is not mapped to an agent", "unmapped" },
+		{ "rate limited", "rate_limited" },
+		{ "session belongs to another agent", "foreign_session" },
+		{ "unsupported MCP-Protocol-Version", "bad_protocol_version" },
+		{ "encoded '/', '\\', '.' or NUL in request path", "bad_path" },
+		{ "request body too large", "body_too_large" },
+		{ "argument rule", "argument_rule" },
+		{ "client_closed", "client_closed" },           /* close reasons pass as is */
+		{ "Bare CR in header section", "bare_cr_in_header_section" },
+		{ "  --weird!!  Reason--  ", "weird_reason" },
+		{ "a very long reason that goes on and on beyond the limit", "a_very_long_reason_that_goes_on" },
+		{ "\xc3\xa9t\xc3\xa9", "t" },
+		{ "!!!", "unknown" },
+		{ "", "unknown" },
+		{ NULL, "unknown" },
+	};
+	char buf[64];
+	const char *l;
+	size_t i, k;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		l = metrics_reason_label(cases[i].reason, buf, sizeof(buf));
+		CHECK_STR(l, cases[i].label);
+		CHECK(strlen(l) <= 32);
+		for (k = 0; l[k]; k++)
+			CHECK((l[k] >= 'a' && l[k] <= 'z') || (l[k] >= '0' && l[k] <= '9') || l[k] == '_');
+	}
+	/* a small buffer is respected */
+	l = metrics_reason_label("abc def ghi", buf, 5);
+	CHECK_STR(l, "abc");
+}
+
 int
 main(void)
 {
 	test_counters();
 	test_render();
+	test_reason_labels();
 	CHECK_DONE();
 }
