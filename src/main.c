@@ -138,8 +138,10 @@ check_token_objects(const struct config *cfg)
 	}
 	if (cfg->ca.key != NULL && p11_is_uri(cfg->ca.key)) {
 		char *red = p11_uri_redact(cfg->ca.key);
+		struct p11_defaults dc;
 
-		if ((r = p11_key_exists(&d, cfg->ca.key)) == 0)
+		config_ca_p11(cfg, &dc);        /* the CA's own token and PIN */
+		if ((r = p11_key_exists(&dc, cfg->ca.key)) == 0)
 			fprintf(stderr, "%s: ca.key %s: no such private key object in the "
 			    "token (the CA cannot issue or revoke; create it with `certgate ca "
 			    "init` or correct ca.key)\n", cfg->path, red ? red : "(URI)");
