@@ -62,7 +62,7 @@ cg_assert_contains "$T/err" "pkcs11.token \"no-such-token\": cannot open this to
 cg_assert_contains "$T/err" "lists the tokens and their labels"
 cg_assert_not_contains "$T/out" "configuration OK"
 cg_expect_fail 1 "$CERTGATE_BIN" check -c "$PKI/noca.json"
-cg_assert_contains "$T/err" "ca.key pkcs11:token=certgate;object=no-such-ca-key;type=private: no such private key object"
+cg_assert_contains "$T/err" "ca.key pkcs11:token=ca-certgate;object=no-such-ca-key;type=private: no such private key object"
 cg_assert_not_contains "$T/out" "configuration OK"
 "$CERTGATE_BIN" check -c "$CFG" >"$T/out" 2>"$T/err" || { cat "$T/err" >&2; cg_fail "check of the good configuration failed"; }
 cg_assert_contains "$T/out" "configuration OK"

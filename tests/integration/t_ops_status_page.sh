@@ -72,7 +72,7 @@ assert set(rows) == {"alice", "bob"}, rows.keys()
 assert re.search(r'<td class="num">0</td><td class="num">2</td><td class="num warn">1</td>', rows["alice"]), rows["alice"]
 assert re.search(r'<td class="num">1</td><td class="num">0</td>', rows["bob"]), rows["bob"]
 for r in rows.values():
-    assert re.search(r"\(in 23 h [0-9]+ min\)", r), r
+    assert re.search(r"\(in (23 h [0-9]+ min|1 d 0 h)\)", r), r
 EOF
 # HEAD and an unknown path
 curl -s -o /dev/null -w '%{http_code}' "$ADMIN/nope" | grep -q 404 || cg_fail "GET /nope is not 404"

@@ -127,7 +127,8 @@ cg_assert_contains "$T/check.out" "configuration OK"
 python3 - "$P/certgate.json" "$P/shared.json" "$P/shared-ok.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
-c["ca"]["key"] = "pkcs11:token=certgate;object=certgate-ca;type=private"
+# an object that exists in the server's token (`check` also looks the CA key up)
+c["ca"]["key"] = "pkcs11:token=certgate;object=certgate-server;type=private"
 del c["ca"]["pkcs11"]
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 c["tls"]["allow_shared_token"] = True
