@@ -11,7 +11,7 @@ struct session_table;
 struct session_table *session_table_new(void);
 /* Same with another cap (0: the default); for tests and tuning. */
 struct session_table *session_table_new_cap(size_t max);
-/* Number of bindings held. */
+/* Number of bindings held (the certgate_sessions gauge). */
 size_t session_count(struct session_table *t);
 void session_table_free(struct session_table *t);
 

@@ -171,6 +171,14 @@ static int proxy_up_start(struct proxy_conn *);
 /* Without either table the gateway would serve without rate limits or session
  * binding: that is a start-up failure, never a silent downgrade. */
 static void
+proxy_metrics(FILE *f)
+{
+	metrics_put_head(f, "sessions", "gauge",
+	    "MCP sessions (Mcp-Session-Id) bound to an agent.");
+	fprintf(f, "certgate_sessions %zu\n", session_count(proxy_sessions));
+}
+
+static void
 proxy_tables_init(void)
 {
 	proxy_rates = rate_table_new();
@@ -179,6 +187,8 @@ proxy_tables_init(void)
 	    argcheck_init(proxy_sessions) == 0;
 	if (!proxy_tables_ok)
 		log_err("out of memory for the rate limit or session binding table");
+	else
+		(void)metrics_add_renderer(proxy_metrics);
 }
 
 static double

@@ -22,7 +22,8 @@ gw_soft_pki "$PKI" "$LPORT" "http://127.0.0.1:$UP_PORT/" || cg_fail "soft PKI"
 for a in alice bob; do
 	gw_soft_issue "$PKI" "$a" || cg_fail "issue $a"
 done
-python3 - "$PKI/agents.json" <<'EOF'
+APORT=$(cg_free_port)
+python3 - "$PKI/agents.json" "$PKI/certgate.json" "$APORT" <<'EOF'
 import json, os, sys
 u = "spiffe://certgate.local/agent/"
 m = {"roles": {"admin": ["*"], "guest": ["mcp:tools/list"]},
@@ -31,8 +32,12 @@ m = {"roles": {"admin": ["*"], "guest": ["mcp:tools/list"]},
         {"id": "bob", "uri": u + "bob", "roles": ["guest"], "scopes": ["tools:search_*"]}]}
 json.dump(m, open(sys.argv[1] + ".tmp", "w"), indent=1)
 os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+c = json.load(open(sys.argv[2]))
+c["admin"] = "127.0.0.1:" + sys.argv[3]
+json.dump(c, open(sys.argv[2], "w"), indent=1)
 EOF
 gw_start "$PKI/certgate.json"
+sessions() { curl -s "http://127.0.0.1:$APORT/metrics" | awk '$1 == "certgate_sessions" { print $2 }'; }
 
 URL=https://localhost:$LPORT
 # rpc AGENT NAME BODY URL [curl args...]: status printed; headers/body in $T/NAME.{h,b}
@@ -62,10 +67,12 @@ cg_assert_eq "$st" 200 "alice GET event stream"
 cg_assert_contains "$T/get_list_admin.b" "delete_file"
 
 # --- session binding ---------------------------------------------------------------------
+cg_assert_eq "$(sessions)" 0 "certgate_sessions before any initialize"
 st=$(rpc alice init '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}' "$URL/mcp")
 cg_assert_eq "$st" 200 "alice initialize"
 sid=$(grep -i '^Mcp-Session-Id:' "$T/init.h" | cut -d' ' -f2 | tr -d '\r')
 [ -n "$sid" ] || cg_fail "no Mcp-Session-Id in the initialize response"
+cg_assert_eq "$(sessions)" 1 "certgate_sessions after alice's initialize"
 ping='{"jsonrpc":"2.0","id":2,"method":"ping"}'
 st=$(rpc alice own "$ping" "$URL/mcp" -H "Mcp-Session-Id: $sid")
 cg_assert_eq "$st" 200 "alice in her own session"
@@ -85,6 +92,12 @@ EOF
 # of the requests carrying the session id only alice's own reached the upstream
 n=$(grep -c "$sid" "$T/up.log" || true)
 cg_assert_eq "$n" 1 "upstream requests carrying alice's session id"
+# DELETE ends the binding
+st=$(curl -sS --max-time 10 --cacert "$PKI/ca/ca.pem" --cert "$PKI/agents/alice/cert.pem" \
+    --key "$PKI/agents/alice/key.pem" -o /dev/null -w '%{http_code}' -X DELETE \
+    -H "Mcp-Session-Id: $sid" "$URL/mcp")
+cg_assert_eq "$st" 200 "alice DELETEs her session"
+cg_assert_eq "$(sessions)" 0 "certgate_sessions after the DELETE"
 
 gw_stop
 cg_pass
