@@ -104,6 +104,11 @@ const char *p11_rv_str(unsigned long rv);
  * Returns 0/-1 with a message in err. */
 int p11_read_secret(const char *file, const char *env, char **out, char *err, size_t errlen);
 void p11_secret_free(char *s);
+/* Where the PIN for a key of URI u comes from: the URI first (pin-value, pin-source),
+ * then d (pin_file, pin_env). Exactly one of *pin (a literal), *file and *env is set,
+ * malloc'd, or none when neither names a source. Returns 0, or -1 (out of memory). */
+int p11_pin_source(const struct p11_defaults *d, const struct p11_uri *u, char **pin,
+    char **file, char **env);
 
 struct signer_pool;
 
