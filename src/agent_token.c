@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 
 #include "agent_token.h"
+#include "text.h"
 
 #define TOKEN_PREFIX     "cg1."
 #define TOKEN_PREFIX_LEN 4
@@ -124,12 +125,5 @@ agent_token_find(STACK_OF(X509) *certs, const unsigned char fp[AGENT_TOKEN_FP_LE
 void
 agent_token_hex(const unsigned char fp[AGENT_TOKEN_FP_LEN], char out[65])
 {
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < AGENT_TOKEN_FP_LEN; i++) {
-		out[2 * i] = digits[fp[i] >> 4];
-		out[2 * i + 1] = digits[fp[i] & 0xf];
-	}
-	out[64] = '\0';
+	text_hex(fp, AGENT_TOKEN_FP_LEN, out);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "text.h"
 
 enum argrule_kind {
 	ARGRULE_PATH_UNDER,
@@ -59,59 +60,7 @@ struct argrule_set {
 	pcre2_match_context *mctx;
 };
 
-static void argrule_seterr(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-argrule_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- paths ---------------------------------------------------------------------- */
-
-/* Decodes one UTF-8 sequence at s[0..n) strictly (no overlongs, no surrogates, at most
- * U+10FFFF). Returns its length, or 0 when invalid. */
-static size_t
-argrule_utf8(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		c = s[0] & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
 
 /* Characters whose NFKC form is or contains '.', '/' or '\': harmless to the kernel,
  * but a server that normalizes Unicode would turn them into traversal. */
@@ -155,7 +104,7 @@ argrule_path_chars(const unsigned char *s, size_t len, const char **why)
 		}
 		if (s[i] < 0x80)
 			continue;
-		if ((n = argrule_utf8(s + i, len - i, &cp)) == 0) {
+		if ((n = text_utf8_seq(s + i, len - i, &cp)) == 0) {
 			*why = "invalid UTF-8";
 			return -1;
 		}
@@ -307,13 +256,13 @@ argrule_fail(const struct argrule_where *w, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (w->arg != NULL)
-		argrule_seterr(w->err, w->errlen, "%s: arguments: tool \"%.100s\": argument "
+		text_seterr(w->err, w->errlen, "%s: arguments: tool \"%.100s\": argument "
 		    "\"%.100s\": %s", w->owner, w->tool, w->arg, msg);
 	else if (w->tool != NULL)
-		argrule_seterr(w->err, w->errlen, "%s: arguments: tool \"%.100s\": %s",
+		text_seterr(w->err, w->errlen, "%s: arguments: tool \"%.100s\": %s",
 		    w->owner, w->tool, msg);
 	else
-		argrule_seterr(w->err, w->errlen, "%s: arguments: %s", w->owner, msg);
+		text_seterr(w->err, w->errlen, "%s: arguments: %s", w->owner, msg);
 }
 
 /* Tool globs and argument names end up in messages and audit lines. */

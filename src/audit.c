@@ -24,6 +24,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 
 /* Longest string field copied into a line (bytes of input); longer values are cut
  * at a character boundary so one hostile name cannot make huge lines. */
@@ -35,36 +36,6 @@ static char *audit_path;	/* NULL: stderr */
 static dev_t audit_dev;
 static ino_t audit_ino;
 static atomic_int audit_fail;	/* 1 while in a failure streak */
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	uint32_t cp;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
 
 /* Appends s as a JSON string (or null). Control characters are escaped and
  * invalid UTF-8 becomes U+FFFD, so every line stays valid JSON whatever a client
@@ -103,7 +74,7 @@ put_jstr(struct buf *b, const char *str)
 				buf_adds(b, esc);
 			}
 			i++;
-		} else if ((k = utf8_seq(s + i, n - i)) == 0) {
+		} else if ((k = text_utf8_seq(s + i, n - i, NULL)) == 0) {
 			buf_adds(b, "\\ufffd");
 			i++;
 		} else {

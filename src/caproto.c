@@ -16,6 +16,7 @@
 
 #include "base64.h"
 #include "certify.h"
+#include "text.h"
 
 #define CAPROTO_MAX_OCSP	32768
 
@@ -157,18 +158,6 @@ caproto_b64(json_t *o, const char *key, size_t max, int required, unsigned char 
 	return 0;
 }
 
-static int
-caproto_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Exactly n bytes as 2n hex digits. */
 static int
 caproto_hex(json_t *v, unsigned char *out, size_t n)
@@ -180,7 +169,7 @@ caproto_hex(json_t *v, unsigned char *out, size_t n)
 	if (s == NULL || json_string_length(v) != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if ((hi = caproto_hexval(s[2 * i])) < 0 || (lo = caproto_hexval(s[2 * i + 1])) < 0)
+		if ((hi = text_hexval(s[2 * i])) < 0 || (lo = text_hexval(s[2 * i + 1])) < 0)
 			return -1;
 		out[i] = (unsigned char)(hi << 4 | lo);
 	}
@@ -197,7 +186,7 @@ caproto_serial(json_t *v, char *out, size_t len)
 	if (s == NULL || (n = json_string_length(v)) == 0 || n > 64 || n >= len)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (caproto_hexval(s[i]) < 0)
+		if (text_hexval(s[i]) < 0)
 			return -1;
 		out[i] = (s[i] >= 'a' && s[i] <= 'f') ? (char)(s[i] - 32) : s[i];
 	}
@@ -219,19 +208,6 @@ caproto_set_b64(json_t *o, const char *key, const unsigned char *p, size_t n)
 	rc = json_object_set_new(o, key, json_stringn(b.p, b.len));
 	buf_free(&b);
 	return rc;
-}
-
-static void
-caproto_hexstr(const unsigned char *p, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hx[p[i] >> 4];
-		out[2 * i + 1] = hx[p[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 static int
@@ -317,9 +293,9 @@ caproto_req_encode(const struct caproto_req *r, struct buf *out, char *err, size
 			if ((id = json_object()) == NULL || json_array_append_new(ids, id) == -1)
 				goto oom;
 			bad |= json_object_set_new(id, "hash", json_string(caproto_mds[m].name));
-			caproto_hexstr(r->ids[i].name_hash, r->ids[i].name_hash_len, hex);
+			text_hex(r->ids[i].name_hash, r->ids[i].name_hash_len, hex);
 			bad |= json_object_set_new(id, "name_hash", json_string(hex));
-			caproto_hexstr(r->ids[i].key_hash, r->ids[i].key_hash_len, hex);
+			text_hex(r->ids[i].key_hash, r->ids[i].key_hash_len, hex);
 			bad |= json_object_set_new(id, "key_hash", json_string(hex));
 			bad |= json_object_set_new(id, "serial", json_string(r->ids[i].serial));
 		}

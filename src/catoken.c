@@ -20,21 +20,9 @@
 #include "certify.h"
 #include "file.h"
 #include "policy.h"
+#include "text.h"
 
 #define CATOKEN_FILE_MAX	(256 * 1024)
-
-static void
-catoken_hex(const unsigned char *p, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hx[p[i] >> 4];
-		out[2 * i + 1] = hx[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
 
 static int
 catoken_sha256(const char *s, size_t n, unsigned char out[32])
@@ -106,7 +94,7 @@ catoken_parse(const char *tok, char fp[65], unsigned char hash[32], char *err, s
 void
 catoken_id(const unsigned char hash[32], char id[17])
 {
-	catoken_hex(hash, 8, id);
+	text_hex(hash, 8, id);
 }
 
 static void
@@ -256,7 +244,7 @@ catoken_path(const char *dir, const unsigned char hash[32])
 {
 	char hex[65], *p;
 
-	catoken_hex(hash, 32, hex);
+	text_hex(hash, 32, hex);
 	if (asprintf(&p, "%s/%s.json", dir, hex) < 0)
 		return NULL;
 	return p;

@@ -18,6 +18,7 @@
 #include "file.h"
 #include "hash.h"
 #include "policy.h"
+#include "text.h"
 
 /* Largest agents.json identity_map_load accepts (10k agents are ~2 MB). */
 #define IDENTITY_MAX_FILE (64u * 1024 * 1024)
@@ -42,21 +43,6 @@ struct identity_role {
 	json_t *scopes;
 	struct argrule_set *rules;
 };
-
-static void identity_seterr(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-identity_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 
 static int
@@ -187,16 +173,16 @@ identity_check_scopes(json_t *arr, const char *where, char *err, size_t errlen)
 	size_t i;
 
 	if (!json_is_array(arr)) {
-		identity_seterr(err, errlen, "%s: scopes must be an array of strings", where);
+		text_seterr(err, errlen, "%s: scopes must be an array of strings", where);
 		return -1;
 	}
 	json_array_foreach(arr, i, v) {
 		if (!json_is_string(v)) {
-			identity_seterr(err, errlen, "%s: scope %zu is not a string", where, i);
+			text_seterr(err, errlen, "%s: scope %zu is not a string", where, i);
 			return -1;
 		}
 		if (!policy_scope_valid(json_string_value(v))) {
-			identity_seterr(err, errlen, "%s: invalid scope \"%s\" (expected *, "
+			text_seterr(err, errlen, "%s: invalid scope \"%s\" (expected *, "
 			    "mcp:GLOB, tools:GLOB, resources:GLOB or prompts:GLOB)", where,
 			    json_string_value(v));
 			return -1;
@@ -236,7 +222,7 @@ identity_parse_rules(struct identity_map *m, json_t *obj, const char *where,
 		return -1;
 	if (identity_keep_rules(m, *out) == -1) {
 		*out = NULL;
-		identity_seterr(err, errlen, "out of memory");
+		text_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -255,7 +241,7 @@ identity_parse_role(struct identity_map *m, const char *name, json_t *v,
 
 	snprintf(where, sizeof(where), "role \"%.100s\"", name);
 	if (*name == '\0') {
-		identity_seterr(err, errlen, "role with an empty name");
+		text_seterr(err, errlen, "role with an empty name");
 		return -1;
 	}
 	r->name = name;
@@ -269,7 +255,7 @@ identity_parse_role(struct identity_map *m, const char *name, json_t *v,
 	} else
 		r->scopes = v;
 	if (!json_is_array(r->scopes)) {
-		identity_seterr(err, errlen, "%s: must be an array of scopes or an object with "
+		text_seterr(err, errlen, "%s: must be an array of scopes or an object with "
 		    "\"scopes\" and \"arguments\"", where);
 		return -1;
 	}
@@ -289,11 +275,11 @@ identity_parse_roles(struct identity_map *m, json_t *roles, struct identity_role
 	if (roles == NULL)
 		return 0;
 	if (!json_is_object(roles)) {
-		identity_seterr(err, errlen, "\"roles\" must be an object of scope arrays");
+		text_seterr(err, errlen, "\"roles\" must be an object of scope arrays");
 		return -1;
 	}
 	if ((*out = calloc(json_object_size(roles) + 1, sizeof(**out))) == NULL) {
-		identity_seterr(err, errlen, "out of memory");
+		text_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	json_object_foreach(roles, name, v) {
@@ -397,12 +383,12 @@ identity_opt_string(json_t *obj, const char *key, char **out, const char *where,
 	if (v == NULL)
 		return 0;
 	if (!json_is_string(v) || !identity_text_valid(json_string_value(v))) {
-		identity_seterr(err, errlen, "%s: \"%s\" must be a non-empty string without "
+		text_seterr(err, errlen, "%s: \"%s\" must be a non-empty string without "
 		    "control characters", where, key);
 		return -1;
 	}
 	if ((*out = strdup(json_string_value(v))) == NULL) {
-		identity_seterr(err, errlen, "out of memory");
+		text_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -418,19 +404,19 @@ identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, c
 	if (rate == NULL)
 		return 0;
 	if (!json_is_object(rate)) {
-		identity_seterr(err, errlen, "%s: \"rate\" must be an object", where);
+		text_seterr(err, errlen, "%s: \"rate\" must be an object", where);
 		return -1;
 	}
 	json_object_foreach(rate, key, v) {
 		if (strcmp(key, "per_second") != 0 && strcmp(key, "burst") != 0) {
-			identity_seterr(err, errlen, "%s: unknown key \"rate.%.64s\"", where, key);
+			text_seterr(err, errlen, "%s: unknown key \"rate.%.64s\"", where, key);
 			return -1;
 		}
 	}
 	ps = json_object_get(rate, "per_second");
 	burst = json_object_get(rate, "burst");
 	if (!json_is_number(ps) || !(json_number_value(ps) > 0)) {
-		identity_seterr(err, errlen, "%s: \"rate.per_second\" must be a number > 0", where);
+		text_seterr(err, errlen, "%s: \"rate.per_second\" must be a number > 0", where);
 		return -1;
 	}
 	a->rate_per_second = json_number_value(ps);
@@ -438,7 +424,7 @@ identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, c
 	a->rate_burst = a->rate_per_second < 1 ? 1 : a->rate_per_second;
 	if (burst != NULL) {
 		if (!json_is_number(burst) || !(json_number_value(burst) >= 1)) {
-			identity_seterr(err, errlen, "%s: \"rate.burst\" must be a number >= 1",
+			text_seterr(err, errlen, "%s: \"rate.burst\" must be a number >= 1",
 			    where);
 			return -1;
 		}
@@ -464,7 +450,7 @@ identity_check_keys(json_t *obj, const char *const *allowed, const char *where, 
 			if (strcmp(key, allowed[i]) == 0)
 				break;
 		if (allowed[i] == NULL) {
-			identity_seterr(err, errlen, "%s: unknown key \"%.64s\"", where, key);
+			text_seterr(err, errlen, "%s: unknown key \"%.64s\"", where, key);
 			return -1;
 		}
 	}
@@ -483,12 +469,12 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 
 	snprintf(where, sizeof(where), "agents[%zu]", idx);
 	if (!json_is_object(obj)) {
-		identity_seterr(err, errlen, "%s: must be an object", where);
+		text_seterr(err, errlen, "%s: must be an object", where);
 		return -1;
 	}
 	id = json_object_get(obj, "id");
 	if (!json_is_string(id) || !identity_id_valid(json_string_value(id))) {
-		identity_seterr(err, errlen, "%s: \"id\" must be a non-empty string of at most "
+		text_seterr(err, errlen, "%s: \"id\" must be a non-empty string of at most "
 		    "128 printable characters without space / \\ \" , ; =", where);
 		return -1;
 	}
@@ -501,7 +487,7 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 	    identity_opt_string(obj, "subject", &a->subject, where, err, errlen) == -1)
 		return -1;
 	if (a->uri == NULL && a->subject == NULL) {
-		identity_seterr(err, errlen, "%s: needs \"uri\" or \"subject\"", where);
+		text_seterr(err, errlen, "%s: needs \"uri\" or \"subject\"", where);
 		return -1;
 	}
 	ownscopes = json_object_get(obj, "scopes");
@@ -513,7 +499,7 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 	}
 	rs = json_object_get(obj, "roles");
 	if (rs != NULL && !json_is_array(rs)) {
-		identity_seterr(err, errlen, "%s: \"roles\" must be an array of role names", where);
+		text_seterr(err, errlen, "%s: \"roles\" must be an array of role names", where);
 		return -1;
 	}
 	if (identity_parse_rules(m, obj, where, &own, err, errlen) == -1)
@@ -526,12 +512,12 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 		const struct identity_role *role;
 
 		if (!json_is_string(v)) {
-			identity_seterr(err, errlen, "%s: role %zu is not a string", where, i);
+			text_seterr(err, errlen, "%s: role %zu is not a string", where, i);
 			return -1;
 		}
 		role = identity_role_find(roles, nroles, json_string_value(v));
 		if (role == NULL) {
-			identity_seterr(err, errlen, "%s: unknown role \"%.100s\"", where,
+			text_seterr(err, errlen, "%s: unknown role \"%.100s\"", where,
 			    json_string_value(v));
 			return -1;
 		}
@@ -552,7 +538,7 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 		goto nomem;
 	return 0;
 nomem:
-	identity_seterr(err, errlen, "out of memory");
+	text_seterr(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -573,18 +559,18 @@ identity_build_index(struct identity_map *m, char *err, size_t errlen)
 	for (i = 0; i < m->nagents; i++) {
 		a = &m->agents[i];
 		if (identity_hash_put(&ix->by_id, a->id, i) == -1) {
-			identity_seterr(err, errlen, "agent \"%s\": duplicate id", a->id);
+			text_seterr(err, errlen, "agent \"%s\": duplicate id", a->id);
 			return -1;
 		}
 		if (a->uri != NULL && identity_hash_put(&ix->by_uri, a->uri, i) == -1) {
-			identity_seterr(err, errlen, "agent \"%s\": uri \"%.200s\" already belongs "
+			text_seterr(err, errlen, "agent \"%s\": uri \"%.200s\" already belongs "
 			    "to agent \"%s\"", a->id, a->uri,
 			    m->agents[identity_hash_get(&ix->by_uri, a->uri)].id);
 			return -1;
 		}
 		if (a->subject != NULL &&
 		    identity_hash_put(&ix->by_subject, a->subject, i) == -1) {
-			identity_seterr(err, errlen, "agent \"%s\": subject \"%.200s\" already "
+			text_seterr(err, errlen, "agent \"%s\": subject \"%.200s\" already "
 			    "belongs to agent \"%s\"", a->id, a->subject,
 			    m->agents[identity_hash_get(&ix->by_subject, a->subject)].id);
 			return -1;
@@ -592,7 +578,7 @@ identity_build_index(struct identity_map *m, char *err, size_t errlen)
 	}
 	return 0;
 nomem:
-	identity_seterr(err, errlen, "out of memory");
+	text_seterr(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -606,7 +592,7 @@ identity_parse_doc(json_t *root, struct identity_map *m, char *err, size_t errle
 	int rv = -1;
 
 	if (!json_is_object(root)) {
-		identity_seterr(err, errlen, "top level must be an object");
+		text_seterr(err, errlen, "top level must be an object");
 		return -1;
 	}
 	if (identity_check_keys(root, top_keys, "top level", err, errlen) == -1)
@@ -616,12 +602,12 @@ identity_parse_doc(json_t *root, struct identity_map *m, char *err, size_t errle
 		goto fail;
 	agents = json_object_get(root, "agents");
 	if (!json_is_array(agents)) {
-		identity_seterr(err, errlen, "\"agents\" must be an array");
+		text_seterr(err, errlen, "\"agents\" must be an array");
 		goto fail;
 	}
 	m->agents = calloc(json_array_size(agents) + 1, sizeof(*m->agents));
 	if (m->agents == NULL) {
-		identity_seterr(err, errlen, "out of memory");
+		text_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (i = 0; i < json_array_size(agents); i++) {
@@ -647,12 +633,12 @@ identity_map_parse(const char *json, size_t len, struct identity_map **out, char
 	*out = NULL;
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		identity_seterr(err, errlen, "line %d column %d: %s", jerr.line, jerr.column,
+		text_seterr(err, errlen, "line %d column %d: %s", jerr.line, jerr.column,
 		    jerr.text);
 		return -1;
 	}
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
-		identity_seterr(err, errlen, "out of memory");
+		text_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
 	if (identity_parse_doc(root, m, err, errlen) == -1)
@@ -676,14 +662,14 @@ identity_map_load(const char *path, struct identity_map **out, char *err, size_t
 	*out = NULL;
 	if (file_read(path, IDENTITY_MAX_FILE, &buf, &len) == -1) {
 		if (errno == EFBIG)
-			identity_seterr(err, errlen, "%s: larger than %u bytes", path,
+			text_seterr(err, errlen, "%s: larger than %u bytes", path,
 			    IDENTITY_MAX_FILE);
 		else
-			identity_seterr(err, errlen, "%s: %s", path, strerror(errno));
+			text_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (identity_map_parse(buf, len, out, sub, sizeof(sub)) == -1) {
-		identity_seterr(err, errlen, "%s: %s", path, sub);
+		text_seterr(err, errlen, "%s: %s", path, sub);
 		goto fail;
 	}
 	rv = 0;
@@ -800,9 +786,8 @@ fail:
 int
 identity_peer_from_cert(X509 *cert, struct identity_peer *p)
 {
-	static const char hexd[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
+	unsigned int mdlen = 0;
 	struct tm tm;
 
 	memset(p, 0, sizeof(*p));
@@ -816,11 +801,7 @@ identity_peer_from_cert(X509 *cert, struct identity_peer *p)
 		goto fail;
 	if (!X509_digest(cert, EVP_sha256(), md, &mdlen) || mdlen != 32)
 		goto fail;
-	for (i = 0; i < mdlen; i++) {
-		p->hash[2 * i] = hexd[md[i] >> 4];
-		p->hash[2 * i + 1] = hexd[md[i] & 15];
-	}
-	p->hash[2 * mdlen] = '\0';
+	text_hex(md, mdlen, p->hash);
 	memset(&tm, 0, sizeof(tm));
 	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
 		goto fail;

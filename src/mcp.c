@@ -4,6 +4,7 @@
 
 #include "argrule.h"
 #include "buf.h"
+#include "text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -584,34 +585,6 @@ mcp_filter_root(json_t **rootp, const struct mcp_pending_list *lists, size_t nli
 	return changed;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 when ill-formed. */
-static size_t
-mcp_utf8_seq(const unsigned char *p, size_t n)
-{
-	size_t k, i;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		k = 2;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-		k = 3;
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-		k = 4;
-	else
-		return 0;
-	if (n < k)
-		return 0;
-	for (i = 1; i < k; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	/* overlong forms, surrogates, beyond U+10FFFF */
-	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0) ||
-	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
-		return 0;
-	return k;
-}
-
 /* A copy with every ill-formed byte replaced by U+FFFD, as a browser's or Node's
  * TextDecoder would; NULL when p is well-formed already (or out of memory). */
 static char *
@@ -624,7 +597,7 @@ mcp_utf8_fix(const char *p, size_t n, size_t *outlen)
 
 	buf_init(&b);
 	while (i < n) {
-		if ((k = mcp_utf8_seq(u + i, n - i)) > 0) {
+		if ((k = text_utf8_seq(u + i, n - i, NULL)) > 0) {
 			i += k;
 			continue;
 		}

@@ -8,6 +8,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "text.h"
+
 #define OCSP_SKEW_S 300
 
 const char *
@@ -24,14 +26,11 @@ ocsp_verdict_name(enum ocsp_verdict v)
 int
 ocsp_key(X509 *cert, X509 *issuer, char key[OCSP_KEY_LEN])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char name_md[EVP_MAX_MD_SIZE], key_md[EVP_MAX_MD_SIZE], out[32];
 	unsigned char *serial = NULL;
 	unsigned int nl = 0, kl = 0, ol = 0;
 	EVP_MD_CTX *md = NULL;
 	int slen, rc = -1;
-	size_t i;
-
 	if (X509_NAME_digest(X509_get_subject_name(issuer), EVP_sha256(), name_md, &nl) != 1 ||
 	    X509_pubkey_digest(issuer, EVP_sha256(), key_md, &kl) != 1 ||
 	    (slen = i2d_ASN1_INTEGER(X509_get_serialNumber(cert), &serial)) <= 0 ||
@@ -41,11 +40,7 @@ ocsp_key(X509 *cert, X509 *issuer, char key[OCSP_KEY_LEN])
 	    EVP_DigestUpdate(md, serial, (size_t)slen) != 1 ||
 	    EVP_DigestFinal_ex(md, out, &ol) != 1 || ol != sizeof(out))
 		goto out;
-	for (i = 0; i < sizeof(out); i++) {
-		key[2 * i] = hex[out[i] >> 4];
-		key[2 * i + 1] = hex[out[i] & 15];
-	}
-	key[64] = '\0';
+	text_hex(out, sizeof(out), key);
 	rc = 0;
 out:
 	EVP_MD_CTX_free(md);

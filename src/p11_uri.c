@@ -1,6 +1,7 @@
 /* PKCS#11 URIs (RFC 7512): parsing with strict attribute rules, and redaction for
  * logs (p11.h). Pure: no PKCS#11 calls, no I/O. */
 #include "p11.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,18 +21,6 @@ static const char *const p11_attr_names[] = {
 	"slot-id", "pin-source", "pin-value", "module-path", "module-name",
 };
 
-static int
-p11_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes n bytes of s into a malloc'd buffer (NUL-terminated, *outlen bytes).
  * Returns 0, or -1 on bad encoding or allocation failure. */
 static int
@@ -50,8 +39,8 @@ p11_pct_decode(const char *s, size_t n, unsigned char **out, size_t *outlen)
 		}
 		if (i + 2 >= n)
 			goto bad;
-		hi = p11_hexval((unsigned char)s[i + 1]);
-		lo = p11_hexval((unsigned char)s[i + 2]);
+		hi = text_hexval((unsigned char)s[i + 1]);
+		lo = text_hexval((unsigned char)s[i + 2]);
 		if (hi < 0 || lo < 0)
 			goto bad;
 		b[o++] = (unsigned char)(hi << 4 | lo);

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "text.h"
+
 long
 path_remove_dots(const char *in, size_t n, char *out, size_t outlen)
 {
@@ -40,18 +42,6 @@ path_remove_dots(const char *in, size_t n, char *out, size_t outlen)
 	return (long)o;
 }
 
-static int
-path_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 path_target_normalize(const char *target, char *out, size_t outlen, const char **why)
 {
@@ -86,8 +76,8 @@ path_target_normalize(const char *target, char *out, size_t outlen, const char *
 			*why = "malformed percent-encoding in request path";
 			return -1;
 		}
-		hi = path_hex((unsigned char)p[1]);
-		lo = path_hex((unsigned char)p[2]);
+		hi = text_hexval((unsigned char)p[1]);
+		lo = text_hexval((unsigned char)p[2]);
 		if (hi < 0 || lo < 0) {
 			*why = "malformed percent-encoding in request path";
 			return -1;

@@ -1,6 +1,7 @@
 /* The status page (statuspage.h): data in, HTML out. Every string that comes from
  * outside goes through statuspage_escape; numbers are formatted here. */
 #include "statuspage.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,34 +14,6 @@ static const struct sp_limits {
 	long long warn, bad;
 } sp_crl = { 2 * SP_DAY, 3600 }, sp_server = { 14 * SP_DAY, 2 * SP_DAY },
   sp_ca = { 90 * SP_DAY, 14 * SP_DAY }, sp_agent = { 2 * 3600, 600 };
-
-/* Length of the valid UTF-8 sequence at s (NUL-terminated), 0 when invalid. */
-static size_t
-sp_utf8(const unsigned char *s)
-{
-	size_t len, i;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
 
 int
 statuspage_escape(struct buf *out, const char *str)
@@ -64,7 +37,7 @@ statuspage_escape(struct buf *out, const char *str)
 			s++;
 			continue;
 		}
-		if ((k = sp_utf8(s)) == 0) {
+		if ((k = text_utf8_seq(s, 4, NULL)) == 0) {
 			buf_adds(out, "\xef\xbf\xbd");
 			s++;
 			continue;

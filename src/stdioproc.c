@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "text.h"
 
 #define STDIOPROC_READ_CHUNK 65536
 #define STDIOPROC_ERR_LINE 1024
@@ -65,21 +66,6 @@ static pthread_mutex_t stdioproc_mu = PTHREAD_MUTEX_INITIALIZER;
 static TAILQ_HEAD(stdioproc_list, stdioproc) stdioproc_all =
     TAILQ_HEAD_INITIALIZER(stdioproc_all);
 static atomic_int stdioproc_live;
-
-static void stdioproc_seterr(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-stdioproc_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 int
 stdioproc_count(void)
@@ -350,13 +336,13 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 	siginfo_t si;
 
 	if (conf == NULL || conf->argv == NULL || conf->argv[0] == NULL || conf->max_processes <= 0) {
-		stdioproc_seterr(err, errlen, "no command configured");
+		text_seterr(err, errlen, "no command configured");
 		errno = EINVAL;
 		return NULL;
 	}
 	if (atomic_fetch_add(&stdioproc_live, 1) >= conf->max_processes) {
 		atomic_fetch_sub(&stdioproc_live, 1);
-		stdioproc_seterr(err, errlen, "upstream.max_processes (%d) stdio servers are "
+		text_seterr(err, errlen, "upstream.max_processes (%d) stdio servers are "
 		    "running: refusing a new session", conf->max_processes);
 		errno = EAGAIN;
 		return NULL;
@@ -379,26 +365,26 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 	if ((prog = stdioproc_resolve(conf->argv[0], path ? path : STDIOPROC_DEFAULT_PATH)) ==
 	    NULL) {
 		e = errno;
-		stdioproc_seterr(err, errlen, "%s: %s (PATH=%s)", conf->argv[0], strerror(e),
+		text_seterr(err, errlen, "%s: %s (PATH=%s)", conf->argv[0], strerror(e),
 		    path ? path : STDIOPROC_DEFAULT_PATH);
 		goto fail_errno;
 	}
 	if (stdioproc_pipe(in) == -1 || stdioproc_pipe(out) == -1 || stdioproc_pipe(errp) == -1) {
 		e = errno;
-		stdioproc_seterr(err, errlen, "pipe: %s", strerror(e));
+		text_seterr(err, errlen, "pipe: %s", strerror(e));
 		goto fail_errno;
 	}
 	rc = stdioproc_exec(prog, conf->argv, envp, conf->cwd ? conf->cwd : "/", in[0], out[1],
 	    errp[1], &p->pid);
 	if (rc != 0) {
 		e = rc;
-		stdioproc_seterr(err, errlen, "cannot run %s: %s", prog, strerror(rc));
+		text_seterr(err, errlen, "cannot run %s: %s", prog, strerror(rc));
 		goto fail_errno;
 	}
 	/* from here the child exists: every failure must kill and reap it */
 	if ((p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0)) == -1) {
 		e = errno;
-		stdioproc_seterr(err, errlen, "pidfd_open: %s", strerror(e));
+		text_seterr(err, errlen, "pidfd_open: %s", strerror(e));
 		kill(-p->pid, SIGKILL);
 		waitid(P_PID, (id_t)p->pid, &si, WEXITED);
 		goto fail_errno;
@@ -415,7 +401,7 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 	    fcntl(p->fd_out, F_SETFL, O_NONBLOCK) == -1 ||
 	    fcntl(p->fd_err, F_SETFL, O_NONBLOCK) == -1 || stdioproc_events(p) == -1) {
 		e = errno ? errno : ENOMEM;
-		stdioproc_seterr(err, errlen, "cannot watch the server's pipes: %s", strerror(e));
+		text_seterr(err, errlen, "cannot watch the server's pipes: %s", strerror(e));
 		kill(-p->pid, SIGKILL);
 		waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
 		goto fail_errno;
@@ -432,7 +418,7 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 	return p;
 nomem:
 	e = ENOMEM;
-	stdioproc_seterr(err, errlen, "out of memory");
+	text_seterr(err, errlen, "out of memory");
 fail_errno:
 	stdioproc_close_fd(&in[0]);
 	stdioproc_close_fd(&in[1]);

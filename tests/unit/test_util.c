@@ -10,6 +10,7 @@
 #include "check.h"
 #include "file.h"
 #include "hash.h"
+#include "text.h"
 #include "jsonl.h"
 
 static void
@@ -117,6 +118,54 @@ test_hash(void)
 	CHECK(hash_fnv1a(HASH_FNV_INIT, "foobar", 6) == hash_str("foobar"));
 }
 
+/* text.h: UTF-8 sequences (Unicode Table 3-7 boundaries), hex. */
+static const struct { const char *bytes; size_t n, len; uint32_t cp; } utf8[] = {
+	{ "A", 1, 1, 0x41 },
+	{ "\xc2\x80", 2, 2, 0x80 },
+	{ "\xdf\xbf", 2, 2, 0x7ff },
+	{ "\xe0\xa0\x80", 3, 3, 0x800 },
+	{ "\xed\x9f\xbf", 3, 3, 0xd7ff },
+	{ "\xee\x80\x80", 3, 3, 0xe000 },
+	{ "\xf0\x90\x80\x80", 4, 4, 0x10000 },
+	{ "\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff },
+	{ "\xc0\x80", 2, 0, 0 },             /* overlong NUL */
+	{ "\xc1\xbf", 2, 0, 0 },
+	{ "\xe0\x9f\xbf", 3, 0, 0 },        /* overlong */
+	{ "\xed\xa0\x80", 3, 0, 0 },        /* surrogate */
+	{ "\xf0\x8f\xbf\xbf", 4, 0, 0 },    /* overlong */
+	{ "\xf4\x90\x80\x80", 4, 0, 0 },    /* beyond U+10FFFF */
+	{ "\xf5\x80\x80\x80", 4, 0, 0 },
+	{ "\x80", 1, 0, 0 },                 /* lone continuation */
+	{ "\xe2\x82", 2, 0, 0 },             /* cut short */
+	{ "\xe2\x82\xac", 2, 0, 0 },         /* n says cut short */
+	{ "\xe2\x00\xac", 3, 0, 0 },
+};
+
+static void
+test_text(void)
+{
+	char hex[9], err[8];
+	uint32_t cp;
+	size_t i;
+
+	for (i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++) {
+		cp = 0xdeadbeef;
+		CHECK(text_utf8_seq((const unsigned char *)utf8[i].bytes, utf8[i].n, &cp) ==
+		    utf8[i].len);
+		if (utf8[i].len > 0)
+			CHECK(cp == utf8[i].cp);
+	}
+	CHECK(text_utf8_seq((const unsigned char *)"\xe2\x82\xac", 3, NULL) == 3);
+	CHECK(text_utf8_seq((const unsigned char *)"x", 0, NULL) == 0);
+	CHECK(text_hexval('0') == 0 && text_hexval('f') == 15 && text_hexval('F') == 15);
+	CHECK(text_hexval('g') == -1 && text_hexval('/') == -1 && text_hexval(':') == -1);
+	text_hex("\x00\x9f\xff\x10", 4, hex);
+	CHECK_STR(hex, "009fff10");
+	text_seterr(err, sizeof(err), "%s %d", "abcdef", 42);
+	CHECK_STR(err, "abcdef ");
+	text_seterr(NULL, 0, "%s", "no buffer");
+}
+
 int
 main(void)
 {
@@ -127,6 +176,7 @@ main(void)
 	test_file(dir);
 	test_jsonl(dir);
 	test_hash();
+	test_text();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK(system(cmd) == 0);
 	CHECK_DONE();
