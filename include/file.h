@@ -14,7 +14,9 @@ int file_read(const char *path, size_t max, char **out, size_t *len);
 /* Replaces path with data atomically: a temporary file in the same directory,
  * written, fsync'd, chmod'd to mode, renamed over path, and the directory fsync'd,
  * so a reader (or a crash) sees the old contents or the new ones, never a mix.
- * Returns 0/-1 (errno; the temporary file is removed). */
+ * A path that names a device or a FIFO (/dev/null, /dev/stdout) is written to in
+ * place instead; a directory is EISDIR. Returns 0/-1 (errno; the temporary file is
+ * removed). */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* fsync of a directory (after a rename or an unlink in it). 0/-1. */

@@ -86,9 +86,33 @@ file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
 	const char *base = strrchr(path, '/'), *p = data;
 	char *dir = NULL, *tmp = NULL;
+	struct stat st;
 	ssize_t w;
 	int fd = -1, rc = -1, saved;
 
+	/* A device or a FIFO (/dev/null, /dev/stdout, a pipe) is written to, never
+	 * renamed over: replacing /dev/null with a regular file breaks the machine. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode)) {
+			errno = EISDIR;
+			return -1;
+		}
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
+			return -1;
+		while (len > 0) {
+			if ((w = write(fd, p, len)) == -1) {
+				if (errno == EINTR)
+					continue;
+				saved = errno;
+				close(fd);
+				errno = saved;
+				return -1;
+			}
+			p += w;
+			len -= (size_t)w;
+		}
+		return close(fd);
+	}
 	base = base != NULL ? base + 1 : path;
 	if ((dir = file_dirname(path)) == NULL)
 		goto fail;

@@ -85,6 +85,22 @@ test_file(const char *dir)
 	CHECK(file_read(path, 0, &out, &len) == -1 && errno == ENOENT);
 	snprintf(path, sizeof(path), "%s/nodir/x", dir);
 	CHECK(file_write_atomic(path, "x", 1, 0600) == -1 && errno == ENOENT);
+	/* a FIFO (as /dev/null or /dev/stdout would be) is written to, not replaced */
+	{
+		char got[8] = { 0 };
+		int rfd;
+
+		snprintf(path, sizeof(path), "%s/fifo", dir);
+		CHECK(mkfifo(path, 0600) == 0);
+		rfd = open(path, O_RDONLY | O_NONBLOCK);
+		CHECK(rfd != -1);
+		CHECK(file_write_atomic(path, "out", 3, 0600) == 0);
+		CHECK(stat(path, &sb) == 0 && S_ISFIFO(sb.st_mode));
+		CHECK(read(rfd, got, sizeof(got)) == 3 && strcmp(got, "out") == 0);
+		close(rfd);
+		snprintf(path, sizeof(path), "%s/a", dir);
+		CHECK(file_write_atomic(path, "x", 1, 0600) == -1 && errno == EISDIR);
+	}
 	out = file_dirname("/x/y/z");
 	CHECK_STR(out, "/x/y");
 	free(out);
