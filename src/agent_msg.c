@@ -245,3 +245,19 @@ agent_msg_with_id(const struct agent_msg *m, json_t *id, struct buf *out)
 	json_decref(copy);
 	return rv;
 }
+
+int
+agent_msg_unmapped(const char *p, size_t n)
+{
+	json_t *root, *msg;
+	int rv;
+
+	if (p == NULL || n == 0 || n > 64 * 1024 ||
+	    (root = json_loadb(p, n, 0, NULL)) == NULL)
+		return 0;
+	msg = json_object_get(json_object_get(root, "error"), "message");
+	rv = json_is_string(msg) &&
+	    strcmp(json_string_value(msg), "certgate: " MCP_REASON_UNMAPPED) == 0;
+	json_decref(root);
+	return rv;
+}
