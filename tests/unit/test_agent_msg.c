@@ -30,6 +30,7 @@ static const struct { const char *in; int want; } unmapped[] = {
 	{ "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"message\":"
 	  "\"certgate: certificate is not mapped to an agent\"}}", 0 },
 	{ "{\"error\":{\"message\":7}}", 0 },
+	{ "{\"error\":{\"message\":\"certgate: certificate is not mapped to an agent\"}}", 0 },
 	{ "certgate: certificate is not mapped to an agent", 0 },
 	{ "", 0 },
 	{ "[]", 0 },
