@@ -35,15 +35,23 @@ int agent_enroll_run(struct agent_enroll_args *a);
 STACK_OF(X509) *agent_enroll_cacerts_unverified(const char *origin, char *err,
     size_t errlen);
 
+/* What came back from an EST POST besides the certificates. */
+struct agent_enroll_answer {
+	int status;             /* the HTTP status, 0 when no answer came */
+	long retry_after;       /* the server's Retry-After in seconds, -1 when none */
+	int unmapped;           /* a 403 for a certificate the gateway's identity map
+	                         * does not hold (agent_msg_unmapped) */
+};
+
 /* POSTs the base64 CSR to ORIGIN/.well-known/est/OP (simpleenroll or
  * simplereenroll) over TLS with tls (its anchors are the only trust; its certificate
  * is presented when it has one), with an Authorization header value when auth is
- * not NULL. Returns the certificates of a 200 answer, or NULL: *status is the HTTP
- * status (0 when no answer came), *retry_after the server's Retry-After in seconds
- * (-1 when none) and err says what went wrong in words a user can act on. cancel,
+ * not NULL. Returns the certificates of a 200 answer, or NULL: *ans says what the
+ * server answered and err what went wrong in words a user can act on. cancel,
  * when not NULL, is polled: a non-zero value aborts the transfer. */
 STACK_OF(X509) *agent_enroll_post(const char *origin, const char *op,
-    struct agent_cred *tls, const char *auth, const char *csr_b64, int *status,
-    long *retry_after, char *err, size_t errlen, const volatile int *cancel);
+    struct agent_cred *tls, const char *auth, const char *csr_b64,
+    struct agent_enroll_answer *ans, char *err, size_t errlen,
+    const volatile int *cancel);
 
 #endif

@@ -26,9 +26,13 @@ struct agent_listen_args {
 	const char *dir;          /* AGENTDIR */
 	const char *renew_url;    /* EST origin for renewal, NULL: url's origin */
 	int allow_remote;         /* bind a non-loopback address */
+	int grace_s;              /* how long requests in flight may finish after
+	                           * SIGTERM/SIGINT */
 };
 
-/* Runs until SIGTERM/SIGINT. Returns the exit status (1 when it cannot start). */
+/* Runs until SIGTERM/SIGINT, then drains: no new connections, idle ones and GET
+ * streams closed, requests in flight answered for up to grace_s seconds. Returns
+ * the exit status (0 after a signal, 1 when it cannot start). */
 int agent_listen_run(const struct agent_listen_args *a);
 
 #endif

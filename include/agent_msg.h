@@ -64,4 +64,9 @@ int agent_msg_error_line(json_t *id, int code, const char *message, struct buf *
  * Returns 0/-1. */
 int agent_msg_with_id(const struct agent_msg *m, json_t *id, struct buf *out);
 
+/* 1 when p[0..n) is the gateway's refusal of a certificate that no agent of its
+ * identity map matches: a JSON-RPC error response whose message is "certgate: "
+ * MCP_REASON_UNMAPPED (mcp.h). Anything else, unparsable bodies included, is 0. */
+int agent_msg_unmapped(const char *p, size_t n);
+
 #endif

@@ -21,12 +21,16 @@
 /* Renews the certificate of dir through ORIGIN/.well-known/est/simplereenroll.
  * cur is the credential in use (NULL: the one in dir). Without force, a newer
  * certificate already in dir that is not yet due for renewal is adopted instead
- * (*adopted set). On success *out gets the new credential (one reference) and the
- * files are replaced. Returns 0, or -1 with err (the old files stay). cancel, when
- * not NULL, aborts the HTTP exchange when it becomes non-zero. Any thread. */
+ * (*adopted set). A certificate issued less than AGENT_TIME_MAP_WAIT ago that the
+ * gateway refuses as unmapped is tried again until then (the gateway loads a new
+ * agent within about a second). On success *out gets the new credential (one
+ * reference) and the files are replaced. Returns 0, or -1 with err (the old files
+ * stay) and, when retry_after is not NULL, the server's Retry-After in seconds there
+ * (-1 without one). cancel, when not NULL, aborts the HTTP exchange (and a wait)
+ * when it becomes non-zero. Any thread. */
 int agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur,
-    int force, struct agent_cred **out, int *adopted, char *err, size_t errlen,
-    const volatile int *cancel);
+    int force, struct agent_cred **out, int *adopted, long *retry_after, char *err,
+    size_t errlen, const volatile int *cancel);
 
 /* `certgate agent renew`: returns the process exit status. */
 int agent_renew_run(const char *url, const char *dir);

@@ -16,6 +16,12 @@
 #define MCP_ERR_GATEWAY      (-32003)
 #define MCP_ERR_PARAMS       (-32602)   /* invalid params (schema checks) */
 
+/* The reason of the 403 for a verified certificate that no agent of the identity
+ * map matches; refusals carry it as the JSON-RPC error message "certgate: REASON".
+ * certgate agent recognises it (a certificate enrolled a moment ago: the gateway
+ * has not loaded the new agent yet), so it is part of the outside contract. */
+#define MCP_REASON_UNMAPPED  "certificate is not mapped to an agent"
+
 /* What a Content-Type value says a body is, parsed per RFC 9110 §8.3.1 (type and
  * subtype case-insensitive, OWS around ';', parameters token=token|quoted-string).
  * Anything else, malformed values included, is MCP_MEDIA_OTHER: a listing response

@@ -19,6 +19,9 @@
 
 #define AGENT_TOKEN_ENV      "CERTGATE_TOKEN"
 #define AGENT_TOKEN_FILE_MAX 4096
+/* Below the 10 s after which container runtimes follow SIGTERM with SIGKILL. */
+#define AGENT_GRACE_S        8
+#define AGENT_GRACE_MAX_S    3600
 
 enum agent_cmd { CMD_ENROLL, CMD_RENEW, CMD_STDIO, CMD_LISTEN };
 
@@ -75,6 +78,7 @@ static const struct {
 	{ "listen", CMD_LISTEN,
 	"usage: certgate agent listen --listen 127.0.0.1:PORT --url https://HOST:PORT/PATH\n"
 	"           --dir AGENTDIR [--renew-url https://HOST:PORT] [--allow-remote]\n"
+	"           [--grace SECONDS]\n"
 	"\n"
 	"A plain-HTTP listener that forwards requests for the --url's path to the gateway\n"
 	"over HTTPS with the agent's certificate, for MCP clients that speak Streamable\n"
@@ -82,7 +86,11 @@ static const struct {
 	"  npx mcp-remote http://127.0.0.1:PORT/PATH --allow-http\n"
 	"Anyone who can connect to the listener acts as this agent, so it binds loopback\n"
 	"addresses only; --allow-remote lifts that (put something that authenticates in\n"
-	"front of it). The certificate is renewed in the background as for stdio.\n" },
+	"front of it). The certificate is renewed in the background as for stdio.\n"
+	"\n"
+	"On SIGTERM or SIGINT it stops accepting connections, closes idle ones and GET\n"
+	"streams, lets the requests in flight finish for up to --grace seconds (default\n"
+	"8), then exits; a second signal exits at once.\n" },
 };
 
 #define AGENT_NCMDS (sizeof(agent_cmds) / sizeof(agent_cmds[0]))
@@ -116,7 +124,7 @@ agent_usage(FILE *f)
 struct agent_opts {
 	const char *url, *dir, *agent, *token_file, *key, *ca, *listen, *renew_url;
 	char *token;
-	int force, allow_remote;
+	int force, allow_remote, grace_s;
 };
 
 /* The token from its file: first line, surrounding whitespace removed. */
@@ -208,6 +216,7 @@ agent_parse(size_t c, int argc, char **argv, struct agent_opts *o, char **argv_t
 		{ "renew-url", required_argument, NULL, 'r' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "allow-remote", no_argument, NULL, 'R' },
+		{ "grace", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -215,12 +224,15 @@ agent_parse(size_t c, int argc, char **argv, struct agent_opts *o, char **argv_t
 		[CMD_ENROLL] = "udatTkcf",
 		[CMD_RENEW] = "ud",
 		[CMD_STDIO] = "udr",
-		[CMD_LISTEN] = "udlrR",
+		[CMD_LISTEN] = "udlrRg",
 	};
 	const char *name = agent_cmds[c].name;
+	char *end;
+	long v;
 	int ch;
 
 	memset(o, 0, sizeof(*o));
+	o->grace_s = AGENT_GRACE_S;
 	*argv_token = NULL;
 	optind = 1;
 	opterr = 0;
@@ -253,6 +265,17 @@ agent_parse(size_t c, int argc, char **argv, struct agent_opts *o, char **argv_t
 		case 'r': o->renew_url = optarg; break;
 		case 'f': o->force = 1; break;
 		case 'R': o->allow_remote = 1; break;
+		case 'g':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || v < 0 ||
+			    v > AGENT_GRACE_MAX_S) {
+				fprintf(stderr, "certgate agent %s: --grace wants whole seconds "
+				    "from 0 to %d, got '%s'\n", name, AGENT_GRACE_MAX_S, optarg);
+				return -1;
+			}
+			o->grace_s = (int)v;
+			break;
 		}
 	}
 	if (optind < argc) {
@@ -303,6 +326,7 @@ agent_run(size_t c, struct agent_opts *o, char *argv_token)
 		la.dir = o->dir;
 		la.renew_url = o->renew_url;
 		la.allow_remote = o->allow_remote;
+		la.grace_s = o->grace_s;
 		return agent_listen_run(&la);
 	}
 	return 2;

@@ -13,6 +13,7 @@
 #include "agent_enroll.h"
 #include "agent_est.h"
 #include "agent_key.h"
+#include "agent_msg.h"
 #include "agent_time.h"
 #include "agent_token.h"
 #include "agent_url.h"
@@ -201,7 +202,7 @@ agent_enroll_wipe_headers(struct curl_slist *l)
 
 STACK_OF(X509) *
 agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
-    const char *auth, const char *csr_b64, int *status, long *retry_after, char *err,
+    const char *auth, const char *csr_b64, struct agent_enroll_answer *ans, char *err,
     size_t errlen, const volatile int *cancel)
 {
 	struct agent_enroll_xfer x = { .cancel = cancel, .retry_after = -1 };
@@ -214,8 +215,8 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 	CURL *e = NULL;
 	CURLcode rc;
 
-	*status = 0;
-	*retry_after = -1;
+	memset(ans, 0, sizeof(*ans));
+	ans->retry_after = -1;
 	buf_init(&x.body);
 	buf_init(&authh);
 	x.body.max = AGENT_EST_MAX_BODY;
@@ -248,8 +249,9 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 	rc = curl_easy_perform(e);
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct);
-	*status = rc == CURLE_OK ? (int)code : 0;
-	*retry_after = x.retry_after;
+	ans->status = rc == CURLE_OK ? (int)code : 0;
+	ans->retry_after = x.retry_after;
+	ans->unmapped = ans->status == 403 && agent_msg_unmapped(x.body.p, x.body.len);
 	if (rc == CURLE_ABORTED_BY_CALLBACK) {
 		snprintf(err, errlen, "POST %s: cancelled", url);
 	} else if (rc != CURLE_OK) {
@@ -264,6 +266,10 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 
 		snprintf(err, errlen, "POST %s: %s%s%s%s", url, m, *hint ? " (" : "", hint,
 		    *hint ? ")" : "");
+	} else if (ans->unmapped) {
+		snprintf(err, errlen, "POST %s: HTTP 403: the gateway's identity map has no "
+		    "agent for this certificate (an agent enrolled a moment ago is loaded "
+		    "within seconds; else it was removed from agents.json)", url);
 	} else if (code != 200) {
 		agent_enroll_refusal(url, op, code, x.retry_after, &x.body, err, errlen);
 	} else if (!agent_est_is_pkcs7(ct)) {
@@ -363,8 +369,9 @@ agent_enroll_run(struct agent_enroll_args *a)
 	EVP_PKEY *key = NULL;
 	X509 *leaf = NULL;
 	char err[1200], when[40];
-	long retry_after, waited = 0;
-	int status, rc = 1, has;
+	struct agent_enroll_answer ans;
+	long waited = 0;
+	int rc = 1, has;
 
 	buf_init(&csr);
 	buf_init(&auth);
@@ -408,14 +415,15 @@ agent_enroll_run(struct agent_enroll_args *a)
 	}
 	for (;;) {
 		certs = agent_enroll_post(u.origin, "simpleenroll", trust, auth.p, csr.p,
-		    &status, &retry_after, err, sizeof(err), NULL);
-		if (certs != NULL || status != 202 || waited >= EST_MAX_PENDING_S)
+		    &ans, err, sizeof(err), NULL);
+		if (certs != NULL || ans.status != 202 || waited >= EST_MAX_PENDING_S)
 			break;
-		if (retry_after < 1 || retry_after > 300)
-			retry_after = 30;
-		log_info("enrollment waits for approval; asking again in %ld s", retry_after);
-		sleep((unsigned)retry_after);
-		waited += retry_after;
+		if (ans.retry_after < 1 || ans.retry_after > 300)
+			ans.retry_after = 30;
+		log_info("enrollment waits for approval; asking again in %ld s",
+		    ans.retry_after);
+		sleep((unsigned)ans.retry_after);
+		waited += ans.retry_after;
 	}
 	if (certs == NULL) {
 		log_err("%s", err);

@@ -5,7 +5,13 @@
  * buffer, which libevent stops filling at its watermark). A request is forwarded as
  * soon as its head is parsed; its body streams to the gateway through libcurl's read
  * callback, and the answer streams back through the write callback, re-framed for
- * the client (Content-Length kept, chunked otherwise). */
+ * the client (Content-Length kept, chunked otherwise).
+ *
+ * SIGTERM (or SIGINT) drains: the listening socket is closed (new connections are
+ * refused), idle connections and GET streams are closed at once (a stream has no end
+ * to wait for; the client resumes it with Last-Event-ID), and the requests in flight
+ * are answered, each connection closing after its answer, for up to --grace
+ * seconds; then whatever is left is cut. A second signal cuts at once. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +29,8 @@
 
 #include "agent_bridge.h"
 #include "agent_listen.h"
+#include "agent_msg.h"
+#include "agent_time.h"
 #include "agent_url.h"
 #include "buf.h"
 #include "http.h"
@@ -38,6 +46,8 @@
 #define LS_MAX_BODY       (32LL << 20)
 #define LS_REPLAY_MAX     (1 << 20)      /* body kept for a resend */
 #define LS_RETRY_S        10             /* resending for at most this long */
+#define LS_HOLD_MAX       (16 * 1024)    /* a 403 held back (see ls_up_head) */
+#define LS_MAP_POLL_MS    500
 
 /* Request headers passed to the gateway; everything else stays here. */
 static const char *const ls_req_headers[] = {
@@ -73,6 +83,10 @@ struct ls_conn {
 	long long up_len;         /* POST body length, -1 chunked; 0 for GET/DELETE */
 	struct evbuffer *sent;    /* body bytes handed to the gateway so far */
 	int replayable;
+	int holding;              /* the answer is a 403 held back, not yet the client's */
+	struct evbuffer *held;    /* ... as it would go to the client */
+	struct buf held_body;     /* ... and its body as it came */
+	unsigned map_waits;
 	unsigned tries;
 	time_t first_try;
 	struct event *retry_ev;
@@ -87,7 +101,9 @@ struct ls {
 	TAILQ_HEAD(, ls_conn) conns;
 	size_t nconns;
 	struct event *sig_term, *sig_int;
+	struct event *grace_ev;
 	int full_logged;
+	int draining;
 };
 
 static void ls_conn_free(struct ls_conn *c);
@@ -131,13 +147,42 @@ ls_answer(struct ls_conn *c, int status, int code, const char *msg, const char *
 /* ------------------------------------------------------------------------- */
 /* The gateway side of a request */
 
+/* 1 while the certificate in use may still be unknown to the gateway's identity
+ * map (issued a moment ago: the gateway loads a new agent within about a second). */
+static int
+ls_map_pending(const struct ls *l)
+{
+	return agent_time_map_pending(agent_cred_not_before(l->b.cred),
+	    agent_cred_not_after(l->b.cred), time(NULL));
+}
+
+/* The held 403 becomes the client's answer after all. */
+static void
+ls_release(struct ls_conn *c)
+{
+	c->holding = 0;
+	c->resp_started = 1;
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
+	buf_reset(&c->held_body);
+}
+
+/* A 403 while the certificate is new may be the gateway not knowing the agent yet:
+ * the answer is held back (small, as refusals are) until its body tells, and the
+ * request is sent again instead when it does (ls_up_done). */
 static int
 ls_up_head(void *arg, const struct agent_http_resp *r)
 {
 	struct ls_conn *c = arg;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out;
 	const char *cl = NULL;
 	size_t i;
+
+	if (c->l->draining)
+		c->keep_alive = 0;     /* this answer is the connection's last */
+	c->holding = r->status == 403 && c->replayable && ls_map_pending(c->l);
+	out = c->holding ? c->held : bufferevent_get_output(c->bev);
+	evbuffer_drain(c->held, evbuffer_get_length(c->held));
+	buf_reset(&c->held_body);
 
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status,
 	    http_status_text(r->status));
@@ -160,7 +205,7 @@ ls_up_head(void *arg, const struct agent_http_resp *r)
 		c->keep_alive = 0;     /* HTTP/1.0: the end of the body is the close */
 	evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" :
 	    "close");
-	c->resp_started = 1;
+	c->resp_started = !c->holding;
 	return 0;
 }
 
@@ -170,7 +215,12 @@ ls_up_body(void *arg, const char *p, size_t n)
 	struct ls_conn *c = arg;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (evbuffer_get_length(out) > LS_OUT_HIGH) {
+	if (c->holding && (c->held_body.len + n > LS_HOLD_MAX ||
+	    buf_add(&c->held_body, p, n) == -1))
+		ls_release(c);         /* too large for the refusal it would be */
+	if (c->holding)
+		out = c->held;
+	else if (evbuffer_get_length(out) > LS_OUT_HIGH) {
 		c->recv_paused = 1;
 		return AGENT_HTTP_PAUSE;
 	}
@@ -213,7 +263,7 @@ ls_up_send(void *arg, char *p, size_t n)
 	return got;
 }
 
-/* The request is answered: the next one may be read. */
+/* The request is answered: the next one may be read (not while draining). */
 static void
 ls_request_end(struct ls_conn *c)
 {
@@ -223,7 +273,7 @@ ls_request_end(struct ls_conn *c)
 	c->up = NULL;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	ls_forget(c);
-	if (!c->keep_alive || !c->body_done) {
+	if (!c->keep_alive || !c->body_done || c->l->draining) {
 		c->close_after = 1;
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 			ls_conn_free(c);
@@ -242,6 +292,30 @@ ls_up_done(void *arg, enum agent_http_result res, const char *msg)
 	char text[600];
 
 	c->up = NULL;
+	if (c->holding && res == AGENT_HTTP_OK && c->replayable && ls_map_pending(c->l) &&
+	    agent_msg_unmapped(c->held_body.p, c->held_body.len)) {
+		struct timeval tv = { 0, LS_MAP_POLL_MS * 1000 };
+
+		if (c->map_waits++ == 0)
+			log_info("%s: the gateway has not loaded the identity of certificate %s "
+			    "yet; sending again for up to %d s after its issuance", c->peer,
+			    agent_cred_serial(c->l->b.cred), AGENT_TIME_MAP_WAIT);
+		c->holding = 0;
+		evbuffer_drain(c->held, evbuffer_get_length(c->held));
+		buf_reset(&c->held_body);
+		evbuffer_prepend_buffer(c->body, c->sent);
+		evtimer_add(c->retry_ev, &tv);
+		return;
+	}
+	if (c->holding) {
+		if (res == AGENT_HTTP_OK)
+			ls_release(c);
+		else {
+			c->holding = 0;
+			evbuffer_drain(c->held, evbuffer_get_length(c->held));
+			buf_reset(&c->held_body);
+		}
+	}
 	if (res == AGENT_HTTP_OK) {
 		if (c->chunked)
 			evbuffer_add(out, "0\r\n\r\n", 5);
@@ -346,7 +420,12 @@ ls_forget(struct ls_conn *c)
 		free(c->up_hdrs[i]);
 	free(c->up_hdrs);
 	c->up_hdrs = NULL;
+	c->up_method = NULL;
 	evbuffer_drain(c->sent, evbuffer_get_length(c->sent));
+	evbuffer_drain(c->held, evbuffer_get_length(c->held));
+	buf_reset(&c->held_body);
+	c->holding = 0;
+	c->map_waits = 0;
 	evtimer_del(c->retry_ev);
 }
 
@@ -548,6 +627,10 @@ ls_conn_free(struct ls_conn *c)
 		agent_http_cancel(c->up);
 	TAILQ_REMOVE(&l->conns, c, link);
 	l->nconns--;
+	if (l->draining && l->nconns == 0) {
+		log_info("every request in flight was answered: stopping");
+		event_base_loopexit(l->b.base, NULL);
+	}
 	ls_forget(c);
 	bufferevent_free(c->bev);
 	http_reader_free(c->rd);
@@ -555,6 +638,8 @@ ls_conn_free(struct ls_conn *c)
 	event_free(c->retry_ev);
 	evbuffer_free(c->body);
 	evbuffer_free(c->sent);
+	evbuffer_free(c->held);
+	buf_free(&c->held_body);
 	free(c);
 }
 
@@ -582,6 +667,7 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fail;
 	c->l = l;
+	buf_init(&c->held_body);
 	if (sa->sa_family == AF_INET)
 		evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host,
 		    sizeof(host));
@@ -599,7 +685,8 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 	if ((c->rd = http_reader_new(1, &lim, &cbs, c)) == NULL ||
 	    (c->kick = event_new(l->b.base, -1, 0, ls_kick_cb, c)) == NULL ||
 	    (c->retry_ev = evtimer_new(l->b.base, ls_retry_cb, c)) == NULL ||
-	    (c->body = evbuffer_new()) == NULL || (c->sent = evbuffer_new()) == NULL) {
+	    (c->body = evbuffer_new()) == NULL || (c->sent = evbuffer_new()) == NULL ||
+	    (c->held = evbuffer_new()) == NULL) {
 		http_reader_free(c->rd);
 		if (c->kick != NULL)
 			event_free(c->kick);
@@ -607,6 +694,8 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 			event_free(c->retry_ev);
 		if (c->body != NULL)
 			evbuffer_free(c->body);
+		if (c->sent != NULL)
+			evbuffer_free(c->sent);
 		bufferevent_free(c->bev);
 		free(c);
 		goto fail;
@@ -625,13 +714,67 @@ fail:
 		evutil_closesocket(fd);
 }
 
+/* What a drain waits for: a request forwarded (or about to be sent again) whose
+ * answer has not ended, other than a GET stream, and an answer still being written
+ * to a client before its connection closes. */
+static int
+ls_in_flight(struct ls_conn *c)
+{
+	if (c->close_after)
+		return evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+	return c->busy && c->up_url != NULL && c->up_method != NULL &&
+	    strcmp(c->up_method, "GET") != 0;
+}
+
 static void
-ls_signal_cb(evutil_socket_t sig, short what, void *arg)
+ls_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ls *l = arg;
 
-	log_info("signal %d: stopping", (int)sig);
+	log_warn("grace period of %d s over: cutting %zu connection(s) still busy",
+	    l->a->grace_s, l->nconns);
 	event_base_loopexit(l->b.base, NULL);
+}
+
+static void
+ls_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval tv = { 0, 0 };
+	struct ls *l = arg;
+	struct ls_conn *c, *next;
+	size_t busy = 0;
+
+	if (l->draining) {
+		log_info("signal %d again: stopping now, cutting %zu connection(s)",
+		    (int)sig, l->nconns);
+		event_base_loopexit(l->b.base, NULL);
+		return;
+	}
+	if (l->lev != NULL) {
+		evconnlistener_free(l->lev);
+		l->lev = NULL;
+	}
+	for (c = TAILQ_FIRST(&l->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (ls_in_flight(c)) {
+			busy++;
+			continue;
+		}
+		if (c->busy && c->up_url != NULL)
+			log_debug("%s: GET stream closed for the shutdown", c->peer);
+		ls_conn_free(c);
+	}
+	l->draining = 1;
+	if (busy == 0) {
+		log_info("signal %d: stopping (no request in flight)", (int)sig);
+		event_base_loopexit(l->b.base, NULL);
+		return;
+	}
+	log_info("signal %d: stopping; new connections are refused, %zu request(s) in "
+	    "flight may finish for up to %d s (a second signal stops at once)", (int)sig,
+	    busy, l->a->grace_s);
+	tv.tv_sec = l->a->grace_s;
+	evtimer_add(l->grace_ev, &tv);
 }
 
 int
@@ -680,6 +823,7 @@ agent_listen_run(const struct agent_listen_args *a)
 	}
 	if ((l.sig_term = evsignal_new(l.b.base, SIGTERM, ls_signal_cb, &l)) == NULL ||
 	    (l.sig_int = evsignal_new(l.b.base, SIGINT, ls_signal_cb, &l)) == NULL ||
+	    (l.grace_ev = evtimer_new(l.b.base, ls_grace_cb, &l)) == NULL ||
 	    event_add(l.sig_term, NULL) == -1 || event_add(l.sig_int, NULL) == -1) {
 		log_err("agent listen: out of memory");
 		goto done;
@@ -689,6 +833,7 @@ agent_listen_run(const struct agent_listen_args *a)
 	event_base_dispatch(l.b.base);
 	rc = 0;
 done:
+	l.draining = 0;
 	while ((c = TAILQ_FIRST(&l.conns)) != NULL)
 		ls_conn_free(c);
 	if (l.lev != NULL)
@@ -697,6 +842,8 @@ done:
 		event_free(l.sig_term);
 	if (l.sig_int != NULL)
 		event_free(l.sig_int);
+	if (l.grace_ev != NULL)
+		event_free(l.grace_ev);
 	free(l.path);
 	agent_bridge_close(&l.b);
 	return rc;

@@ -245,3 +245,23 @@ agent_msg_with_id(const struct agent_msg *m, json_t *id, struct buf *out)
 	json_decref(copy);
 	return rv;
 }
+
+int
+agent_msg_unmapped(const char *p, size_t n)
+{
+	struct agent_msg m;
+	json_t *msg;
+	char err[64];
+	int code, rv = 0;
+
+	if (p == NULL || n == 0 || n > 64 * 1024)
+		return 0;
+	if (agent_msg_parse(p, n, &m, &code, err, sizeof(err)) == 0 &&
+	    m.kind == AGENT_MSG_RESPONSE) {
+		msg = json_object_get(json_object_get(m.root, "error"), "message");
+		rv = json_is_string(msg) &&
+		    strcmp(json_string_value(msg), "certgate: " MCP_REASON_UNMAPPED) == 0;
+	}
+	agent_msg_free(&m);
+	return rv;
+}

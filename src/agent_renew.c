@@ -20,6 +20,7 @@
 #include "log.h"
 
 #define RENEW_LOCK_WAIT_S 30
+#define RENEW_MAP_POLL_MS 500   /* asking again while the gateway loads the agent */
 
 static STACK_OF(X509) *
 agent_renew_copy(STACK_OF(X509) *in)
@@ -65,9 +66,46 @@ agent_renew_newkey(struct agent_cred *cur, char **uri, char *err, size_t errlen)
 	return key;
 }
 
+/* Sleeps ms, in steps that notice cancel. */
+static void
+agent_renew_nap(long ms, const volatile int *cancel)
+{
+	struct timespec ts = { 0, 100 * 1000000L };
+
+	for (; ms > 0 && (cancel == NULL || !*cancel); ms -= 100)
+		nanosleep(&ts, NULL);
+}
+
+/* POST /simplereenroll with use. A certificate enrolled a moment ago may not be in
+ * the gateway's identity map yet (it is loaded within about a second): the mTLS
+ * listener then refuses it as unmapped, and asking again a little later works. */
+static STACK_OF(X509) *
+agent_renew_post(const char *origin, struct agent_cred *use, const char *csr,
+    struct agent_enroll_answer *ans, char *err, size_t errlen,
+    const volatile int *cancel)
+{
+	STACK_OF(X509) *certs;
+	time_t nb = agent_cred_not_before(use), na = agent_cred_not_after(use);
+	int waited = 0;
+
+	for (;;) {
+		certs = agent_enroll_post(origin, "simplereenroll", use, NULL, csr, ans, err,
+		    errlen, cancel);
+		if (certs != NULL || !ans->unmapped || (cancel != NULL && *cancel) ||
+		    !agent_time_map_pending(nb, na, time(NULL)))
+			return certs;
+		if (waited++ == 0)
+			log_info("the gateway has not loaded the identity of certificate %s yet "
+			    "(issued %ld s ago); asking again for up to %d s after its issuance",
+			    agent_cred_serial(use), (long)(time(NULL) -
+			    agent_time_issued(nb, na)), AGENT_TIME_MAP_WAIT);
+		agent_renew_nap(RENEW_MAP_POLL_MS, cancel);
+	}
+}
+
 int
 agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur, int force,
-    struct agent_cred **out, int *adopted, char *err, size_t errlen,
+    struct agent_cred **out, int *adopted, long *retry_after, char *err, size_t errlen,
     const volatile int *cancel)
 {
 	STACK_OF(X509) *certs = NULL, *chain = NULL, *anchors = NULL;
@@ -75,12 +113,14 @@ agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur, in
 	EVP_PKEY *key = NULL;
 	X509 *leaf = NULL;
 	struct buf csr;
+	struct agent_enroll_answer ans;
 	char *uri = NULL, perr[600];
-	long retry_after;
-	int lock, status, rv = -1;
+	int lock, rv = -1;
 
 	*out = NULL;
 	*adopted = 0;
+	if (retry_after != NULL)
+		*retry_after = -1;
 	buf_init(&csr);
 	if ((lock = agent_dir_lock(dir, RENEW_LOCK_WAIT_S)) == -1) {
 		snprintf(err, errlen, "cannot lock %s for renewal (see above)", dir);
@@ -106,8 +146,10 @@ agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur, in
 		goto done;
 	if (agent_est_csr(key, NULL, agent_cred_leaf(use), &csr, err, errlen) == -1)
 		goto done;
-	if ((certs = agent_enroll_post(origin, "simplereenroll", use, NULL, csr.p, &status,
-	    &retry_after, err, errlen, cancel)) == NULL)
+	certs = agent_renew_post(origin, use, csr.p, &ans, err, errlen, cancel);
+	if (retry_after != NULL)
+		*retry_after = ans.retry_after;
+	if (certs == NULL)
 		goto done;
 	if (agent_est_leaf(certs, key, &leaf, &chain, perr, sizeof(perr)) == -1) {
 		snprintf(err, errlen, "renewal answer: %s", perr);
@@ -169,7 +211,7 @@ agent_renew_run(const char *url, const char *dir)
 		log_err("--url %s", err);
 		return 1;
 	}
-	if (agent_renew_once(dir, u.origin, NULL, 1, &c, &adopted, err, sizeof(err),
+	if (agent_renew_once(dir, u.origin, NULL, 1, &c, &adopted, NULL, err, sizeof(err),
 	    NULL) == -1) {
 		log_err("renewal failed: %s", err);
 		goto done;
@@ -206,6 +248,7 @@ struct agent_renew {
 	struct agent_cred *result;
 	int adopted;
 	int ok;
+	long retry_after;
 	char err[1200];
 };
 
@@ -238,7 +281,7 @@ agent_renew_thread(void *arg)
 	char b = 1;
 
 	r->ok = agent_renew_once(r->dir, r->origin, r->cur, 0, &r->result, &r->adopted,
-	    r->err, sizeof(r->err), &r->cancel) == 0;
+	    &r->retry_after, r->err, sizeof(r->err), &r->cancel) == 0;
 	while (write(r->pipefd[1], &b, 1) == -1 && errno == EINTR)
 		;
 	return NULL;
@@ -274,6 +317,10 @@ agent_renew_failed(struct agent_renew *r)
 	(void)RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
 	r->attempt++;
 	delay = agent_time_backoff(nb, na, now, r->attempt, rnd);
+	/* A server that says when to come back (429, 503) is believed, up to expiry. */
+	if (r->retry_after > delay)
+		delay = na - now > 0 && r->retry_after > na - now ? (long)(na - now) :
+		    r->retry_after;
 	switch (agent_time_phase(nb, na, now)) {
 	case AGENT_TIME_EXPIRED:
 		log_err("certificate %s (serial %s) EXPIRED at %s and could not be renewed: "

@@ -32,6 +32,7 @@
 #include "agent_msg.h"
 #include "agent_sse.h"
 #include "agent_stdio.h"
+#include "agent_time.h"
 #include "buf.h"
 #include "log.h"
 #include "mcp.h"
@@ -45,6 +46,7 @@
 #define ST_REINIT_MAX     5            /* new sessions per minute */
 #define ST_DELETE_MS      5000
 #define ST_SNIPPET        512
+#define ST_MAP_POLL_MS    500          /* the gateway loading a new agent */
 
 enum st_sess {
 	SESS_NONE = 0,    /* no initialize seen (or it failed) */
@@ -88,6 +90,7 @@ struct st_post {
 	struct buf body_in;       /* JSON answer, or a snippet of another one */
 	struct agent_sse *sse;
 	unsigned attempts;
+	unsigned map_waits;       /* re-sent while the gateway loads a new agent */
 	time_t first;
 	enum st_later later;
 	struct event *later_ev;
@@ -558,6 +561,29 @@ st_session_lost(struct st *s, struct st_post *p)
 	return 1;
 }
 
+/* A 403 for a certificate issued a moment ago that the gateway does not map yet: it
+ * loads a new agent within about a second of the enrollment, so the message is sent
+ * again until AGENT_TIME_MAP_WAIT after the issuance. Returns 1 when p was
+ * rescheduled. */
+static int
+st_unmapped_retry(struct st *s, struct st_post *p)
+{
+	struct agent_cred *c = s->b.cred;
+	time_t nb = agent_cred_not_before(c), na = agent_cred_not_after(c);
+
+	if (p->status != 403 || p->resuming || s->closing == 2 || p->kind != BODY_JSON ||
+	    !agent_time_map_pending(nb, na, time(NULL)) ||
+	    !agent_msg_unmapped(p->body_in.p, p->body_in.len))
+		return 0;
+	if (p->map_waits++ == 0)
+		log_info("the gateway has not loaded the identity of certificate %s yet "
+		    "(issued %ld s ago); sending again for up to %d s after its issuance",
+		    agent_cred_serial(c), (long)(time(NULL) - agent_time_issued(nb, na)),
+		    AGENT_TIME_MAP_WAIT);
+	st_post_later(p, LATER_SEND, ST_MAP_POLL_MS);
+	return 1;
+}
+
 static void
 st_post_done(void *arg, enum agent_http_result res, const char *msg)
 {
@@ -607,6 +633,8 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 	if (ok2xx && p->kind == BODY_JSON && p->body_in.len > 0)
 		st_server_msg(s, p, p->body_in.p, p->body_in.len);
 	if (p->status == 404 && st_session_lost(s, p))
+		return;
+	if (st_unmapped_retry(s, p))
 		return;
 	if (p->internal) {
 		snprintf(why, sizeof(why), "HTTP %d", p->status);

@@ -4,12 +4,28 @@
 #include "agent_time.h"
 
 time_t
+agent_time_issued(time_t not_before, time_t not_after)
+{
+	if (not_after > not_before &&
+	    not_after - not_before >= AGENT_TIME_BACKDATE + AGENT_TIME_MIN_LIFE)
+		return not_before + AGENT_TIME_BACKDATE;
+	return not_before;
+}
+
+int
+agent_time_map_pending(time_t not_before, time_t not_after, time_t now)
+{
+	return now < agent_time_issued(not_before, not_after) + AGENT_TIME_MAP_WAIT;
+}
+
+time_t
 agent_time_renew_at(time_t not_before, time_t not_after)
 {
+	time_t from = agent_time_issued(not_before, not_after);
+
 	if (not_after <= not_before)
 		return not_before;
-	return not_before + (not_after - not_before) / 3 * 2 +
-	    (not_after - not_before) % 3 * 2 / 3;
+	return from + (not_after - from) / 3 * 2 + (not_after - from) % 3 * 2 / 3;
 }
 
 time_t
@@ -17,7 +33,7 @@ agent_time_late_at(time_t not_before, time_t not_after)
 {
 	if (not_after <= not_before)
 		return not_before;
-	return not_after - (not_after - not_before) / 6;
+	return not_after - (not_after - agent_time_issued(not_before, not_after)) / 6;
 }
 
 enum agent_time_phase
@@ -45,7 +61,8 @@ agent_time_backoff(time_t not_before, time_t not_after, time_t now, unsigned att
 	long life, base, cap, d, left;
 	unsigned i;
 
-	life = not_after > not_before ? (long)(not_after - not_before) : 0;
+	life = not_after > not_before ?
+	    (long)(not_after - agent_time_issued(not_before, not_after)) : 0;
 	base = agent_time_clamp(life / 60, 1, 60);
 	cap = agent_time_clamp(life / 12, 5, 3600);
 	if (cap < base)

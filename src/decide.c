@@ -119,7 +119,7 @@ decide_request(const struct decide_ctx *x, const struct http_msg *m,
 	}
 	if (x->st->map == NULL ||
 	    (a = out->agent = identity_lookup(x->st->map, x->peer)) == NULL) {
-		decide_deny(out, 403, "certificate is not mapped to an agent", NULL);
+		decide_deny(out, 403, MCP_REASON_UNMAPPED, NULL);
 		return 0;
 	}
 	per = a->rate_per_second > 0 ? a->rate_per_second : x->rate_per_second;

@@ -1,7 +1,8 @@
 /* Fuzz target: JSON-RPC messages as the stdio bridge reads them (agent_msg.c). Any
  * input: the classification is consistent, its one-line framing has exactly one LF
- * (at the end) and no CR, and the error answer made for it is itself a valid
- * single-line response. */
+ * (at the end) and no CR, the error answer made for it is itself a valid
+ * single-line response, and only a JSON-RPC response is ever taken for the gateway's
+ * refusal of an unmapped certificate. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		agent_msg_free(&e);
 	}
 	buf_free(&err1);
+	if (agent_msg_unmapped((const char *)data, size) && (rc != 0 ||
+	    m.kind != AGENT_MSG_RESPONSE))
+		abort();
 	agent_msg_free(&m);
 	return 0;
 }

@@ -10,17 +10,20 @@
 #   agent_listen_start PORT URL DIR [EXTRA...]  starts `certgate agent listen` on
 #                             127.0.0.1:PORT, waits until it accepts; log in
 #                             $T/listen-PORT.log; sets AGENT_LISTEN_PID
-#   agent_soft_gateway UPSTREAM_URL  a software PKI in $SOFT (gw_soft_pki) and a
-#                             certgate gateway on it (the EST tests need a CA whose
-#                             key `openssl ca` can use); sets SOFT, GW_URL
-#   agent_est_start [LIFETIME_S]  starts tests/tools/est_standin.py on $SOFT's CA;
-#                             sets EST_PORT, EST_URL; tokens in $EST_TOKENS, request
-#                             log in $EST_LOG
-#   agent_est_token ID        prints a new one-time enrollment token for ID (the
-#                             cg1.<CA fingerprint>.<secret> format) and adds ID to
-#                             $SOFT's identity map
-#   agent_est_count OP [STATUS]  prints how many OP requests (with STATUS) the
-#                             stand-in logged
+#   agent_gateway UPSTREAM_URL [PKI-INIT ARGS...]  the token PKI of scripts/pki-init
+#                             with an enrollment listener (--enroll) and a certgate
+#                             gateway on it, which also runs the CA service; sets
+#                             GW_URL (the MCP URL), MTLS_URL (the mTLS listener's
+#                             origin), EST_PORT, EST_URL (the enrollment listener's
+#                             origin), AUDIT, CA_AUDIT, GW_SOFTHSM2_CONF
+#   agent_token ID [ARGS...]  prints a new one-time enrollment token for ID from
+#                             scripts/agent-token (ARGS: --role, --lifetime...; the
+#                             default --role member)
+#   agent_est_count OP [STATUS]  how many EST requests OP (cacerts, simpleenroll,
+#                             simplereenroll; with STATUS) the gateway's audit log holds
+#                             (both listeners)
+#   agent_ca_count WHAT [AGENT]  how many WHAT lines (enroll, renew, token,
+#                             refused...) the CA's ca-audit.jsonl holds (for AGENT)
 
 agent_client() {
 	local scenario=$1 out=$2
@@ -57,48 +60,49 @@ agent_listen_start() {
 	cg_fail "certgate agent listen did not accept on 127.0.0.1:$port within 10 s"
 }
 
-agent_soft_gateway() {
-	local port
-	port=$(cg_free_port)
-	SOFT=$T/soft
-	gw_soft_pki "$SOFT" "$port" "$1" || cg_fail "software PKI set-up failed"
-	GW_URL=https://127.0.0.1:$port/mcp
-	gw_start "$SOFT/certgate.json" "$T/gw.log"
-}
-
-agent_est_start() {
-	local lifetime=${1:-86400} i
+agent_gateway() {
+	local up=$1
+	shift
 	EST_PORT=$(cg_free_port)
+	cg_pki_init --upstream "$up" --enroll "127.0.0.1:$EST_PORT" "$@"
+	GW_SOFTHSM2_CONF=$SOFTHSM2_CONF
+	gw_start "$PKI/certgate.json" "$T/gw.log"
+	gw_wait_log "enrollment \(EST, OCSP\) on https://127.0.0.1:$EST_PORT" 10 ||
+		cg_fail "the gateway did not start its enrollment listener"
 	EST_URL=https://127.0.0.1:$EST_PORT
-	EST_TOKENS=$T/est-tokens
-	EST_LOG=$T/est.jsonl
-	: >"$EST_TOKENS"
-	: >"$EST_LOG"
-	python3 "$CG_SRC/tests/tools/est_standin.py" --port "$EST_PORT" --dir "$SOFT" \
-	    --tokens "$EST_TOKENS" --log "$EST_LOG" --lifetime-s "$lifetime" \
-	    >"$T/est.out" 2>"$T/est.err" &
-	cg_track_pid $!
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$EST_PORT") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	cat "$T/est.err" >&2
-	cg_fail "EST stand-in did not start"
+	MTLS_URL=https://127.0.0.1:$CG_LISTEN_PORT
+	GW_URL=$MTLS_URL/mcp
+	AUDIT=$PKI/audit.jsonl
+	CA_AUDIT=$PKI/ca-audit.jsonl
 }
 
-agent_est_token() {
-	local id=$1 fp secret
-	fp=$(openssl x509 -in "$SOFT/ca/ca.pem" -outform DER | sha256sum | cut -c1-64)
-	secret=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
-	printf '%s cg1.%s.%s\n' "$id" "$fp" "$secret" >>"$EST_TOKENS"
-	_gw_soft_map_add "$SOFT" "$id"
-	printf 'cg1.%s.%s\n' "$fp" "$secret"
+agent_token() {
+	local id=$1 out
+	shift
+	[ $# -gt 0 ] || set -- --role member
+	out=$(SOFTHSM2_CONF=$GW_SOFTHSM2_CONF "$CG_SRC/scripts/agent-token" --dir "$PKI" \
+	    --agent "$id" "$@" 2>"$T/agent-token.err") || {
+		cat "$T/agent-token.err" >&2; cg_fail "agent-token --agent $id failed"; }
+	out=$(tail -n1 <<<"$out")
+	case $out in cg1.*) printf '%s\n' "$out" ;;
+	*) cat "$T/agent-token.err" >&2; cg_fail "agent-token printed no token" ;; esac
 }
 
 agent_est_count() {
+	local m sel
+	case $1 in cacerts) m="GET /.well-known/est/cacerts" ;;
+	*) m="POST /.well-known/est/$1" ;; esac
+	# The mTLS listener logs the path alone as the method.
+	sel="(.method == \"$m\" or .method == \"${m#* }\")"
+	[ -z "${2:-}" ] || sel="$sel and .status == $2"
+	[ -f "$AUDIT" ] || { echo 0; return 0; }
+	jq -s "[.[] | select($sel)] | length" "$AUDIT"
+}
+
+agent_ca_count() {
 	if [ -n "${2:-}" ]; then
-		jq -s "[.[] | select(.op == \"$1\" and .status == $2)] | length" "$EST_LOG"
+		jq -s "[.[] | select(.what == \"$1\" and .agent == \"$2\")] | length" "$CA_AUDIT"
 	else
-		jq -s "[.[] | select(.op == \"$1\")] | length" "$EST_LOG"
+		jq -s "[.[] | select(.what == \"$1\")] | length" "$CA_AUDIT"
 	fi
 }

@@ -6,7 +6,8 @@
 # CERTGATE_PKCS11_PIN); the official SDK's StdioClientTransport then drives `agent
 # stdio`, which signs its TLS handshakes in the token, against a real gateway;
 # `agent renew` makes a new key in the same token under a new label. Enrollment and
-# renewal go to the EST stand-in (re-point EST_URL at the gateway once it has EST).
+# renewal go to the gateway's own EST (scripts/pki-init --enroll, a token from
+# scripts/agent-token), the renewal over the mTLS listener with the token key.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gw.sh"
@@ -19,8 +20,7 @@ command -v pkcs11-tool >/dev/null || cg_fail "pkcs11-tool missing (apt-get insta
 
 UPORT=$(cg_free_port)
 e2e_upstream_start "$UPORT"
-agent_soft_gateway "http://127.0.0.1:$UPORT/mcp"
-agent_est_start
+agent_gateway "http://127.0.0.1:$UPORT/mcp"
 
 # --- the agent's own token -----------------------------------------------------------
 AT=$T/agent-token
@@ -40,8 +40,17 @@ MOD=$CG_MODULE
 URI="pkcs11:token=agent;object=hsm-bot?module-path=$MOD&pin-source=file:$AT/user.pin"
 p11() { pkcs11-tool --module "$MOD" --token-label agent --login --pin "$PIN" "$@" 2>/dev/null; }
 
+# --- a token naming another CA: refused before a key is made in the token ---------
+TOK=$(agent_token hsm-bot)
+OTHER_FP=$(printf 'another CA' | sha256sum | cut -c1-64)
+CERTGATE_TOKEN="cg1.$OTHER_FP.${TOK##*.}" cg_expect_fail 1 "$CERTGATE_BIN" agent enroll \
+    --url "$EST_URL" --agent hsm-bot --dir "$T/a" --key "$URI"
+cg_assert_contains "$T/err" "fingerprint"
+p11 --list-objects >"$T/objs0" || true
+cg_assert_not_contains "$T/objs0" "hsm-bot"
+[ "$(agent_est_count simpleenroll)" -eq 0 ] || cg_fail "a CSR was sent to an unverified server"
+
 # --- enroll with the key made in the token ----------------------------------------
-TOK=$(agent_est_token hsm-bot)
 printf '%s\n' "$TOK" >"$T/token"
 chmod 600 "$T/token"
 "$CERTGATE_BIN" agent enroll --url "$EST_URL" --agent hsm-bot --token-file "$T/token" \
@@ -71,14 +80,21 @@ agent_client full "$T/full.out" "${SARGS[@]}" --env "SOFTHSM2_CONF=$SOFTHSM2_CON
 cg_assert_contains "$T/full.out" '"event":"ok","scenario":"full"'
 cg_assert_contains "$T/bridge.err" "token key"
 S1=$(openssl x509 -in "$T/a/cert.pem" -noout -serial | cut -d= -f2)
-e2e_any "$SOFT/audit.jsonl" ".agent == \"hsm-bot\" and (.serial | ascii_upcase) == \"$S1\" and .name == \"echo\"" ||
+e2e_any "$AUDIT" ".agent == \"hsm-bot\" and (.serial | ascii_upcase) == \"$S1\" and .name == \"echo\"" ||
 	cg_fail "no audit line for hsm-bot's echo"
 
 # --- renewal: a new key in the same token, a new label -----------------------------
-"$CERTGATE_BIN" agent renew --url "$EST_URL" --dir "$T/a" >"$T/renew.out" 2>"$T/renew.err" || {
+# Over the mTLS listener: the TLS handshake with the gateway is signed in the token.
+"$CERTGATE_BIN" agent renew --url "$MTLS_URL" --dir "$T/a" >"$T/renew.out" 2>"$T/renew.err" || {
 	cat "$T/renew.err" >&2; cg_fail "renew with a token key failed"; }
 S2=$(openssl x509 -in "$T/a/cert.pem" -noout -serial | cut -d= -f2)
 [ "$S1" != "$S2" ] || cg_fail "renewal kept the serial"
+e2e_any "$CA_AUDIT" ".what == \"enroll\" and .agent == \"hsm-bot\" and .serial == \"$S1\"" ||
+	cg_fail "ca-audit.jsonl has no enrollment of hsm-bot with serial $S1"
+e2e_any "$CA_AUDIT" ".what == \"renew\" and .agent == \"hsm-bot\" and .old_serial == \"$S1\" and .serial == \"$S2\"" ||
+	cg_fail "ca-audit.jsonl has no renewal of hsm-bot from $S1 to $S2"
+e2e_any "$AUDIT" ".method == \"/.well-known/est/simplereenroll\" and .agent == \"hsm-bot\" and .status == 200 and (.serial | ascii_upcase) == \"$S1\"" ||
+	cg_fail "the gateway did not log the renewal on its mTLS listener with serial $S1"
 NEWURI=$(cat "$T/a/key.uri")
 [[ "$NEWURI" =~ object=hsm-bot-[0-9]{8}T[0-9]{6}Z\? ]] || cg_fail "renewed key.uri: $NEWURI"
 cg_assert_contains "$T/a/key.uri" "pin-source=file:$AT/user.pin"
@@ -90,7 +106,7 @@ cg_assert_contains "$T/renew.err" "stays in the token"
 agent_client list "$T/list.out" "${SARGS[@]}" --env "SOFTHSM2_CONF=$SOFTHSM2_CONF" \
     --stderr "$T/bridge2.err" || {
 	cat "$T/list.out" "$T/bridge2.err" >&2; cg_fail "agent stdio with the renewed token key failed"; }
-e2e_any "$SOFT/audit.jsonl" ".agent == \"hsm-bot\" and (.serial | ascii_upcase) == \"$S2\" and .name == \"echo\"" ||
+e2e_any "$AUDIT" ".agent == \"hsm-bot\" and (.serial | ascii_upcase) == \"$S2\" and .name == \"echo\"" ||
 	cg_fail "the gateway did not see the renewed certificate"
 
 # --- PIN and module from the environment; clear errors without them ----------------
@@ -110,7 +126,7 @@ cg_expect_fail 1 "$CERTGATE_BIN" agent stdio --url "$GW_URL" --dir "$T/b"
 cg_assert_contains "$T/err" "pin-value is refused"
 cg_assert_not_contains "$T/err" "$PIN"
 # A label already taken in the token: enrollment says so.
-TOK2=$(agent_est_token hsm-bot)
+TOK2=$(agent_token hsm-bot)
 CERTGATE_TOKEN=$TOK2 cg_expect_fail 1 "$CERTGATE_BIN" agent enroll --url "$EST_URL" --agent hsm-bot \
     --dir "$T/c" --key "$URI"
 cg_assert_contains "$T/err" "already exists"

@@ -25,12 +25,12 @@ mkdir -p "$T/home"
 
 mapfile -t SARGS < <(agent_stdio_args "$(e2e_url)" "$PKI/agents/rs-bot")
 AGENT_CLIENT_TIMEOUT=150 agent_client loop "$T/stdio.out" "${SARGS[@]}" --stderr "$T/bridge.err" \
-    --duration-ms 20000 --interval-ms 100 --pause-after 20 --pause-file "$T/go" --timeout 140000 &
+    --duration-ms 12000 --interval-ms 100 --pause-after 20 --pause-file "$T/go" --timeout 140000 &
 SPID=$!
 AGENT_CLIENT_TIMEOUT=150 agent_client loop "$T/remote.out" \
     --command "$CG_SRC/tests/js/node_modules/.bin/mcp-remote" --arg "http://127.0.0.1:$LPORT/mcp" \
     --arg --allow-http --env "HOME=$T/home" --stderr "$T/mcp-remote.err" \
-    --duration-ms 20000 --interval-ms 100 --pause-after 20 --pause-file "$T/go" --timeout 140000 &
+    --duration-ms 12000 --interval-ms 100 --pause-after 20 --pause-file "$T/go" --timeout 140000 &
 RPID=$!
 for _ in $(seq 1 300); do
 	grep -q '"event":"paused"' "$T/stdio.out" 2>/dev/null &&

@@ -23,7 +23,8 @@ Scenarios:
   list      initialize and print the tool names
   loop      call echo every --interval-ms for --duration-ms; every failure is
             reported; with --pause-after N and --pause-file F, stops after N calls,
-            prints {"event":"paused"} and waits until F exists, then goes on
+            prints {"event":"paused"} and waits until F exists, then goes on (the
+            pause does not count in --duration-ms)
 
 Options:
   --command CMD        the stdio server to spawn
@@ -196,14 +197,16 @@ async function scenarioList(o) {
 
 async function scenarioLoop(o) {
 	const { client } = await connect(o);
-	const t0 = Date.now();
+	let t0 = Date.now();
 	let ok = 0, fail = 0, n = 0;
 	const errors = [];
 	while (Date.now() - t0 < o.durationMs) {
 		if (o.pauseAfter !== undefined && n === o.pauseAfter) {
+			const pausedAt = Date.now();
 			emit({ event: 'paused', calls: n });
 			while (!fs.existsSync(o.pauseFile))
 				await sleep(100);
+			t0 += Date.now() - pausedAt;    /* the pause is not part of --duration-ms */
 			emit({ event: 'resumed' });
 		}
 		n++;

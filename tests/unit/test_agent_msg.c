@@ -5,6 +5,7 @@
 
 #include "agent_msg.h"
 #include "check.h"
+#include "mcp.h"
 
 struct msg_case {
 	const char *in;
@@ -14,6 +15,25 @@ struct msg_case {
 	size_t nreq, nresp;
 	int init, inited;
 	const char *method;
+};
+
+/* Bodies of gateway refusals: is it the one for a certificate not in the map? */
+static const struct { const char *in; int want; } unmapped[] = {
+	{ "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,\"message\":"
+	  "\"certgate: certificate is not mapped to an agent\"}}", 1 },
+	{ "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32001,\"message\":"
+	  "\"certgate: certificate is not mapped to an agent\"}}\n", 1 },
+	{ "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32001,\"message\":"
+	  "\"certgate: agent may not call tools/call echo\"}}", 0 },
+	{ "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32001,\"message\":"
+	  "\"certificate is not mapped to an agent\"}}", 0 },
+	{ "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"message\":"
+	  "\"certgate: certificate is not mapped to an agent\"}}", 0 },
+	{ "{\"error\":{\"message\":7}}", 0 },
+	{ "{\"error\":{\"message\":\"certgate: certificate is not mapped to an agent\"}}", 0 },
+	{ "certgate: certificate is not mapped to an agent", 0 },
+	{ "", 0 },
+	{ "[]", 0 },
 };
 
 static const struct msg_case cases[] = {
@@ -153,5 +173,21 @@ main(void)
 	agent_msg_free(&m);
 	json_decref(id);
 	buf_free(&b);
+	for (i = 0; i < sizeof(unmapped) / sizeof(unmapped[0]); i++) {
+		int got = agent_msg_unmapped(unmapped[i].in, strlen(unmapped[i].in));
+
+		if (got != unmapped[i].want)
+			fprintf(stderr, "unmapped case %zu: got %d\n", i, got);
+		CHECK(got == unmapped[i].want);
+	}
+	/* the body the gateway makes for its refusal */
+	{
+		char *body = mcp_error_body(NULL, MCP_ERR_FORBIDDEN, "certgate: "
+		    MCP_REASON_UNMAPPED);
+
+		CHECK(body != NULL && agent_msg_unmapped(body, strlen(body)) == 1);
+		free(body);
+	}
+	CHECK(agent_msg_unmapped(NULL, 0) == 0);
 	CHECK_DONE();
 }

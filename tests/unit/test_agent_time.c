@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "agent_time.h"
+#include "certify.h"
 #include "check.h"
 
 struct phase_case {
@@ -21,8 +22,25 @@ static const struct phase_case phases[] = {
 	{ 1000, 1180, 0, AGENT_TIME_FRESH },       /* before not_before */
 	{ 1000, 1000, 1000, AGENT_TIME_EXPIRED },  /* empty window */
 	{ 1000, 900, 950, AGENT_TIME_EXPIRED },
-	{ 0, 86400, 57600, AGENT_TIME_DUE },
-	{ 0, 86400, 57599, AGENT_TIME_FRESH },
+	/* a day from certgate's CA: notBefore backdated by 300 s, renewal at 2/3 of the
+	 * 86,100 s from the issuance at 300 */
+	{ 0, 86400, 57700, AGENT_TIME_DUE },
+	{ 0, 86400, 57699, AGENT_TIME_FRESH },
+	{ 0, 86400, 72050, AGENT_TIME_LATE },
+	{ 0, 86400, 72049, AGENT_TIME_DUE },
+	/* 3 minutes from certgate's CA, issued at 1000 */
+	{ 700, 1180, 1000, AGENT_TIME_FRESH },
+	{ 700, 1180, 1119, AGENT_TIME_FRESH },
+	{ 700, 1180, 1120, AGENT_TIME_DUE },
+	{ 700, 1180, 1150, AGENT_TIME_LATE },
+	{ 700, 1180, 1180, AGENT_TIME_EXPIRED },
+	/* 2 minutes (the shortest), issued at 1000: renewal at 1080, late at 1100 */
+	{ 700, 1120, 1079, AGENT_TIME_FRESH },
+	{ 700, 1120, 1080, AGENT_TIME_DUE },
+	{ 700, 1120, 1100, AGENT_TIME_LATE },
+	/* one second short of backdating + 2 minutes: counted from notBefore (419 s) */
+	{ 700, 1119, 978, AGENT_TIME_FRESH },
+	{ 700, 1119, 979, AGENT_TIME_DUE },
 };
 
 struct backoff_case {
@@ -43,6 +61,9 @@ static const struct backoff_case backoffs[] = {
 	{ 0, 180, 178, 4, 0, 2 },       /* never past not_after */
 	{ 0, 180, 180, 4, 0, 15 },      /* expired: keep the cap */
 	{ 0, 180, 500, 1, 0, 3 },
+	/* 3 minutes from certgate's CA (issued at 1000): the same as above */
+	{ 700, 1180, 1120, 1, 0, 3 },
+	{ 700, 1180, 1120, 4, 0, 15 },
 	/* a day: base 60 s, cap 1 h */
 	{ 0, 86400, 60000, 1, 0, 60 },
 	{ 0, 86400, 60000, 6, 0, 1920 },
@@ -65,12 +86,27 @@ main(void)
 	size_t i;
 
 	CHECK(agent_time_renew_at(1000, 1180) == 1120);
-	CHECK(agent_time_renew_at(0, 86400) == 57600);
 	CHECK(agent_time_renew_at(0, 1) == 0);
 	CHECK(agent_time_renew_at(0, 2) == 1);
 	CHECK(agent_time_renew_at(5, 5) == 5);
 	CHECK(agent_time_late_at(1000, 1180) == 1150);
 	CHECK(agent_time_late_at(5, 4) == 5);
+	/* the agent counts lifetimes as the CA does */
+	CHECK(AGENT_TIME_BACKDATE == CERTIFY_BACKDATE);
+	CHECK(agent_time_issued(700, 1180) == 1000);
+	CHECK(agent_time_issued(700, 1120) == 1000);
+	CHECK(agent_time_issued(700, 1119) == 700);
+	CHECK(agent_time_issued(0, 180) == 0);
+	CHECK(agent_time_issued(10, 5) == 10);
+	CHECK(agent_time_renew_at(700, 1180) == 1120);
+	CHECK(agent_time_renew_at(0, 86400) == 57700);
+	CHECK(agent_time_late_at(700, 1180) == 1150);
+	CHECK(agent_time_map_pending(700, 1180, 1000));
+	CHECK(agent_time_map_pending(700, 1180, 1009));
+	CHECK(!agent_time_map_pending(700, 1180, 1010));
+	CHECK(!agent_time_map_pending(700, 1180, 5000));
+	CHECK(agent_time_map_pending(0, 180, 9));
+	CHECK(!agent_time_map_pending(0, 180, 10));
 	for (i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
 		enum agent_time_phase got = agent_time_phase(phases[i].nb, phases[i].na,
 		    phases[i].now);
