@@ -9,15 +9,8 @@
 #include <stdint.h>
 
 #include "cidr.h"
+#include "strlist.h"
 
-/* A growable list of owned strings (used for error reports and string arrays). */
-struct strlist {
-	char **v;
-	size_t n, cap;
-};
-/* Appends a printf-formatted copy. Returns 0/-1 (ENOMEM). */
-int strlist_addf(struct strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void strlist_free(struct strlist *l);
 
 struct config_pkcs11 {
 	char *module;         /* path to the PKCS#11 module (.so), required */

@@ -2,9 +2,8 @@
  * whole, so an operator sees every problem at once, each as
  * "FILE:LINE: $.json.path: message".
  *
- * jansson keeps no per-value positions, so a small tokenizer (config_linemap)
- * walks the raw text once and maps every JSON path to the line where its value
- * starts. Validation is table driven: unknown keys are errors, so a typo never
+ * jansson keeps no per-value positions, so jsonpos.h maps every JSON path to the
+ * line where its value starts. Validation is table driven: unknown keys are errors, so a typo never
  * silently falls back to a default. */
 #include "config.h"
 
@@ -25,487 +24,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonpos.h"
 #include "p11.h"
 
 #define CONFIG_MAX_BYTES	(1024 * 1024)
-#define CONFIG_MAX_DEPTH	64
-
-int
-strlist_addf(struct strlist *l, const char *fmt, ...)
-{
-	va_list ap;
-	char *s, **nv;
-	size_t ncap;
-	int r;
-
-	va_start(ap, fmt);
-	r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return -1;
-	if (l->n == l->cap) {
-		ncap = l->cap ? l->cap * 2 : 8;
-		if ((nv = realloc(l->v, ncap * sizeof(*nv))) == NULL) {
-			free(s);
-			return -1;
-		}
-		l->v = nv;
-		l->cap = ncap;
-	}
-	l->v[l->n++] = s;
-	return 0;
-}
-
-void
-strlist_free(struct strlist *l)
-{
-	size_t i;
-
-	if (l == NULL)
-		return;
-	for (i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = l->cap = 0;
-}
-
-/* ---- growable string ------------------------------------------------------ */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static int
-sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	size_t ncap;
-	char *np;
-
-	if (b->oom)
-		return -1;
-	if (b->len + n + 1 > b->cap) {
-		ncap = b->cap ? b->cap : 64;
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		if ((np = realloc(b->p, ncap)) == NULL) {
-			b->oom = 1;
-			return -1;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static int
-sb_puts(struct sbuf *b, const char *s)
-{
-	return sb_put(b, s, strlen(s));
-}
-
-/* JSON path segment for an object member: .key when the key is a plain
- * identifier, ["key"] (JSON-escaped) otherwise. The tokenizer and the validator
- * both build paths with this, so lookups match byte for byte. */
-static int
-sb_key(struct sbuf *b, const char *key)
-{
-	const unsigned char *k = (const unsigned char *)key;
-	char esc[8];
-	int plain = isalpha(k[0]) || k[0] == '_';
-	size_t i;
-
-	for (i = 1; plain && k[i]; i++)
-		if (!isalnum(k[i]) && k[i] != '_' && k[i] != '-')
-			plain = 0;
-	if (plain) {
-		sb_put(b, ".", 1);
-		return sb_puts(b, key);
-	}
-	sb_puts(b, "[\"");
-	for (i = 0; k[i]; i++) {
-		if (k[i] == '"' || k[i] == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)k[i];
-			sb_put(b, esc, 2);
-		} else if (k[i] < 0x20 || k[i] == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", k[i]);
-			sb_puts(b, esc);
-		} else
-			sb_put(b, (const char *)k + i, 1);
-	}
-	return sb_puts(b, "\"]");
-}
-
-static int
-sb_idx(struct sbuf *b, size_t i)
-{
-	char t[32];
-
-	snprintf(t, sizeof(t), "[%zu]", i);
-	return sb_puts(b, t);
-}
-
-static char *
-path_child(const char *parent, const char *key)
-{
-	struct sbuf b = { 0 };
-
-	sb_puts(&b, parent);
-	if (sb_key(&b, key) == -1) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p;
-}
-
-/* ---- JSON path -> line map --------------------------------------------------- */
-
-struct lm_ent {
-	char *path;
-	int line;
-};
-
-struct linemap {
-	struct lm_ent *v;
-	size_t n, cap;
-};
-
-struct lm_scan {
-	const char *p, *end;
-	int line;
-	int depth;
-	struct sbuf path;
-	struct linemap *m;
-};
-
-static void
-linemap_free(struct linemap *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->n; i++)
-		free(m->v[i].path);
-	free(m->v);
-	m->v = NULL;
-	m->n = m->cap = 0;
-}
-
-static int
-lm_add(struct lm_scan *s)
-{
-	struct linemap *m = s->m;
-	struct lm_ent *nv;
-	size_t ncap;
-
-	if (m->n == m->cap) {
-		ncap = m->cap ? m->cap * 2 : 64;
-		if ((nv = realloc(m->v, ncap * sizeof(*nv))) == NULL)
-			return -1;
-		m->v = nv;
-		m->cap = ncap;
-	}
-	if ((m->v[m->n].path = strdup(s->path.p)) == NULL)
-		return -1;
-	m->v[m->n++].line = s->line;
-	return 0;
-}
-
-static void
-lm_ws(struct lm_scan *s)
-{
-	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' ||
-	    *s->p == '\n')) {
-		if (*s->p == '\n')
-			s->line++;
-		s->p++;
-	}
-}
-
-static int
-lm_hex4(const char *p, const char *end, unsigned *out)
-{
-	unsigned v = 0;
-	int i;
-
-	if (end - p < 4)
-		return -1;
-	for (i = 0; i < 4; i++) {
-		int c = (unsigned char)p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static void
-lm_utf8(struct sbuf *b, unsigned cp)
-{
-	char u[4];
-
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		sb_put(b, u, 1);
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		sb_put(b, u, 2);
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xe0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		sb_put(b, u, 3);
-	} else {
-		u[0] = (char)(0xf0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (cp & 0x3f));
-		sb_put(b, u, 4);
-	}
-}
-
-/* Decodes one escape after the backslash (s->p at the escape letter). */
-static int
-lm_escape(struct lm_scan *s, struct sbuf *out)
-{
-	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-	const char *f;
-	unsigned cp, lo;
-
-	if ((f = strchr(from, *s->p)) != NULL && *s->p != '\0') {
-		if (out)
-			sb_put(out, &to[f - from], 1);
-		s->p++;
-		return 0;
-	}
-	if (*s->p != 'u' || lm_hex4(s->p + 1, s->end, &cp) == -1)
-		return -1;
-	s->p += 5;
-	if (cp >= 0xd800 && cp <= 0xdbff && s->end - s->p >= 6 && s->p[0] == '\\' &&
-	    s->p[1] == 'u' && lm_hex4(s->p + 2, s->end, &lo) == 0 &&
-	    lo >= 0xdc00 && lo <= 0xdfff) {
-		cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-		s->p += 6;
-	}
-	if (out)
-		lm_utf8(out, cp);
-	return 0;
-}
-
-/* Consumes a string (s->p at the opening quote); decodes it into out when given. */
-static int
-lm_string(struct lm_scan *s, struct sbuf *out)
-{
-	const char *run;
-
-	s->p++;
-	while (s->p < s->end && *s->p != '"') {
-		if (*s->p == '\\') {
-			s->p++;
-			if (s->p >= s->end || lm_escape(s, out) == -1)
-				return -1;
-			continue;
-		}
-		run = s->p;
-		while (s->p < s->end && *s->p != '"' && *s->p != '\\') {
-			if (*s->p == '\n')
-				s->line++;
-			s->p++;
-		}
-		if (out)
-			sb_put(out, run, (size_t)(s->p - run));
-	}
-	if (s->p >= s->end)
-		return -1;
-	s->p++;
-	return 0;
-}
-
-static int lm_value(struct lm_scan *s);
-
-static int
-lm_object(struct lm_scan *s)
-{
-	size_t plen = s->path.len;
-	struct sbuf key = { 0 };
-	int rc = -1;
-
-	s->p++;
-	lm_ws(s);
-	if (s->p < s->end && *s->p == '}') {
-		s->p++;
-		return 0;
-	}
-	for (;;) {
-		lm_ws(s);
-		if (s->p >= s->end || *s->p != '"')
-			goto fail;
-		key.len = 0;
-		sb_put(&key, "", 0);
-		if (lm_string(s, &key) == -1 || key.oom)
-			goto fail;
-		lm_ws(s);
-		if (s->p >= s->end || *s->p != ':')
-			goto fail;
-		s->p++;
-		if (sb_key(&s->path, key.p) == -1 || lm_value(s) == -1)
-			goto fail;
-		s->path.len = plen;
-		s->path.p[plen] = '\0';
-		lm_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			continue;
-		}
-		if (s->p < s->end && *s->p == '}') {
-			s->p++;
-			break;
-		}
-		goto fail;
-	}
-	rc = 0;
-fail:
-	free(key.p);
-	return rc;
-}
-
-static int
-lm_array(struct lm_scan *s)
-{
-	size_t plen = s->path.len, i;
-
-	s->p++;
-	lm_ws(s);
-	if (s->p < s->end && *s->p == ']') {
-		s->p++;
-		return 0;
-	}
-	for (i = 0;; i++) {
-		if (sb_idx(&s->path, i) == -1 || lm_value(s) == -1)
-			return -1;
-		s->path.len = plen;
-		s->path.p[plen] = '\0';
-		lm_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			continue;
-		}
-		if (s->p < s->end && *s->p == ']') {
-			s->p++;
-			return 0;
-		}
-		return -1;
-	}
-}
-
-static int
-lm_value(struct lm_scan *s)
-{
-	int rc;
-
-	lm_ws(s);
-	if (s->p >= s->end || s->depth >= CONFIG_MAX_DEPTH)
-		return -1;
-	if (lm_add(s) == -1)
-		return -1;
-	switch (*s->p) {
-	case '{':
-		s->depth++;
-		rc = lm_object(s);
-		s->depth--;
-		return rc;
-	case '[':
-		s->depth++;
-		rc = lm_array(s);
-		s->depth--;
-		return rc;
-	case '"':
-		return lm_string(s, NULL);
-	default:
-		/* number, true, false, null: up to the next delimiter */
-		while (s->p < s->end && !strchr(",]} \t\r\n", *s->p))
-			s->p++;
-		return 0;
-	}
-}
-
-/* Maps every JSON path in text to the line (1-based) where its value starts.
- * Pure: reads only text. On malformed input it keeps what it saw before the
- * error (enough to locate a duplicate key) and returns -1. */
-static int
-config_linemap(const char *text, size_t len, struct linemap *m)
-{
-	struct lm_scan s = { .p = text, .end = text + len, .line = 1, .m = m };
-	int rc;
-
-	if (sb_puts(&s.path, "$") == -1)
-		return -1;
-	rc = lm_value(&s);
-	free(s.path.p);
-	return rc;
-}
-
-static int
-lm_find_exact(const struct linemap *m, const char *path, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < m->n; i++)
-		if (strncmp(m->v[i].path, path, n) == 0 && m->v[i].path[n] == '\0')
-			return m->v[i].line;
-	return 0;
-}
-
-/* Line of path, or of its nearest ancestor present in the text (a missing field
- * is reported at the object that should hold it); 0 when even "$" is unknown. */
-static int
-linemap_line(const struct linemap *m, const char *path)
-{
-	size_t starts[CONFIG_MAX_DEPTH + 2], ns = 0, i, n = strlen(path);
-	int line;
-
-	for (i = 1; i < n && ns < CONFIG_MAX_DEPTH + 1;) {
-		starts[ns++] = i;
-		if (path[i] == '[' && i + 1 < n && path[i + 1] == '"') {
-			for (i += 2; i < n && path[i] != '"'; i++)
-				if (path[i] == '\\')
-					i++;
-			i += 2;	/* closing "] */
-		} else {
-			for (i++; i < n && path[i] != '.' && path[i] != '['; i++)
-				;
-		}
-	}
-	if ((line = lm_find_exact(m, path, n)) != 0)
-		return line;
-	while (ns > 0)
-		if ((line = lm_find_exact(m, path, starts[--ns])) != 0)
-			return line;
-	return 0;
-}
 
 int
 config_line_of(const char *text, size_t len, const char *path)
 {
-	struct linemap m = { 0 };
+	struct jsonpos *m = NULL;
 	int line;
 
-	(void)config_linemap(text, len, &m);
-	line = linemap_line(&m, path);
-	linemap_free(&m);
+	(void)jsonpos_build(text, len, &m);
+	line = jsonpos_line(m, path);
+	jsonpos_free(m);
 	return line;
 }
 
@@ -521,7 +53,7 @@ struct cctx {
 	const char *name;
 	const char *dir;
 	int flags;
-	struct linemap lm;
+	struct jsonpos *lm;
 	struct cerr_ent *e;
 	size_t ne, cape;
 	int oom;
@@ -540,7 +72,7 @@ cerr(struct cctx *c, const char *path, const char *fmt, ...)
 	size_t ncap;
 	int line, r;
 
-	line = linemap_line(&c->lm, path);
+	line = jsonpos_line(c->lm, path);
 	va_start(ap, fmt);
 	r = vasprintf(&msg, fmt, ap);
 	va_end(ap);
@@ -1007,7 +539,7 @@ walk_object(struct cctx *c, json_t *obj, const char *path, const struct field *t
 	char *p;
 
 	json_object_foreach(obj, key, v) {
-		if ((p = path_child(path, key)) == NULL) {
+		if ((p = jsonpos_child(path, key)) == NULL) {
 			c->oom = 1;
 			return;
 		}
@@ -1324,7 +856,7 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 			char *kv, *pc;
 			int bad;
 
-			if ((pc = path_child("$.upstream.env", key)) == NULL) {
+			if ((pc = jsonpos_child("$.upstream.env", key)) == NULL) {
 				c->oom = 1;
 				return;
 			}
@@ -1396,7 +928,7 @@ do_upstream(struct cctx *c, struct config *cfg)
 		/* keys that only mean something for the other kind of upstream */
 		for (k = cmd != NULL ? url_only : cmd_only; *k != NULL; k++)
 			if (json_object_get(v, *k) != NULL &&
-			    (p = path_child("$.upstream", *k)) != NULL) {
+			    (p = jsonpos_child("$.upstream", *k)) != NULL) {
 				cerr(c, p, "only valid with \"%s\"", cmd != NULL ? "url" : "command");
 				free(p);
 			}
@@ -1837,24 +1369,7 @@ config_defaults(struct config *cfg)
 	return 0;
 }
 
-/* The duplicate reported by jansson: the path seen twice, preferably on line. */
-static const char *
-dup_path(const struct linemap *m, int line)
-{
-	const char *found = NULL;
-	size_t i, j;
-
-	for (i = 0; i < m->n; i++)
-		for (j = 0; j < i; j++)
-			if (strcmp(m->v[i].path, m->v[j].path) == 0) {
-				if (m->v[i].line == line)
-					return m->v[i].path;
-				if (found == NULL)
-					found = m->v[i].path;
-			}
-	return found;
-}
-
+/* jansson's parse error, with the duplicated key's path when that is the error. */
 static void
 report_json_error(struct cctx *c, const char *text, size_t len, const json_error_t *je,
     struct strlist *errs)
@@ -1862,8 +1377,8 @@ report_json_error(struct cctx *c, const char *text, size_t len, const json_error
 	const char *dp;
 
 	if (strncmp(je->text, "duplicate object key", 20) == 0) {
-		(void)config_linemap(text, len, &c->lm);
-		if ((dp = dup_path(&c->lm, je->line)) != NULL) {
+		(void)jsonpos_build(text, len, &c->lm);
+		if ((dp = jsonpos_duplicate(c->lm, je->line)) != NULL) {
 			if (errs)
 				strlist_addf(errs, "%s:%d: %s: duplicate key", c->name,
 				    je->line > 0 ? je->line : 0, dp);
@@ -1894,7 +1409,7 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 		report_json_error(&c, text, len, &je, errs);
 		goto fail;
 	}
-	(void)config_linemap(text, len, &c.lm);
+	(void)jsonpos_build(text, len, &c.lm);
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || config_defaults(cfg) == -1 ||
 	    (cfg->path = strdup(c.name)) == NULL || (cfg->dir = strdup(dir)) == NULL) {
 		c.oom = 1;
@@ -1928,7 +1443,7 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 fail:
 	config_free(cfg);
 	json_decref(c.root);
-	linemap_free(&c.lm);
+	jsonpos_free(c.lm);
 	return rc;
 }
 
