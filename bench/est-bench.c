@@ -3,6 +3,9 @@
  * per concurrent request) with a keep-alive latency probe on the mTLS listener.
  *
  * Phases, one after the other, against a running gateway:
+ *   0. cacerts: one GET /.well-known/est/cacerts per agent on a new connection at
+ *      --concurrency: the same TLS handshake as an enrollment without the CA service,
+ *      the floor the EST latencies stand on (the peer in the same run);
  *   1. enroll: every (agent, token) line of --tokens does POST
  *      /.well-known/est/simpleenroll on the enrollment listener (Basic auth, a fresh
  *      P-256 CSR made before the clock starts), --concurrency requests in flight;
@@ -75,15 +78,15 @@ struct agent {
 	char *csr, *csr2;               /* base64 DER CSRs */
 	X509 *cert, *cert2;             /* issued, renewed */
 	char serial[80], serial2[80];
-	double lat, lat2;               /* seconds; < 0: failed */
-	char err[160], err2[160];
+	double lat0, lat, lat2;         /* seconds (cacerts, enroll, renew); < 0: failed */
+	char err0[160], err[160], err2[160];
 };
 
 static struct agent *agents;
 static size_t nagents;
 static SSL_CTX *g_ctx;
 static atomic_size_t g_next;
-static int g_phase;                     /* 1 enroll, 2 renew */
+static int g_phase;                     /* 0 cacerts, 1 enroll, 2 renew */
 
 static double
 now_s(void)
@@ -378,6 +381,35 @@ agent_addr(size_t i, char out[32])
 	snprintf(out, 32, "127.1.%zu.%zu", i / 250, i % 250 + 1);
 }
 
+/* Phase 0: GET cacerts on a new connection, the same handshake as an enrollment but
+ * no CA service work: the floor an enrollment's latency stands on. */
+static void
+cacerts_one(struct agent *a, size_t i, char *buf)
+{
+	char src[32], req[512];
+	struct conn c = { -1, NULL };
+	size_t off = 0, blen = 0;
+	double t0;
+	int status = 0, n;
+
+	a->lat0 = -1;
+	agent_addr(i, src);
+	n = snprintf(req, sizeof(req), "GET /.well-known/est/cacerts HTTP/1.1\r\nHost: %s\r\n"
+	    "Connection: close\r\n\r\n", o.servername);
+	t0 = now_s();
+	if (conn_open(&c, o.enroll_host, o.enroll_port, src, NULL, NULL, a->err0,
+	    sizeof(a->err0)) == -1)
+		return;
+	if (conn_write(&c, req, (size_t)n) == -1 ||
+	    conn_read_answer(&c, buf, &status, &off, &blen) == -1 || status != 200) {
+		snprintf(a->err0, sizeof(a->err0), "cacerts: status %d or connection failed", status);
+		conn_close(&c);
+		return;
+	}
+	a->lat0 = now_s() - t0;
+	conn_close(&c);
+}
+
 static void
 est_one(struct agent *a, size_t i, int renew, char *buf)
 {
@@ -442,6 +474,10 @@ est_worker(void *arg)
 	while ((i = atomic_fetch_add(&g_next, 1)) < nagents) {
 		struct agent *a = &agents[i];
 
+		if (g_phase == 0) {
+			cacerts_one(a, i, buf);
+			continue;
+		}
 		if (g_phase == 2 && a->cert == NULL) {
 			a->lat2 = -1;
 			snprintf(a->err2, sizeof(a->err2), "not enrolled");
@@ -512,15 +548,17 @@ run_phase(int phase, struct phase_result *r)
 		pthread_join(th[k], NULL);
 	memset(r, 0, sizeof(*r));
 	for (i = 0; i < nagents; i++) {
-		double l = phase == 1 ? agents[i].lat : agents[i].lat2;
+		static const char *const names[] = { "cacerts", "enroll", "renew" };
+		double l = phase == 0 ? agents[i].lat0 : phase == 1 ? agents[i].lat : agents[i].lat2;
 
 		if (l >= 0) {
 			v[n++] = l;
 		} else {
 			r->errors++;
 			if (shown++ < 5)
-				fprintf(stderr, "est-bench: %s %s: %s\n", phase == 1 ? "enroll" :
-				    "renew", agents[i].id, phase == 1 ? agents[i].err : agents[i].err2);
+				fprintf(stderr, "est-bench: %s %s: %s\n", names[phase], agents[i].id,
+				    phase == 0 ? agents[i].err0 : phase == 1 ? agents[i].err :
+				    agents[i].err2);
 		}
 	}
 	summarize(v, n, now_s() - t0, r);
@@ -856,7 +894,7 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct phase_result enr, ren, alone = { 0 }, during = { 0 };
+	struct phase_result hs, enr, ren, alone = { 0 }, during = { 0 };
 	char **ans, tmp[80];
 	size_t i, nans = 0, dup_ans, rows = 0, missing = 0;
 	long dup_db = -1;
@@ -931,6 +969,7 @@ main(int argc, char **argv)
 		}
 	}
 
+	run_phase(0, &hs);
 	run_phase(1, &enr);
 	if (settle() == -1)
 		exit(1);
@@ -967,10 +1006,11 @@ main(int argc, char **argv)
 	if (o.db != NULL && (dup_db = db_check(ans, nans, &rows, &missing)) < 0)
 		die("cannot read the CA database %s", o.db);
 
-	fail = enr.errors || ren.errors || dup_ans || dup_db > 0 || missing ||
+	fail = hs.errors || enr.errors || ren.errors || dup_ans || dup_db > 0 || missing ||
 	    (probing && (alone.errors || during.errors));
 	if (o.json) {
 		printf("{\"agents\":%zu,\"concurrency\":%d,", nagents, o.concurrency);
+		json_phase("cacerts", &hs, 1);
 		json_phase("enroll", &enr, 1);
 		json_phase("renew", &ren, 1);
 		if (probing) {
@@ -985,6 +1025,7 @@ main(int argc, char **argv)
 		printf("\"ok\":%s}\n", fail ? "false" : "true");
 	} else {
 		printf("agents %zu, concurrency %d\n", nagents, o.concurrency);
+		print_phase("cacerts", &hs);
 		print_phase("enroll", &enr);
 		print_phase("renew", &ren);
 		if (probing) {

@@ -22,7 +22,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["ok"] is True, r
 assert r["agents"] == 20 and r["concurrency"] == 5, r
-for ph in ("enroll", "renew"):
+for ph in ("cacerts", "enroll", "renew"):
     assert r[ph]["ok"] == 20 and r[ph]["errors"] == 0, (ph, r[ph])
     assert r[ph]["latency_ms"]["max"] >= r[ph]["latency_ms"]["p99"] > 0, (ph, r[ph])
 for ph in ("keepalive_alone", "keepalive_during_renew"):
