@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "jsonpos.h"
 #include "p11.h"
 
@@ -785,46 +786,29 @@ strv_push(struct cctx *c, char ***v, size_t *n, char *s)
 	return 0;
 }
 
-/* The PATH a stdio upstream's program is looked up in: its env's PATH, else ours,
- * else the default stdioproc.h documents. */
-static const char *
-command_path(const struct config_upstream *u)
+/* 1 when prog would be found by stdioproc the way it spawns it: in the PATH of the
+ * upstream's env, else ours, else CHILD_DEFAULT_PATH. *used is that PATH. */
+static int
+command_found(const struct config_upstream *u, const char *prog, const char **used)
 {
 	const char *p;
-	size_t i;
+	char *r;
 
-	for (i = 0; i < u->nenv; i++)
-		if (strncmp(u->env[i], "PATH=", 5) == 0)
-			return u->env[i] + 5;
-	p = getenv("PATH");
-	return p != NULL && *p != '\0' ? p : "/usr/local/bin:/usr/bin:/bin";
-}
-
-/* 1 when prog (without '/') is an executable file in one of PATH's directories. */
-static int
-in_path(const char *path, const char *prog)
-{
-	const char *d = path, *e;
-	struct stat st;
-	char buf[PATH_MAX];
-	int n;
-
-	for (; d != NULL; d = e ? e + 1 : NULL) {
-		e = strchr(d, ':');
-		n = snprintf(buf, sizeof(buf), "%.*s/%s", e ? (int)(e - d) : (int)strlen(d), d,
-		    prog);
-		if (n > 0 && (size_t)n < sizeof(buf) && buf[0] == '/' && stat(buf, &st) == 0 &&
-		    S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
-			return 1;
-	}
-	return 0;
+	if ((p = child_env_get(u->env, "PATH")) == NULL &&
+	    ((p = getenv("PATH")) == NULL || *p == '\0'))
+		p = CHILD_DEFAULT_PATH;
+	*used = p;
+	if ((r = child_resolve(prog, p)) == NULL)
+		return 0;
+	free(r);
+	return 1;
 }
 
 static void
 do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 {
 	struct config_upstream *u = &cfg->upstream;
-	const char *s, *key;
+	const char *s, *key, *pathv;
 	char path[64], q[128];
 	json_t *v;
 	size_t i, k;
@@ -888,9 +872,9 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 			if (access(s, X_OK) != 0)
 				cerr(c, "$.upstream.command[0]", "%s: %s", quote(s, q, sizeof(q)),
 				    strerror(errno));
-		} else if (!in_path(command_path(u), s))
+		} else if (!command_found(u, s, &pathv))
 			cerr(c, "$.upstream.command[0]", "%s: no executable of that name in "
-			    "PATH=%s", quote(s, q, sizeof(q)), command_path(u));
+			    "PATH=%s", quote(s, q, sizeof(q)), pathv);
 	}
 }
 
