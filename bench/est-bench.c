@@ -836,6 +836,34 @@ load_tokens(void)
 }
 
 static void
+free_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < nagents; i++) {
+		struct agent *a = &agents[i];
+
+		free(a->id);
+		free(a->token);
+		free(a->csr);
+		free(a->csr2);
+		EVP_PKEY_free(a->key);
+		EVP_PKEY_free(a->key2);
+		X509_free(a->cert);
+		X509_free(a->cert2);
+	}
+	free(agents);
+	if (probes != NULL) {
+		X509_free(probes[0].cert);
+		EVP_PKEY_free(probes[0].key);
+		for (i = 0; i < (size_t)o.probe_conns; i++)
+			free(probes[i].v);
+		free(probes);
+	}
+	SSL_CTX_free(g_ctx);
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr,
@@ -1041,5 +1069,9 @@ main(int argc, char **argv)
 			    rows, dup_db, missing);
 		printf("\n%s\n", fail ? "FAILED" : "OK");
 	}
+	for (i = 0; i < nans; i++)
+		free(ans[i]);
+	free(ans);
+	free_all();
 	return fail ? 1 : 0;
 }
