@@ -27,7 +27,8 @@
  * serial appears twice in the CA database (index.txt) and every serial answered is in
  * it. Exit status 0 only if everything was issued, nothing failed, no duplicate.
  *
- * Not a certgate component: it links no certgate code. Threads share only the
+ * Not a certgate component: it links no certgate code, so it is one file (~1000 lines,
+ * like certgate-bench.c) rather than borrowing the tree's buffers and parsers. Threads share only the
  * atomic work counter, the per-index result slots (each written by one thread) and
  * the probe's per-thread sample arrays (read after join).
  */
