@@ -201,6 +201,14 @@ static const struct field f_ocsp[] = {
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
+static const struct field f_cluster[] = {
+	{ "redis", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "name", FT_STR, OFF(cluster.name), 0, 0, NULL },
+	{ "session_ttl_s", FT_INT, OFF(cluster.session_ttl_s), 1, 31536000, NULL },
+	{ "timeout_ms", FT_INT, OFF(cluster.timeout_ms), 10, 60000, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
 static const struct field f_mcp[] = {
 	{ "validate_arguments", FT_BOOL, OFF(mcp.validate_arguments), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
@@ -321,6 +329,7 @@ static const struct field f_top[] = {
 	{ "mcp", FT_OBJ, 0, 0, 0, f_mcp },
 	{ "enroll", FT_OBJ, 0, 0, 0, f_enroll },
 	{ "proxy_protocol", FT_OBJ, 0, 0, 0, f_proxy_protocol },
+	{ "cluster", FT_OBJ, 0, 0, 0, f_cluster },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -996,6 +1005,59 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 	}
 }
 
+/* "cluster.redis": redis://HOST:PORT[/DB] (HOST a name, an IPv4 address or [IPv6]). */
+static void
+do_cluster(struct cctx *c, struct config *cfg)
+{
+	json_t *v = jget(c->root, "cluster", "redis");
+	const char *s, *h, *e, *p;
+	char q[128], *end;
+	long n;
+
+	if (v == NULL)
+		return;
+	if ((s = want_string(c, "$.cluster.redis", v)) == NULL)
+		return;
+	if (strncmp(s, "redis://", 8) != 0) {
+		cerr(c, "$.cluster.redis", "%s: must be redis://HOST:PORT[/DB]",
+		    quote(s, q, sizeof(q)));
+		return;
+	}
+	h = s + 8;
+	if (*h == '[') {
+		if ((e = strchr(h, ']')) == NULL || e == h + 1)
+			goto bad;
+		h++;
+		p = e + 1;
+	} else {
+		e = h + strcspn(h, ":/");
+		p = e;
+	}
+	if (e == h)
+		goto bad;
+	cfg->cluster.redis_port = 6379;
+	if (*p == ':') {
+		n = strtol(p + 1, &end, 10);
+		if (end == p + 1 || n < 1 || n > 65535)
+			goto bad;
+		cfg->cluster.redis_port = (int)n;
+		p = end;
+	}
+	if (*p == '/' && p[1] != '\0') {
+		n = strtol(p + 1, &end, 10);
+		if (end == p + 1 || *end != '\0' || n < 0 || n > 10000)
+			goto bad;
+		cfg->cluster.redis_db = (int)n;
+	} else if (*p != '\0' && strcmp(p, "/") != 0)
+		goto bad;
+	set_str(c, &cfg->cluster.redis, s);
+	if ((cfg->cluster.redis_host = strndup(h, (size_t)(e - h))) == NULL)
+		c->oom = 1;
+	return;
+bad:
+	cerr(c, "$.cluster.redis", "%s: must be redis://HOST:PORT[/DB]", quote(s, q, sizeof(q)));
+}
+
 static void
 do_simple_specials(struct cctx *c, struct config *cfg)
 {
@@ -1326,6 +1388,8 @@ config_defaults(struct config *cfg)
 {
 	cfg->listen_port = 8443;
 	cfg->workers = 0;
+	cfg->cluster.session_ttl_s = 86400;
+	cfg->cluster.timeout_ms = 200;
 	cfg->upstream.pool_size = 16;
 	cfg->upstream.max_processes = 32;
 	cfg->upstream.idle_timeout_ms = 300000;
@@ -1427,6 +1491,7 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 	do_upstream(&c, cfg);
 	do_simple_specials(&c, cfg);
 	do_proxy_protocol(&c, cfg);
+	do_cluster(&c, cfg);
 	do_tls_key(&c, cfg);
 	do_ca_key(&c, cfg);
 	do_required(&c);
@@ -1572,6 +1637,9 @@ config_free(struct config *cfg)
 	free(cfg->ca.socket);
 	free(cfg->ca.ocsp_url);
 	free(cfg->enroll.listen_host);
+	free(cfg->cluster.redis);
+	free(cfg->cluster.redis_host);
+	free(cfg->cluster.name);
 	free(cfg->identity_map);
 	free(cfg->audit_file);
 	free(cfg);
