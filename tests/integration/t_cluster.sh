@@ -184,4 +184,54 @@ max=$(python3 -c "import math,sys; print(10 + math.ceil(float(sys.argv[2]) - flo
 [ "$ok" -ge 10 ] && [ "$ok" -le "$max" ] || cg_fail "carol got $ok of 24 through (want 10..$max: one budget of 10 + 1/s, not 3 x 10)"
 cg_assert_contains "$T/rate.h" "Retry-After:"
 
+# --- Redis stopped: unknown sessions refused (503), held sessions keep working ----------
+st=$(rpc alice "${PORTS[0]}" init2 "$INIT")
+cg_assert_eq "$st" 200 "alice's second initialize on gw0"
+SID2=$(sid_of init2)
+redis_stop
+sleep 0.5
+up_before=$(wc -l <"$T/up.log")
+st=$(rpc alice "${PORTS[2]}" down2 "$PING" -H "Mcp-Session-Id: $SID2")
+cg_assert_eq "$st" 503 "a session gw2 does not hold, Redis down"
+cg_assert_contains "$T/down2.b" '"error"'
+cg_assert_contains "$T/down2.b" "session store unavailable"
+cg_assert_eq "$(wc -l <"$T/up.log")" "$up_before" "upstream requests while refusing"
+cg_assert_eq "$(metric 2 certgate_cluster_refused_unavailable_total)" 1 "gw2's count of 503s"
+st=$(rpc bob "${PORTS[2]}" down_bob "$PING" -H "Mcp-Session-Id: $SID2")
+cg_assert_eq "$st" 503 "bob with a session gw2 does not hold, Redis down"
+for i in 0 1; do
+	st=$(rpc alice "${PORTS[i]}" held$i "$PING" -H "Mcp-Session-Id: $SID")
+	cg_assert_eq "$st" 200 "alice's session held by gw$i, Redis down"
+	st=$(rpc bob "${PORTS[i]}" heldb$i "$PING" -H "Mcp-Session-Id: $SID")
+	cg_assert_eq "$st" 403 "bob with alice's session on gw$i, Redis down"
+done
+st=$(rpc alice "${PORTS[1]}" down_init "$INIT")
+cg_assert_eq "$st" 200 "a new session on gw1, Redis down"
+cg_assert_eq "$(metric 1 certgate_cluster_redis_connections)" 0 "gw1's Redis connections"
+grep -q "Redis at 127.0.0.1:$RPORT unreachable" "${DIRS[1]}/gw.log" || cg_fail "gw1 did not log Redis down"
+
+# --- Redis restarted (empty): instances reconnect by themselves ------------------------
+WANT_CONNS=2    # two workers
+redis_start
+for _ in $(seq 1 100); do
+	[ "$(metric 2 certgate_cluster_redis_connections)" -ge "$WANT_CONNS" ] && break
+	sleep 0.1
+done
+[ "$(metric 2 certgate_cluster_redis_connections)" -ge "$WANT_CONNS" ] || cg_fail "gw2 did not reconnect to Redis within 10 s"
+for i in 0 1; do
+	for _ in $(seq 1 100); do
+		[ "$(metric $i certgate_cluster_redis_connections)" -ge "$WANT_CONNS" ] && break
+		sleep 0.1
+	done
+done
+st=$(rpc alice "${PORTS[0]}" init3 "$INIT")
+cg_assert_eq "$st" 200 "initialize on gw0 after Redis restarted"
+SID3=$(sid_of init3)
+st=$(rpc alice "${PORTS[2]}" after3 "$PING" -H "Mcp-Session-Id: $SID3")
+cg_assert_eq "$st" 200 "the new session continues on gw2"
+st=$(rpc bob "${PORTS[2]}" after3b "$PING" -H "Mcp-Session-Id: $SID3")
+cg_assert_eq "$st" 403 "bob with it on gw2"
+st=$(rpc alice "${PORTS[1]}" after1 "$PING" -H "Mcp-Session-Id: $SID")
+cg_assert_eq "$st" 200 "a session gw1 held through the outage"
+
 cg_pass
