@@ -54,6 +54,9 @@ void rconn_cancel(struct rconn_op *op);
 /* Sends a command whose answer nobody waits for. -1 when not connected. */
 int rconn_send(struct rconn *rc, const char *fmt, ...);
 
+/* The same from an argument vector (binary-safe). */
+int rconn_send_argv(struct rconn *rc, int argc, const char **argv, const size_t *argvlen);
+
 /* The raw context for a subscription (SUBSCRIBE keeps its callback), or NULL when
  * not connected. */
 struct redisAsyncContext *rconn_context(struct rconn *rc);

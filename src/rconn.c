@@ -362,6 +362,15 @@ rconn_send(struct rconn *rc, const char *fmt, ...)
 	return rv == REDIS_OK ? 0 : -1;
 }
 
+int
+rconn_send_argv(struct rconn *rc, int argc, const char **argv, const size_t *argvlen)
+{
+	if (!rconn_is_up(rc))
+		return -1;
+	return redisAsyncCommandArgv(rc->ac, NULL, NULL, argc, argv, argvlen) == REDIS_OK ?
+	    0 : -1;
+}
+
 void
 rconn_metrics(FILE *f)
 {

@@ -49,7 +49,7 @@ redis_start
 # --- one PKI, three copies -------------------------------------------------------------
 PKI=$T/pki
 gw_soft_pki "$PKI" 1 "http://127.0.0.1:$UP_PORT/" || cg_fail "soft PKI"
-for a in alice bob carol; do
+for a in alice bob carol dave; do
 	gw_soft_issue "$PKI" "$a" || cg_fail "issue $a"
 done
 PORTS=() APORTS=() DIRS=() PIDS=()
@@ -184,6 +184,78 @@ max=$(python3 -c "import math,sys; print(10 + math.ceil(float(sys.argv[2]) - flo
 [ "$ok" -ge 10 ] && [ "$ok" -le "$max" ] || cg_fail "carol got $ok of 24 through (want 10..$max: one budget of 10 + 1/s, not 3 x 10)"
 cg_assert_contains "$T/rate.h" "Retry-After:"
 
+# --- a revocation in gw0's folder reaches every instance within 2 s -------------------
+now_ms() { date +%s%3N; }
+gw_rpc_request "$T/ping.req" ping
+client() {      # client AGENT INSTANCE OUT ARGS...
+	local agent=$1 i=$2 out=$3
+	shift 3
+	"$TLSCLIENT" --connect "127.0.0.1:${PORTS[i]}" --ca "$PKI/ca/ca.pem" \
+	    --cert "$PKI/agents/$agent/cert.pem" --key "$PKI/agents/$agent/key.pem" "$@" \
+	    >"$out" 2>&1 || true
+}
+refused() {     # refused FILE: the handshake or the request was refused
+	grep -q "handshake: failed" "$1" || grep -q "closed by peer" "$1" ||
+	    grep -q "response: HTTP/1.1 403" "$1"
+}
+client bob 2 "$T/sess.out" --request "$T/ping.req" --sess-out "$T/bob.sess"
+cg_assert_contains "$T/sess.out" "response: HTTP/1.1 200"
+client bob 2 "$T/resume1.out" --request "$T/ping.req" --sess-in "$T/bob.sess" --expect-resumed
+cg_assert_contains "$T/resume1.out" "resumed: yes"
+client bob 2 "$T/hold.out" --request "$T/ping.req" --repeat 80 --keepalive-gap-ms 100 &
+HOLD=$!
+cg_track_pid "$HOLD"
+for _ in $(seq 1 30); do
+	grep -q "response: HTTP/1.1 200" "$T/hold.out" 2>/dev/null && break
+	sleep 0.1
+done
+cg_assert_contains "$T/hold.out" "response: HTTP/1.1 200"
+# The CA host revokes and installs the new CRL in gw0's folder only (what
+# scripts/agent-revoke --dir does there); gw0 reloads it by itself.
+gw_soft_revoke "$PKI" bob || cg_fail "revoke bob"
+cp "$PKI/ca/crl.pem" "${DIRS[0]}/ca/crl.pem.new"
+mv "${DIRS[0]}/ca/crl.pem.new" "${DIRS[0]}/ca/crl.pem"
+T0=$(now_ms)
+cut=0
+while [ $(($(now_ms) - T0)) -lt 2000 ]; do
+	if grep -q "closed by peer" "$T/hold.out" || grep -q "response: HTTP/1.1 403" "$T/hold.out"; then
+		cut=1
+		break
+	fi
+	sleep 0.05
+done
+[ "$cut" = 1 ] || { tail -5 "$T/hold.out" >&2; cg_fail "bob's open connection on gw2 still served 2 s after the revocation on gw0"; }
+echo "open connection on gw2 cut $(($(now_ms) - T0)) ms after the CRL changed on gw0"
+for i in 1 2; do
+	client bob "$i" "$T/rev$i.out" --request "$T/ping.req"
+	refused "$T/rev$i.out" || { cat "$T/rev$i.out" >&2; cg_fail "revoked bob served by gw$i"; }
+	cmp -s "$PKI/ca/crl.pem" "${DIRS[i]}/ca/crl.pem" || cg_fail "gw$i's CRL file is not the pushed one"
+done
+client bob 2 "$T/resume2.out" --request "$T/ping.req" --sess-in "$T/bob.sess"
+refused "$T/resume2.out" || { cat "$T/resume2.out" >&2; cg_fail "bob's resumed session on gw2 served after the revocation"; }
+cg_assert_not_contains "$T/resume2.out" "response: HTTP/1.1 200"
+for i in 0 1 2; do
+	client alice "$i" "$T/alive$i.out" --request "$T/ping.req"
+	cg_assert_contains "$T/alive$i.out" "response: HTTP/1.1 200"
+done
+grep -q "published the CRL" "${DIRS[0]}/gw.log" || cg_fail "gw0 did not log its publication"
+
+# --- an identity-map change on gw1 (carol removed) reaches gw0 and gw2 -----------------
+python3 - "${DIRS[1]}/agents.json" <<'EOF2'
+import json, os, sys
+m = json.load(open(sys.argv[1]))
+m["agents"] = [a for a in m["agents"] if a["id"] != "carol"]
+json.dump(m, open(sys.argv[1] + ".tmp", "w"), indent=1)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+EOF2
+T0=$(now_ms)
+sleep 2
+for i in 0 2; do
+	client carol "$i" "$T/map$i.out" --request "$T/ping.req"
+	cg_assert_contains "$T/map$i.out" "response: HTTP/1.1 403"
+	cmp -s "${DIRS[1]}/agents.json" "${DIRS[i]}/agents.json" || cg_fail "gw$i's map is not gw1's"
+done
+
 # --- Redis stopped: unknown sessions refused (503), held sessions keep working ----------
 st=$(rpc alice "${PORTS[0]}" init2 "$INIT")
 cg_assert_eq "$st" 200 "alice's second initialize on gw0"
@@ -197,13 +269,13 @@ cg_assert_contains "$T/down2.b" '"error"'
 cg_assert_contains "$T/down2.b" "session store unavailable"
 cg_assert_eq "$(wc -l <"$T/up.log")" "$up_before" "upstream requests while refusing"
 cg_assert_eq "$(metric 2 certgate_cluster_refused_unavailable_total)" 1 "gw2's count of 503s"
-st=$(rpc bob "${PORTS[2]}" down_bob "$PING" -H "Mcp-Session-Id: $SID2")
-cg_assert_eq "$st" 503 "bob with a session gw2 does not hold, Redis down"
+st=$(rpc dave "${PORTS[2]}" down_bob "$PING" -H "Mcp-Session-Id: $SID2")
+cg_assert_eq "$st" 503 "dave with a session gw2 does not hold, Redis down"
 for i in 0 1; do
 	st=$(rpc alice "${PORTS[i]}" held$i "$PING" -H "Mcp-Session-Id: $SID")
 	cg_assert_eq "$st" 200 "alice's session held by gw$i, Redis down"
-	st=$(rpc bob "${PORTS[i]}" heldb$i "$PING" -H "Mcp-Session-Id: $SID")
-	cg_assert_eq "$st" 403 "bob with alice's session on gw$i, Redis down"
+	st=$(rpc dave "${PORTS[i]}" heldb$i "$PING" -H "Mcp-Session-Id: $SID")
+	cg_assert_eq "$st" 403 "dave with alice's session on gw$i, Redis down"
 done
 st=$(rpc alice "${PORTS[1]}" down_init "$INIT")
 cg_assert_eq "$st" 200 "a new session on gw1, Redis down"
@@ -211,7 +283,7 @@ cg_assert_eq "$(metric 1 certgate_cluster_redis_connections)" 0 "gw1's Redis con
 grep -q "Redis at 127.0.0.1:$RPORT unreachable" "${DIRS[1]}/gw.log" || cg_fail "gw1 did not log Redis down"
 
 # --- Redis restarted (empty): instances reconnect by themselves ------------------------
-WANT_CONNS=2    # two workers
+WANT_CONNS=4    # two workers, the main loop and the subscriber
 redis_start
 for _ in $(seq 1 100); do
 	[ "$(metric 2 certgate_cluster_redis_connections)" -ge "$WANT_CONNS" ] && break
@@ -229,8 +301,8 @@ cg_assert_eq "$st" 200 "initialize on gw0 after Redis restarted"
 SID3=$(sid_of init3)
 st=$(rpc alice "${PORTS[2]}" after3 "$PING" -H "Mcp-Session-Id: $SID3")
 cg_assert_eq "$st" 200 "the new session continues on gw2"
-st=$(rpc bob "${PORTS[2]}" after3b "$PING" -H "Mcp-Session-Id: $SID3")
-cg_assert_eq "$st" 403 "bob with it on gw2"
+st=$(rpc dave "${PORTS[2]}" after3b "$PING" -H "Mcp-Session-Id: $SID3")
+cg_assert_eq "$st" 403 "dave with it on gw2"
 st=$(rpc alice "${PORTS[1]}" after1 "$PING" -H "Mcp-Session-Id: $SID")
 cg_assert_eq "$st" 200 "a session gw1 held through the outage"
 
