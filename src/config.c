@@ -864,57 +864,27 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 	}
 }
 
-/* "cluster.redis": redis://HOST:PORT[/DB] (HOST a name, an IPv4 address or [IPv6]). */
+/* "cluster.redis": redis://HOST[:PORT][/DB] (hostport.h). */
 static void
 do_cluster(struct cctx *c, struct config *cfg)
 {
 	json_t *v = jget(c->root, "cluster", "redis");
-	const char *s, *h, *e, *p;
-	char q[128], *end;
-	long n;
+	const char *s, *why = NULL;
+	char q[128];
+	uint16_t port;
 
-	if (v == NULL)
+	if (v == NULL || (s = want_string(c, "$.cluster.redis", v)) == NULL)
 		return;
-	if ((s = want_string(c, "$.cluster.redis", v)) == NULL)
-		return;
-	if (strncmp(s, "redis://", 8) != 0) {
-		cerr(c, "$.cluster.redis", "%s: must be redis://HOST:PORT[/DB]",
-		    quote(s, q, sizeof(q)));
+	if (hostport_parse_redis(s, &cfg->cluster.redis_host, &port, &cfg->cluster.redis_db,
+	    &why) == -1) {
+		if (strcmp(why, "out of memory") == 0)
+			c->oom = 1;
+		else
+			cerr(c, "$.cluster.redis", "%s: %s", quote(s, q, sizeof(q)), why);
 		return;
 	}
-	h = s + 8;
-	if (*h == '[') {
-		if ((e = strchr(h, ']')) == NULL || e == h + 1)
-			goto bad;
-		h++;
-		p = e + 1;
-	} else {
-		e = h + strcspn(h, ":/");
-		p = e;
-	}
-	if (e == h)
-		goto bad;
-	cfg->cluster.redis_port = 6379;
-	if (*p == ':') {
-		n = strtol(p + 1, &end, 10);
-		if (end == p + 1 || n < 1 || n > 65535)
-			goto bad;
-		cfg->cluster.redis_port = (int)n;
-		p = end;
-	}
-	if (*p == '/' && p[1] != '\0') {
-		n = strtol(p + 1, &end, 10);
-		if (end == p + 1 || *end != '\0' || n < 0 || n > 10000)
-			goto bad;
-		cfg->cluster.redis_db = (int)n;
-	} else if (*p != '\0' && strcmp(p, "/") != 0)
-		goto bad;
+	cfg->cluster.redis_port = port;
 	set_str(c, &cfg->cluster.redis, s);
-	if ((cfg->cluster.redis_host = strndup(h, (size_t)(e - h))) == NULL)
-		c->oom = 1;
-	return;
-bad:
-	cerr(c, "$.cluster.redis", "%s: must be redis://HOST:PORT[/DB]", quote(s, q, sizeof(q)));
 }
 
 static void
