@@ -339,4 +339,16 @@ for n in 1 2 3 4 5 6; do
 	cg_assert_eq "$st" 200 "alice's session through HAProxy after gw1 died (request $n)"
 done
 
+# --- the survivors stop cleanly (exit 0: no sanitizer report, pending Redis work freed) -
+for i in 0 2; do
+	kill -TERM "${PIDS[i]}"
+	rc=0
+	wait "${PIDS[i]}" || rc=$?
+	[ "$rc" -eq 0 ] || { tail -30 "${DIRS[i]}/gw.log" >&2; cg_fail "gw$i exited with $rc after SIGTERM"; }
+	if grep -q "Sanitizer" "${DIRS[i]}/gw.log"; then
+		grep -A20 "Sanitizer" "${DIRS[i]}/gw.log" | head -40 >&2
+		cg_fail "sanitizer report in gw$i's log"
+	fi
+done
+
 cg_pass
