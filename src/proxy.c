@@ -726,7 +726,9 @@ proxy_est_request(struct proxy_conn *px)
 	}
 	r.client_cert = conn_peer_cert(px->c);
 	r.peer = conn_peer_ip(px->c);
-	q->rpc_method = strdup(path);
+	/* audited as the enrollment listener audits it: "POST /.well-known/est/..." */
+	if (asprintf(&q->rpc_method, "%s %s", m->method_str, path) < 0)
+		q->rpc_method = NULL;
 	if (enroll_serve(px->ew, &r, &resp, proxy_est_done, px, &q->est) == 1) {
 		proxy_est_answer(px, &resp);
 		est_response_clear(&resp);
