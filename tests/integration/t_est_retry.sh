@@ -123,7 +123,7 @@ code=$(enroll bot1 "$TOKEN" "$C/a.b64" "$C/a5.p7")
 cg_assert_eq "$code" 401 "the spent token after its TTL, same key"
 
 # 4. the lost answer: the CA service stops while the request waits for it.
-CAPID=$(sed -n 's/.*CA service started (pid \([0-9]*\)).*/\1/p' "$T/gw.log" | tail -n1)
+CAPID=$(sed -n 's/.*started the CA service (pid \([0-9]*\)).*/\1/p' "$T/gw.log" | tail -n1)
 [ -n "$CAPID" ] || CAPID=$(pgrep -P "$GW_PID" -f 'ca serve' | head -n1 || true)
 [ -n "$CAPID" ] && kill -0 "$CAPID" || cg_fail "cannot find the CA service's pid"
 TOKEN=$(token --agent bot3 --role member --lifetime 1h)
