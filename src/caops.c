@@ -115,6 +115,27 @@ caops_refuse(struct caops *o, struct caproto_reply *rep, enum caproto_err e, con
 	    rep->message);
 }
 
+/* A request taken up after its sender stopped waiting (it sat in the queue while the
+ * service was busy): refused as unavailable before anything is spent, so the client's
+ * retry finds the token unused. 1 when refused. */
+static int
+caops_too_late(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep,
+    const char *op, const struct caaudit_rec *ctx)
+{
+	struct timespec ts;
+	long long now;
+
+	if (req->deadline_ms == 0 || clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return 0;
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (now < req->deadline_ms)
+		return 0;
+	caops_refuse(o, rep, CAPROTO_E_UNAVAILABLE, op, req, ctx,
+	    "busy: the request waited %lld ms past the gateway's deadline; nothing was done",
+	    now - req->deadline_ms);
+	return 1;
+}
+
 /* The key of a DER SubjectPublicKeyInfo, exactly that and nothing after it. */
 static EVP_PKEY *
 caops_spki(const unsigned char *der, size_t len, char *err, size_t errlen)
@@ -276,6 +297,8 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 	}
 	if (castore_lock(&o->store, err, sizeof(err)) == -1)
 		goto internal;
+	if (caops_too_late(o, req, rep, "enroll", &ctx))
+		goto out;
 	/* Under the lock: a token is looked up and spent by one request at a time. */
 	if ((r = catoken_get(cfg->ca.tokens_dir, hash, &rec, err, sizeof(err))) == -1)
 		goto internal;
@@ -455,8 +478,11 @@ caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply
 		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "renew", req, &ctx, "%s", err);
 		goto out;
 	}
-	if (castore_lock(&o->store, err, sizeof(err)) == -1 ||
-	    castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
+	if (castore_lock(&o->store, err, sizeof(err)) == -1)
+		goto internal;
+	if (caops_too_late(o, req, rep, "renew", &ctx))
+		goto out;
+	if (castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
 		goto internal;
 	snprintf(subject, sizeof(subject), "/CN=%s", id);
 	if ((row = cadb_find_serial(&db, peer.serial)) == NULL || strcmp(row->subject, subject) != 0) {

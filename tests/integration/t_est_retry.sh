@@ -7,9 +7,9 @@
 #  - a spent token after its TTL, same key -> 401;
 #  - the lost answer itself: the CA service is stopped (SIGSTOP) while a request waits
 #    for it, the gateway answers 503 after its 10 s deadline, the service resumes;
-#    the agent's retry with the same key gets 200, and the token was spent at most
-#    once (either the service finished the first request and re-delivers, or it
-#    refused it as past the deadline and the retry is the first use).
+#    the agent's retry with the same key gets 200, and the token was spent once: the
+#    service takes the first request up after the gateway's deadline and refuses it
+#    as busy without spending anything ("deadline" in the CA protocol).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gw.sh"
@@ -147,5 +147,14 @@ cg_assert_eq "$(audit_count enroll "$ID")" 1 "enroll audit lines for the token a
 grep -F '"what":"enroll"' "$AUDIT" | grep -F "\"token\":\"$ID\"" | grep -qF "\"serial\":\"$s3\"" ||
     cg_fail "the retry did not get the certificate the token was spent for"
 cg_assert_eq "$(grep -c "/CN=bot3\$" "$PKI/ca/index.txt")" 1 "database rows for bot3"
-echo "lost answer: the retry got $s3 ($(audit_count enroll_redelivered "$ID") re-delivery)"
+# The stopped service took the first request up after the gateway's deadline: it
+# refused it as busy without spending the token, so the retry was the first use.
+python3 - "$AUDIT" "$ID" <<'EOF' || cg_fail "the late request was not refused as busy"
+import json, sys
+late = [a for l in open(sys.argv[1]) if (a := json.loads(l)).get("token") == sys.argv[2]
+        and a["what"] == "refused" and "deadline" in a.get("reason", "")]
+assert len(late) == 1 and late[0]["op"] == "enroll", late
+EOF
+cg_assert_eq "$(audit_count enroll_redelivered "$ID")" 0 "re-deliveries after a refused late request"
+echo "lost answer: the late request was refused as busy, the retry got $s3"
 cg_pass
