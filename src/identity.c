@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "argrule.h"
+#include "dn.h"
 #include "file.h"
 #include "hash.h"
 #include "policy.h"
@@ -681,27 +682,7 @@ fail:
 char *
 identity_name_rfc4514(const X509_NAME *name)
 {
-	BIO *b = NULL;
-	char *s = NULL, *data;
-	long n;
-
-	if (name == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
-		return NULL;
-	if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) < 0)
-		goto fail;
-	n = BIO_get_mem_data(b, &data);
-	if (n < 0 || (s = malloc((size_t)n + 1)) == NULL)
-		goto fail;
-	memcpy(s, data, (size_t)n);
-	s[n] = '\0';
-	/* A NUL inside a name (escaping should prevent it) would truncate comparisons. */
-	if (strlen(s) != (size_t)n) {
-		free(s);
-		s = NULL;
-	}
-fail:
-	BIO_free(b);
-	return s;
+	return dn_format(name);
 }
 
 void
