@@ -221,12 +221,12 @@ tlscrl_load(const struct config *cfg, STACK_OF(X509_CRL) *prev, STACK_OF(X509_CR
 				    X509_CRL_get_issuer(crl)) == 0)
 					break;
 			if (j < sk_X509_num(cas))
-				log_err("CRL %s: the CRL of \"%s\" does not verify with that CA's "
-				    "certificate in %s (tls.ca)", cfg->tls.crl, name ? name : "?",
-				    cfg->tls.ca);
+				log_err("CRL %s: signature does not verify with the CA certificate "
+				    "(the CRL of \"%s\", CA in tls.ca %s)", cfg->tls.crl,
+				    name ? name : "?", cfg->tls.ca);
 			else
-				log_err("CRL %s: issuer \"%s\" is not one of the CAs in tls.ca %s",
-				    cfg->tls.crl, name ? name : "?", cfg->tls.ca);
+				log_err("CRL %s: issuer is not one of the CAs in tls.ca (\"%s\" is "
+				    "not in %s)", cfg->tls.crl, name ? name : "?", cfg->tls.ca);
 			goto out;
 		}
 	}
