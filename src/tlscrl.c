@@ -243,16 +243,17 @@ tlscrl_load(const struct config *cfg, STACK_OF(X509_CRL) *prev, STACK_OF(X509_CR
 			if (!tlscrl_signed_by(crl, ca))
 				continue;
 			if (use != NULL) {
-				log_err("CRL %s holds two CRLs of CA \"%s\": keep only the current "
-				    "one", cfg->tls.crl, name ? name : "?");
+				log_err("CRL bundle %s (tls.crl) holds two CRLs of CA \"%s\": keep "
+				    "only the current one", cfg->tls.crl, name ? name : "?");
 				goto out;
 			}
 			use = crl;
 		}
 		if (use == NULL) {
-			log_err("CRL %s has no CRL of CA \"%s\" (in tls.ca %s): every level of a "
-			    "chain is checked, so add that CA's CRL to the bundle", cfg->tls.crl,
-			    name ? name : "?", cfg->tls.ca);
+			log_err("CRL bundle %s (tls.crl) has no CRL of CA \"%s\" (a CA of "
+			    "tls.ca %s): every level of a chain is checked, so every client it "
+			    "vouches for would be refused; add that CA's CRL to the bundle",
+			    cfg->tls.crl, name ? name : "?", cfg->tls.ca);
 			goto out;
 		}
 		use = tlscrl_choose(use, ca, prev, cfg->tls.crl, name ? name : "?");
