@@ -14,9 +14,17 @@
  * Listing responses (tools/list...) are filtered: JSON bodies are buffered and
  * rewritten, event streams go event by event through the mcp_sse filter.
  *
- * Paths: the client's request target is forwarded unchanged when upstream.path is
- * "/" or when the target already starts with upstream.path; otherwise upstream.path
- * is prepended ("/mcp" + "/x" -> "/mcp/x").
+ * Paths: decide.c normalizes the request target (path.c: dot segments removed,
+ * encoded '/', '\' and '.' refused) before it is compared with upstream.path; the
+ * normalized target, never the client's spelling, is what head.c forwards.
+ *
+ * What lives elsewhere: the per-request decision (decide.c, pure), the request and
+ * response heads and the hop-by-hop table (head.c), the upstream pool (upstream.c),
+ * listing filters (mcp.c), audit records (audit.c). Why this file is still ~1,500
+ * lines: it is one state machine (request side, upstream side, response side, the
+ * entry points that guard re-entrancy) over one private struct proxy_conn; cutting
+ * it across files would export that struct and the enter/leave depth rule to every
+ * piece, which is the re-entrancy bug this layout exists to prevent.
  *
  * Audit: exactly one record per request, written when the response is complete (or
  * by proxy_conn_free when the connection ends first, with the close reason). With
