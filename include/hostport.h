@@ -23,4 +23,9 @@ int hostport_parse(const char *s, char **host, uint16_t *port, const char **why)
 int hostport_parse_url(const char *url, struct hostport_url *u, const char **why);
 void hostport_url_free(struct hostport_url *u);
 
+/* Parses "redis://HOST[:PORT][/DB]" (port default 6379, DB 0..10000, default 0) into
+ * a malloc'd *host, *port and *db. Returns 0, or -1 with *why and nothing set. */
+int hostport_parse_redis(const char *url, char **host, uint16_t *port, int *db,
+    const char **why);
+
 #endif

@@ -213,6 +213,14 @@ static const struct field f_ocsp[] = {
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
+static const struct field f_cluster[] = {
+	{ "redis", FT_SPECIAL, 0, 0, 0, NULL },
+	{ "name", FT_STR, OFF(cluster.name), 0, 0, NULL },
+	{ "session_ttl_s", FT_INT, OFF(cluster.session_ttl_s), 1, 31536000, NULL },
+	{ "timeout_ms", FT_INT, OFF(cluster.timeout_ms), 10, 60000, NULL },
+	{ NULL, 0, 0, 0, 0, NULL }
+};
+
 static const struct field f_mcp[] = {
 	{ "validate_arguments", FT_BOOL, OFF(mcp.validate_arguments), 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
@@ -333,6 +341,7 @@ static const struct field f_top[] = {
 	{ "mcp", FT_OBJ, 0, 0, 0, f_mcp },
 	{ "enroll", FT_OBJ, 0, 0, 0, f_enroll },
 	{ "proxy_protocol", FT_OBJ, 0, 0, 0, f_proxy_protocol },
+	{ "cluster", FT_OBJ, 0, 0, 0, f_cluster },
 	{ "hsts_max_age", FT_INT, OFF(hsts_max_age), 0, INT_MAX, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
@@ -855,6 +864,29 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 	}
 }
 
+/* "cluster.redis": redis://HOST[:PORT][/DB] (hostport.h). */
+static void
+do_cluster(struct cctx *c, struct config *cfg)
+{
+	json_t *v = jget(c->root, "cluster", "redis");
+	const char *s, *why = NULL;
+	char q[128];
+	uint16_t port;
+
+	if (v == NULL || (s = want_string(c, "$.cluster.redis", v)) == NULL)
+		return;
+	if (hostport_parse_redis(s, &cfg->cluster.redis_host, &port, &cfg->cluster.redis_db,
+	    &why) == -1) {
+		if (strcmp(why, "out of memory") == 0)
+			c->oom = 1;
+		else
+			cerr(c, "$.cluster.redis", "%s: %s", quote(s, q, sizeof(q)), why);
+		return;
+	}
+	cfg->cluster.redis_port = port;
+	set_str(c, &cfg->cluster.redis, s);
+}
+
 static void
 do_simple_specials(struct cctx *c, struct config *cfg)
 {
@@ -1185,6 +1217,8 @@ config_defaults(struct config *cfg)
 {
 	cfg->listen_port = 8443;
 	cfg->workers = 0;
+	cfg->cluster.session_ttl_s = 86400;
+	cfg->cluster.timeout_ms = 200;
 	cfg->upstream.pool_size = 16;
 	cfg->upstream.max_processes = 32;
 	cfg->upstream.idle_timeout_ms = 300000;
@@ -1286,6 +1320,7 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 	do_upstream(&c, cfg);
 	do_simple_specials(&c, cfg);
 	do_proxy_protocol(&c, cfg);
+	do_cluster(&c, cfg);
 	do_tls_key(&c, cfg);
 	do_ca_key(&c, cfg);
 	do_required(&c);
@@ -1431,6 +1466,9 @@ config_free(struct config *cfg)
 	free(cfg->ca.socket);
 	free(cfg->ca.ocsp_url);
 	free(cfg->enroll.listen_host);
+	free(cfg->cluster.redis);
+	free(cfg->cluster.redis_host);
+	free(cfg->cluster.name);
 	free(cfg->identity_map);
 	free(cfg->audit_file);
 	free(cfg);

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -171,4 +172,54 @@ hostport_url_free(struct hostport_url *u)
 	free(u->host);
 	free(u->path);
 	u->host = u->path = NULL;
+}
+
+int
+hostport_parse_redis(const char *url, char **host, uint16_t *port, int *db, const char **why)
+{
+	const char *a, *end, *colon = NULL, *rb, *d;
+	char *h = NULL, *e;
+	uint16_t pt = 6379;
+	long n = 0;
+
+	if (strncmp(url, "redis://", 8) != 0) {
+		*why = "must be redis://HOST:PORT[/DB]";
+		return -1;
+	}
+	a = url + 8;
+	for (end = a; *end && *end != '/'; end++)
+		;
+	if (memchr(a, '@', (size_t)(end - a)) != NULL) {
+		*why = "user info in the URL is not supported";
+		return -1;
+	}
+	if (a < end && *a == '[') {
+		rb = memchr(a, ']', (size_t)(end - a));
+		if (rb && rb + 1 < end && rb[1] == ':')
+			colon = rb + 1;
+		else if (rb == NULL || rb + 1 != end) {
+			*why = "malformed [IPv6] host in URL";
+			return -1;
+		}
+	} else
+		colon = memchr(a, ':', (size_t)(end - a));
+	if (colon && hostport_port(colon + 1, (size_t)(end - colon - 1), &pt) == -1) {
+		*why = "URL port must be a number between 1 and 65535";
+		return -1;
+	}
+	if (*end == '/' && end[1] != '\0') {
+		d = end + 1;
+		errno = 0;
+		n = strtol(d, &e, 10);
+		if (*d < '0' || *d > '9' || *e != '\0' || errno != 0 || n > 10000) {
+			*why = "the database must be a number between 0 and 10000";
+			return -1;
+		}
+	}
+	if (hostport_host(a, (size_t)((colon ? colon : end) - a), &h, why) == -1)
+		return -1;
+	*host = h;
+	*port = pt;
+	*db = (int)n;
+	return 0;
 }

@@ -46,6 +46,26 @@ static const struct { const char *in, *host, *path; int port, tls; } urls[] = {
 	{ "http:///x", NULL, NULL, 0, 0 },
 };
 
+static const struct { const char *in, *host; int port, db; } redis[] = {
+	{ "redis://127.0.0.1:6380/2", "127.0.0.1", 6380, 2 },
+	{ "redis://r.example", "r.example", 6379, 0 },
+	{ "redis://r:1/", "r", 1, 0 },
+	{ "redis://[::1]:7000/15", "::1", 7000, 15 },
+	{ "redis://[::1]", "::1", 6379, 0 },
+	{ "rediss://h:1", NULL, 0, 0 },
+	{ "http://h:1", NULL, 0, 0 },
+	{ "redis://", NULL, 0, 0 },
+	{ "redis://:6379", NULL, 0, 0 },
+	{ "redis://h:0", NULL, 0, 0 },
+	{ "redis://h:99999", NULL, 0, 0 },
+	{ "redis://h/x", NULL, 0, 0 },
+	{ "redis://h/-1", NULL, 0, 0 },
+	{ "redis://h/10001", NULL, 0, 0 },
+	{ "redis://h/1/2", NULL, 0, 0 },
+	{ "redis://pw@h", NULL, 0, 0 },
+	{ "redis://::1:6379", NULL, 0, 0 },
+};
+
 int
 main(void)
 {
@@ -86,6 +106,25 @@ main(void)
 			CHECK(why != NULL && *why != '\0');
 		}
 		hostport_url_free(&u);
+	}
+
+	for (i = 0; i < sizeof(redis) / sizeof(redis[0]); i++) {
+		int db = -7;
+
+		host = NULL;
+		port = 7;
+		why = NULL;
+		if (redis[i].host != NULL) {
+			CHECK(hostport_parse_redis(redis[i].in, &host, &port, &db, &why) == 0);
+			CHECK_STR(host, redis[i].host);
+			CHECK(port == redis[i].port);
+			CHECK(db == redis[i].db);
+		} else {
+			CHECK(hostport_parse_redis(redis[i].in, &host, &port, &db, &why) == -1);
+			CHECK(why != NULL && *why != '\0');
+			CHECK(host == NULL && port == 7 && db == -7);
+		}
+		free(host);
 	}
 
 	/* child.h: the environment lookup and the PATH walk both the config check and
