@@ -55,17 +55,21 @@
  * most its timeout. The cached session is the one the connection uses (shared
  * reference), so an open connection costs the cache one entry, not a copy.
  *
- * The price is memory: a closed connection's session keeps its client certificate,
- * about 11 KiB of RSS per cached session measured here (OpenSSL 3.0), hence a
- * cache of TLS_CACHE_SIZE sessions (~45 MiB at most). Measured against stateless
- * tickets (one per handshake, with tls_legacy_ec): -20 % CPU per resumption,
- * -7 % per full handshake. */
+ * Sessions are kept serialised (i2d_SSL_SESSION: the master secret, parameters and
+ * the client certificate's DER, ~1 KiB), not as the decoded SSL_SESSION with its
+ * certificate, decoded key and ASN.1 objects (~11 KiB of RSS each in OpenSSL 3.0).
+ * A resumption decodes its session once (d2i_SSL_SESSION, with tls_legacy_ec's EC
+ * decoding); a full handshake encodes once. OpenSSL 3.0 has no setter for a session's
+ * peer certificate, so the certificate cannot be kept apart and shared by hash. */
 struct tls_cent {
-	SSL_SESSION *sess;		/* NULL: free slot */
+	unsigned char *der;		/* NULL: free slot */
+	uint32_t derlen;
 	uint32_t next;			/* hash chain */
 	unsigned int idlen;
 	unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 };
+
+#define TLS_SESS_DER_MAX 8192		/* larger sessions (huge certificates) are not kept */
 
 static struct {
 	pthread_mutex_t mtx;
@@ -246,13 +250,13 @@ tls_cache_find(const unsigned char *id, unsigned int len)
 	return TLS_CACHE_NIL;
 }
 
-/* Empties slot i and returns its session reference for the caller to free
+/* Empties slot i and returns its serialised session for the caller to free
  * (outside the lock). Caller holds the lock. */
-static SSL_SESSION *
+static unsigned char *
 tls_cache_unlink(uint32_t i)
 {
 	struct tls_cent *e = &tls_cache.ent[i];
-	SSL_SESSION *sess = e->sess;
+	unsigned char *der = e->der;
 	uint32_t *pp;
 
 	pp = &tls_cache.bucket[tls_cache_hash(e->id, e->idlen)];
@@ -260,61 +264,83 @@ tls_cache_unlink(uint32_t i)
 		pp = &tls_cache.ent[*pp].next;
 	if (*pp == i)
 		*pp = e->next;
-	e->sess = NULL;
+	e->der = NULL;
+	e->derlen = 0;
 	metrics_dec(M_TLS_CACHE_SESSIONS);
 	e->idlen = 0;
 	e->next = TLS_CACHE_NIL;
-	return sess;
+	return der;
 }
 
-/* Drops sess from the cache if it is there. */
+/* Drops the session with this id from the cache if it is there. */
 static void
-tls_cache_remove(SSL_SESSION *sess)
+tls_cache_remove_id(const unsigned char *id, unsigned int len)
 {
-	SSL_SESSION *old = NULL;
-	const unsigned char *id;
-	unsigned int len;
+	unsigned char *old = NULL;
 	uint32_t i;
 
-	id = SSL_SESSION_get_id(sess, &len);
 	if (!tls_cache.ok || len == 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
 		return;
 	pthread_mutex_lock(&tls_cache.mtx);
-	if ((i = tls_cache_find(id, len)) != TLS_CACHE_NIL && tls_cache.ent[i].sess == sess)
+	if ((i = tls_cache_find(id, len)) != TLS_CACHE_NIL)
 		old = tls_cache_unlink(i);
 	pthread_mutex_unlock(&tls_cache.mtx);
-	SSL_SESSION_free(old);
+	free(old);
 }
 
-/* OpenSSL hands over a new reference to a session it just made resumable. */
+static void
+tls_cache_remove(SSL_SESSION *sess)
+{
+	const unsigned char *id;
+	unsigned int len;
+
+	id = SSL_SESSION_get_id(sess, &len);
+	tls_cache_remove_id(id, len);
+}
+
+/* OpenSSL made a session resumable: keep its serialised form. Returns 0, so
+ * OpenSSL keeps its reference (the connection's session) and the cache none. */
 static int
 tls_sess_new_cb(SSL *s, SSL_SESSION *sess)
 {
-	SSL_SESSION *old = NULL;
+	unsigned char *der, *p, *old = NULL;
 	struct tls_cent *e;
 	const unsigned char *id;
 	unsigned int len;
 	uint32_t i, h;
+	int n;
 
 	id = SSL_SESSION_get_id(sess, &len);
 	if (!tls_cache.ok || len == 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
-		return 0;		/* not kept: OpenSSL drops its reference */
+		return 0;
+	if ((n = i2d_SSL_SESSION(sess, NULL)) <= 0 || n > TLS_SESS_DER_MAX ||
+	    (der = malloc((size_t)n)) == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	p = der;
+	if (i2d_SSL_SESSION(sess, &p) != n) {
+		free(der);
+		ERR_clear_error();
+		return 0;
+	}
 	h = tls_cache_hash(id, len);
 	pthread_mutex_lock(&tls_cache.mtx);
 	i = tls_cache.next;
 	tls_cache.next = (i + 1) % TLS_CACHE_SIZE;
 	e = &tls_cache.ent[i];
-	if (e->sess != NULL)
+	if (e->der != NULL)
 		old = tls_cache_unlink(i);
-	e->sess = sess;
+	e->der = der;
+	e->derlen = (uint32_t)n;
 	metrics_inc(M_TLS_CACHE_SESSIONS);
 	e->idlen = len;
 	memcpy(e->id, id, len);
 	e->next = tls_cache.bucket[h];
 	tls_cache.bucket[h] = i;
 	pthread_mutex_unlock(&tls_cache.mtx);
-	SSL_SESSION_free(old);
-	return 1;
+	free(old);
+	return 0;
 }
 
 /* OpenSSL gave up on a session (e.g. a fatal alert on its connection). */
@@ -362,26 +388,39 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 }
 
 /* The client offered a session id (TLS 1.2) or a stateful ticket (TLS 1.3). The
- * reference returned is OpenSSL's (*copy = 0). */
+ * session returned is decoded for this handshake; OpenSSL owns it (*copy = 0). */
 static SSL_SESSION *
 tls_sess_get_cb(SSL *s, const unsigned char *id, int len, int *copy)
 {
-	SSL_SESSION *sess = NULL;
-	uint32_t i;
+	/* on the heap: this may run on an async job's small stack (signer.h) */
+	unsigned char *buf = NULL;
+	const unsigned char *p;
+	SSL_SESSION *sess;
+	uint32_t i, n = 0;
 
 	*copy = 0;
 	if (!tls_cache.ok || len <= 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
 		return NULL;
+	/* copied out under the lock, decoded outside it */
 	pthread_mutex_lock(&tls_cache.mtx);
 	if ((i = tls_cache_find(id, (unsigned int)len)) != TLS_CACHE_NIL) {
-		sess = tls_cache.ent[i].sess;
-		SSL_SESSION_up_ref(sess);
+		n = tls_cache.ent[i].derlen;
+		if ((buf = malloc(n)) != NULL)
+			memcpy(buf, tls_cache.ent[i].der, n);
 	}
 	pthread_mutex_unlock(&tls_cache.mtx);
-	if (sess == NULL)
+	if (buf == NULL)
 		return NULL;
+	p = buf;
+	sess = d2i_SSL_SESSION(NULL, &p, (long)n);
+	free(buf);
+	if (sess == NULL) {
+		tls_cache_remove_id(id, (unsigned int)len);
+		ERR_clear_error();
+		return NULL;
+	}
 	if (!tls_sess_usable(s, sess)) {
-		tls_cache_remove(sess);
+		tls_cache_remove_id(id, (unsigned int)len);
 		SSL_SESSION_free(sess);
 		ERR_clear_error();
 		return NULL;
@@ -392,16 +431,16 @@ tls_sess_get_cb(SSL *s, const unsigned char *id, int len, int *copy)
 void
 tls_shutdown(void)
 {
-	SSL_SESSION *sess;
+	unsigned char *der;
 	uint32_t i;
 
 	if (!tls_cache.ok)
 		return;
 	for (i = 0; i < TLS_CACHE_SIZE; i++) {
 		pthread_mutex_lock(&tls_cache.mtx);
-		sess = tls_cache.ent[i].sess != NULL ? tls_cache_unlink(i) : NULL;
+		der = tls_cache.ent[i].der != NULL ? tls_cache_unlink(i) : NULL;
 		pthread_mutex_unlock(&tls_cache.mtx);
-		SSL_SESSION_free(sess);
+		free(der);
 	}
 }
 
