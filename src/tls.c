@@ -491,6 +491,31 @@ tls_read_crl(const char *path)
 	return crl;
 }
 
+static int tls_crl_check_issuer(X509_STORE *store, X509_CRL *crl, const char *path);
+
+/* Adds the CRLs after the first of path. 0/-1 (logged). */
+static int
+tls_add_more_crls(X509_STORE *store, const char *path)
+{
+	X509_CRL *c;
+	FILE *f;
+	int n = 0, rc = 0;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		log_err("cannot open CRL %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (c = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+		if (n++ > 0 && (tls_crl_check_issuer(store, c, path) == -1 ||
+		    X509_STORE_add_crl(store, c) != 1))
+			rc = -1;
+		X509_CRL_free(c);
+	}
+	ERR_clear_error();
+	fclose(f);
+	return rc;
+}
+
 /* The CRL must be signed by one of the CAs in the store: a CRL from elsewhere
  * would make OpenSSL refuse every client ("unable to get CRL issuer"). */
 static int
@@ -653,6 +678,10 @@ tls_store_new(const struct config *cfg, X509_CRL **crl_out)
 			log_sslerr("cannot add CRL %s", cfg->tls.crl);
 			goto fail;
 		}
+		/* The CRLs after the first (certgate writes one per trusted CA after a
+		 * rollover, then a corporate chain's): each is checked and added too. */
+		if (tls_add_more_crls(store, cfg->tls.crl) == -1)
+			goto fail;
 		/* Leaf-only suffices while the CA issues agents directly; a bundle with
 		 * intermediates needs every level checked. */
 		flags = X509_V_FLAG_CRL_CHECK;
