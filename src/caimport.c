@@ -41,7 +41,7 @@ caimport_check_ca(X509 *x, const char *path)
 {
 	uint32_t ku;
 
-	if (X509_check_ca(x) != 1) {
+	if (!(X509_get_extension_flags(x) & EXFLAG_CA)) {
 		cacli_error("%s is not a CA certificate (basicConstraints CA:TRUE is missing)",
 		    path);
 		return -1;
