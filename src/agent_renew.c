@@ -72,7 +72,7 @@ agent_renew_newkey(struct agent_cred *cur, char **uri, char *err, size_t errlen)
  * The answer came over the connection the current anchors authenticated (the
  * gateway's certificate verified against ca.pem), which RFC 7030 4.1.3 accepts for
  * updating the trust anchors; NULL when the answer holds no such root. */
-static STACK_OF(X509) *
+STACK_OF(X509) *
 agent_renew_new_anchors(STACK_OF(X509) *anchors, STACK_OF(X509) *answer, X509 *leaf,
     STACK_OF(X509) *chain)
 {

@@ -22,6 +22,8 @@
 #include "config.h"
 #include "p11.h"
 
+static int caroll_server(struct config *cfg, X509 *retired);
+
 /* Replaces s's bundle by certs (the CA is re-read from it, the key kept). 0/-1. */
 static int
 caroll_set_bundle(struct castore *s, STACK_OF(X509) *certs, char *err, size_t errlen)
@@ -222,28 +224,30 @@ out:
 	return rc;
 }
 
-/* Re-issues the server certificate under the active CA when retired signed it. */
+/* Re-issues the server certificate under the active CA (keeping its names) when
+ * retired signed a certificate of tls.cert. */
 static int
 caroll_server(struct config *cfg, X509 *retired)
 {
+	STACK_OF(X509) *srv;
 	struct cacli_args sa;
 	char err[512], **keep = NULL;
 	size_t i, nkeep = 0;
-	X509 *srv;
-	int issued, rc = -1;
+	int j, issued = 0, rc = -1;
 
-	if ((srv = certify_pem_cert(cfg->tls.cert, err, sizeof(err))) == NULL) {
+	if ((srv = cabundle_read(cfg->tls.cert, err, sizeof(err))) == NULL) {
 		cacli_error("%s", err);
 		return -1;
 	}
-	issued = X509_check_issued(retired, srv) == X509_V_OK;
-	X509_free(srv);
+	for (j = 0; j < sk_X509_num(srv) && !issued; j++)
+		issued = X509_check_issued(retired, sk_X509_value(srv, j)) == X509_V_OK;
+	sk_X509_pop_free(srv, X509_free);
 	if (!issued)
 		return 0;
 	memset(&sa, 0, sizeof(sa));
 	if (caroll_server_names(cfg->tls.cert, &sa, &keep, &nkeep) == 0) {
-		fprintf(stderr, "%s: the server certificate is from the CA being retired: "
-		    "issuing it again under the active CA\n", cacli_prog());
+		fprintf(stderr, "%s: the server certificate's chain is from the CA being "
+		    "retired: issuing it again under the active CA\n", cacli_prog());
 		/* casetup_server prints the new serial on stdout. */
 		rc = casetup_server(cfg, &sa) == 0 ? 0 : -1;
 	}

@@ -4,7 +4,8 @@
 # old-CA certificates. `certgate ca rollover` -> both CAs trusted (ca.pem holds two,
 # crl.pem a CRL for each), the old certificates keep working; renewals and new
 # issuance are under the new CA (the CA service follows without a restart), an agent's
-# ca.pem gains the new root; /cacerts returns both. `certgate ca retire` -> the server
+# ca.pem gains the new root; /cacerts returns both; a token enrollment (certgate agent
+# enroll) during the transition ends with both roots. `certgate ca retire` -> the server
 # certificate is re-issued under the new CA, the old CA leaves ca.pem and crl.pem,
 # an agent still on an old-CA certificate is refused, renewed agents keep working and
 # verify the new server certificate. Refusals: retiring the active CA, an unknown serial.
@@ -108,6 +109,16 @@ until_status 200 "$T/cacerts.pem" "$T/bob2.pem" "$T/bob2.key"
 cg_assert_eq "$(issuer_of "$PKI/agents/carol/cert.pem")" "$NEW_SUBJ" "issuer of carol's certificate"
 cg_assert_eq "$(ncerts "$PKI/agents/carol/ca.pem")" 2 "roots in carol's ca.pem during the transition"
 until_status 200 "$PKI/agents/carol/ca.pem" "$PKI/agents/carol/cert.pem" "$PKI/agents/carol/key.pem"
+# a new agent enrolls with a token (certgate agent enroll): the token names the CA of
+# the server certificate (still the old one), the answer brings the new root
+TOK=$("$CG_SRC/scripts/agent-token" --dir "$PKI" --agent dave --role member 2>"$T/token.err" | tail -n1)
+case $TOK in cg1.*) ;; *) cat "$T/token.err" >&2; cg_fail "agent-token dave" ;; esac
+D=$T/dave
+CERTGATE_TOKEN=$TOK "$CERTGATE_BIN" agent enroll --url "https://127.0.0.1:$EPORT" --agent dave --dir "$D" \
+    >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.out" "$T/enroll.err" >&2; cg_fail "agent enroll during the transition"; }
+cg_assert_eq "$(issuer_of "$D/cert.pem")" "$NEW_SUBJ" "issuer of dave's enrolled certificate"
+cg_assert_eq "$(ncerts "$D/ca.pem")" 2 "roots in dave's ca.pem"
+until_status 200 "$D/ca.pem" "$D/cert.pem" "$D/key.pem"
 # the old CA's CRL still works: revoking an old-CA certificate refuses it
 "$CERTGATE_BIN" ca revoke -c "$CFG" --serial "$(openssl x509 -in "$T/alice-old.pem" -noout -serial | cut -d= -f2)" \
     >/dev/null 2>"$T/revoke.err" || { cat "$T/revoke.err" >&2; cg_fail "revoke alice's old certificate"; }
@@ -136,6 +147,7 @@ gw_log_contains "handshake failed from .*unable to get local issuer certificate"
 cg_assert_eq "$(get "$A/ca.pem" "$A/cert.pem" "$A/key.pem")" 200 "alice after the retirement"
 cg_assert_eq "$(get "$PKI/agents/carol/ca.pem" "$PKI/agents/carol/cert.pem" "$PKI/agents/carol/key.pem")" 200 \
     "carol after the retirement"
+cg_assert_eq "$(get "$D/ca.pem" "$D/cert.pem" "$D/key.pem")" 200 "dave after the retirement"
 # renewal still works under the new CA
 "$CERTGATE_BIN" agent renew --url "$MTLS" --dir "$A" >"$T/renew2.out" 2>"$T/renew2.err" ||
     { cat "$T/renew2.out" "$T/renew2.err" >&2; cg_fail "agent renew after the retirement"; }

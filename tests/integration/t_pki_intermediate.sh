@@ -142,7 +142,19 @@ code=$(curl -s --cacert "$ROOT/ca.pem" --cert "$T/b1.pem" --key "$T/b1.key" \
 [ "$code" = 200 ] || { cat "$T/b2.p7" >&2; cg_fail "simplereenroll: HTTP $code"; }
 base64 -d "$T/b2.p7" | openssl pkcs7 -inform DER -print_certs | sed -n '/BEGIN/,/END/p' >"$T/b2.pem"
 cg_assert_eq "$(get "$T/b2.pem" "$T/b2.key")" 200 "request with the renewed certificate"
-echo "EST under the intermediate: cacerts = chain, enroll and renew give leaf + intermediate"
+# certgate agent enroll: the token names certgate's CA, the agent trusts the root above it
+TOK=$("$CG_SRC/scripts/agent-token" --dir "$PKI" --agent erin --role member 2>"$T/token.err" | tail -n1)
+CERTGATE_TOKEN=$TOK "$CERTGATE_BIN" agent enroll --url "https://127.0.0.1:$EPORT" --agent erin --dir "$T/erin" \
+    >"$T/enroll.out" 2>"$T/enroll.err" || { cat "$T/enroll.out" "$T/enroll.err" >&2; cg_fail "agent enroll under the intermediate"; }
+cg_assert_eq "$(fp "$T/erin/ca.pem")" "$(fp "$ROOT/ca.pem")" "erin's ca.pem is the corporate root"
+cg_assert_eq "$(ncerts "$T/erin/cert.pem")" 2 "certificates in erin's cert.pem (leaf + intermediate)"
+for i in $(seq 1 30); do
+	code=$(get "$T/erin/cert.pem" "$T/erin/key.pem")
+	[ "$code" = 200 ] && break
+	sleep 0.2
+done
+cg_assert_eq "$code" 200 "erin (certgate agent enroll) served"
+echo "EST under the intermediate: cacerts = chain, enroll and renew give leaf + intermediate; agent enroll trusts the root"
 
 # --- the root revokes certgate's CA: every certgate agent is refused ---
 ENT_SAN=DNS:x openssl ca -batch -config "$ROOT/openssl.cnf" -revoke "$T/certgate-ca.pem" 2>/dev/null
