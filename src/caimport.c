@@ -170,7 +170,7 @@ caimport_main(struct config *cfg, struct cacli_args *a)
 	char err[1024], *serial = NULL, *subj = NULL, *csr = NULL, na[CATIME_RFC3339_LEN];
 	time_t t;
 	X509 *x;
-	int rc = 1;
+	int rc = 1, fresh;
 
 	if (a->cert == NULL || a->chain == NULL) {
 		cacli_error("--cert CA-CERT.pem and --chain CHAIN.pem are required");
@@ -209,14 +209,18 @@ caimport_main(struct config *cfg, struct cacli_args *a)
 	}
 	if (a->crl != NULL && caimport_crls(cfg, a->crl, path) == -1)
 		goto out;
+	/* A re-import (--force: the same key, re-certified) keeps the database and the
+	 * CRL number, so no CRL ever goes back in number. */
+	fresh = access(cfg->ca.db, F_OK) == -1;
+	err[0] = '\0';
 	if (cabundle_write(cfg->ca.cert, NULL, path, 0644, err, sizeof(err)) == -1 ||
-	    (access(cfg->ca.db, F_OK) == -1 && cadb_save(cfg->ca.db, &db) == -1)) {
+	    (fresh && cadb_save(cfg->ca.db, &db) == -1)) {
 		cacli_error("%s", err[0] ? err : strerror(errno));
 		goto out;
 	}
 	if (castore_open(&s, cfg, 1, err, sizeof(err)) == -1 ||
 	    castore_load_db(&s, &db, err, sizeof(err)) == -1 ||
-	    castore_crlnumber_init(&s, err, sizeof(err)) == -1 ||
+	    (fresh && castore_crlnumber_init(&s, err, sizeof(err)) == -1) ||
 	    castore_crl_refresh(&s, &db, (long)cfg->ca.crl_hours * 3600, NULL, err,
 	    sizeof(err)) == -1) {
 		cacli_error("%s", err);

@@ -167,6 +167,23 @@ for i in $(seq 1 30); do
 done
 [ "$code" != 200 ] || cg_fail "alice still served after the root revoked certgate's CA"
 echo "the root's CRL is checked: certgate's CA revoked by the root -> alice refused ($code)"
+# rollover is refused under a corporate root; the corporate CA re-certifies the same key
+# and `ca import --force` installs it (database and CRL number kept)
+cg_expect_fail 1 "$CERTGATE_BIN" ca rollover -c "$PKI/certgate.json"
+cg_assert_contains "$T/err" "intermediate under a corporate root"
+crlno() { openssl crl -in "$PKI/ca/crl.pem" -noout -crlnumber | cut -d= -f2; }
+before=$(crlno)
+root_sign "$PKI/ca/ca.csr" "$T/certgate-ca2.pem" issuing_ext
+"$CERTGATE_BIN" ca import -c "$PKI/certgate.json" --cert "$T/certgate-ca2.pem" --chain "$ROOT/ca.pem" --force \
+    >/dev/null 2>"$T/reimport.err" || { cat "$T/reimport.err" >&2; cg_fail "ca import --force"; }
+[ $((16#$(crlno))) -gt $((16#$before)) ] || cg_fail "the CRL number went back on re-import ($before -> $(crlno))"
+for i in $(seq 1 30); do
+	code=$(get "$A/cert.pem" "$A/key.pem")
+	[ "$code" = 200 ] && break
+	sleep 0.2
+done
+cg_assert_eq "$code" 200 "alice after the re-certified CA was imported"
+echo "re-import with --force: the same key re-certified, alice served again, CRL number $before -> $(crlno)"
 gw_stop
 
 # --- plain pki-init --server-name, and a bad one ---
