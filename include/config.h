@@ -127,6 +127,19 @@ struct config_proxy_protocol {
 	size_t ntrusted;
 };
 
+/* "cluster": instances sharing session bindings, rate limits, revocations and the
+ * identity map through one Redis (cluster.h). redis NULL: a single instance. */
+struct config_cluster {
+	char *redis;          /* "redis://HOST:PORT[/DB]" as written, or NULL */
+	char *redis_host;     /* parsed from redis */
+	int redis_port;       /* default 6379 */
+	int redis_db;         /* default 0 */
+	char *name;           /* this instance's name (logs, metrics); default the hostname */
+	int session_ttl_s;    /* a shared session binding expires after this long without
+	                       * use, default 86400 */
+	int timeout_ms;       /* one Redis round trip waits at most this long, default 200 */
+};
+
 /* MCP inspection options ("mcp"). */
 struct config_mcp {
 	int validate_arguments;   /* default 0: check tools/call arguments against the
@@ -163,6 +176,7 @@ struct config {
 	struct config_mcp mcp;
 	struct config_enroll enroll;
 	struct config_proxy_protocol proxy_protocol;
+	struct config_cluster cluster;
 
 	char *identity_map;   /* agents.json, required */
 	char *audit_file;     /* NULL: stderr ("audit.file" absent or "-") */

@@ -62,6 +62,8 @@ struct decide_out {
 	const struct identity_agent *agent;     /* borrowed from st's map, or NULL */
 	char *target;           /* malloc'd normalized target, or NULL */
 	char *session;          /* malloc'd copy of Mcp-Session-Id, or NULL */
+	int session_unknown;    /* the 404 is the session table's: no binding here (an
+	                         * instance of a cluster asks the others, cluster.h) */
 };
 
 /* Returns 0 with *out filled, or -1 when out of memory (out holds nothing to free).

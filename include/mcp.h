@@ -104,6 +104,10 @@ void mcp_inspect_free(struct mcp_inspect *in);
 /* A JSON-RPC error response {"jsonrpc":"2.0","id":id|null,"error":{code,message}}.
  * id is borrowed (NULL -> null). Returns malloc'd text or NULL. */
 char *mcp_error_body(json_t *id, int code, const char *message);
+/* The same error as a new object (caller owns the reference), or NULL. */
+json_t *mcp_error_obj(json_t *id, int code, const char *message);
+
+/* ---- listing responses (mcp_list.c) ---- */
 
 /* Rewrites a JSON response body (single or batch) so that responses to the pending
  * listing requests only contain entries the scopes allow. Returns a malloc'd new body

@@ -46,24 +46,24 @@
 #define LS_MAX_BODY       (32LL << 20)
 #define LS_REPLAY_MAX     (1 << 20)      /* body kept for a resend */
 #define LS_RETRY_S        10             /* resending for at most this long */
-#define LS_HOLD_MAX       (16 * 1024)    /* a 403 held back (see ls_up_head) */
+#define LS_HOLD_MAX       (16 * 1024)    /* a 403 held back (see agent_listen_up_head) */
 #define LS_MAP_POLL_MS    500
 
 /* Request headers passed to the gateway; everything else stays here. */
-static const char *const ls_req_headers[] = {
+static const char *const agent_listen_req_headers[] = {
 	"Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version",
 	"Last-Event-ID", "Mcp-Method", "Mcp-Name",
 };
 
 /* Response headers passed back to the client. */
-static const char *const ls_resp_headers[] = {
+static const char *const agent_listen_resp_headers[] = {
 	"Content-Type", "Content-Encoding", "Mcp-Session-Id", "MCP-Protocol-Version",
 	"Cache-Control", "Retry-After", "Allow", "Strict-Transport-Security",
 };
 
 struct ls;
 
-struct ls_conn {
+struct agent_listen_conn {
 	struct ls *l;
 	struct bufferevent *bev;
 	struct http_reader *rd;
@@ -90,7 +90,7 @@ struct ls_conn {
 	unsigned tries;
 	time_t first_try;
 	struct event *retry_ev;
-	TAILQ_ENTRY(ls_conn) link;
+	TAILQ_ENTRY(agent_listen_conn) link;
 };
 
 struct ls {
@@ -98,7 +98,7 @@ struct ls {
 	const struct agent_listen_args *a;
 	struct evconnlistener *lev;
 	char *path;               /* the endpoint's path, without a query */
-	TAILQ_HEAD(, ls_conn) conns;
+	TAILQ_HEAD(, agent_listen_conn) conns;
 	size_t nconns;
 	struct event *sig_term, *sig_int;
 	struct event *grace_ev;
@@ -106,13 +106,13 @@ struct ls {
 	int draining;
 };
 
-static void ls_conn_free(struct ls_conn *c);
-static void ls_feed(struct ls_conn *c);
-static void ls_forget(struct ls_conn *c);
-static void ls_retry_cb(evutil_socket_t fd, short what, void *arg);
+static void agent_listen_conn_free(struct agent_listen_conn *c);
+static void agent_listen_feed(struct agent_listen_conn *c);
+static void agent_listen_forget(struct agent_listen_conn *c);
+static void agent_listen_retry_cb(evutil_socket_t fd, short what, void *arg);
 
 static int
-ls_listed(const char *const *list, size_t n, const char *name)
+agent_listen_listed(const char *const *list, size_t n, const char *name)
 {
 	size_t i;
 
@@ -125,7 +125,8 @@ ls_listed(const char *const *list, size_t n, const char *name)
 /* A complete local answer with a JSON-RPC error body; the connection closes after
  * it unless keep is set. */
 static void
-ls_answer(struct ls_conn *c, int status, int code, const char *msg, const char *extra,
+agent_listen_answer(struct agent_listen_conn *c, int status, int code, const char *msg,
+    const char *extra,
     int keep)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -150,7 +151,7 @@ ls_answer(struct ls_conn *c, int status, int code, const char *msg, const char *
 /* 1 while the certificate in use may still be unknown to the gateway's identity
  * map (issued a moment ago: the gateway loads a new agent within about a second). */
 static int
-ls_map_pending(const struct ls *l)
+agent_listen_map_pending(const struct ls *l)
 {
 	return agent_time_map_pending(agent_cred_not_before(l->b.cred),
 	    agent_cred_not_after(l->b.cred), time(NULL));
@@ -158,7 +159,7 @@ ls_map_pending(const struct ls *l)
 
 /* The held 403 becomes the client's answer after all. */
 static void
-ls_release(struct ls_conn *c)
+agent_listen_release(struct agent_listen_conn *c)
 {
 	c->holding = 0;
 	c->resp_started = 1;
@@ -168,18 +169,18 @@ ls_release(struct ls_conn *c)
 
 /* A 403 while the certificate is new may be the gateway not knowing the agent yet:
  * the answer is held back (small, as refusals are) until its body tells, and the
- * request is sent again instead when it does (ls_up_done). */
+ * request is sent again instead when it does (agent_listen_up_done). */
 static int
-ls_up_head(void *arg, const struct agent_http_resp *r)
+agent_listen_up_head(void *arg, const struct agent_http_resp *r)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 	struct evbuffer *out;
 	const char *cl = NULL;
 	size_t i;
 
 	if (c->l->draining)
 		c->keep_alive = 0;     /* this answer is the connection's last */
-	c->holding = r->status == 403 && c->replayable && ls_map_pending(c->l);
+	c->holding = r->status == 403 && c->replayable && agent_listen_map_pending(c->l);
 	out = c->holding ? c->held : bufferevent_get_output(c->bev);
 	evbuffer_drain(c->held, evbuffer_get_length(c->held));
 	buf_reset(&c->held_body);
@@ -189,8 +190,9 @@ ls_up_head(void *arg, const struct agent_http_resp *r)
 	for (i = 0; i < r->nh; i++) {
 		if (strcasecmp(r->h[i].name, "Content-Length") == 0)
 			cl = r->h[i].value;
-		else if (ls_listed(ls_resp_headers, sizeof(ls_resp_headers) /
-		    sizeof(ls_resp_headers[0]), r->h[i].name))
+		else if (agent_listen_listed(agent_listen_resp_headers,
+		    sizeof(agent_listen_resp_headers) /
+		    sizeof(agent_listen_resp_headers[0]), r->h[i].name))
 			evbuffer_add_printf(out, "%s: %s\r\n", r->h[i].name, r->h[i].value);
 	}
 	c->no_body = r->status == 204 || r->status == 304;
@@ -210,14 +212,14 @@ ls_up_head(void *arg, const struct agent_http_resp *r)
 }
 
 static int
-ls_up_body(void *arg, const char *p, size_t n)
+agent_listen_up_body(void *arg, const char *p, size_t n)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
 	if (c->holding && (c->held_body.len + n > LS_HOLD_MAX ||
 	    buf_add(&c->held_body, p, n) == -1))
-		ls_release(c);         /* too large for the refusal it would be */
+		agent_listen_release(c);         /* too large for the refusal it would be */
 	if (c->holding)
 		out = c->held;
 	else if (evbuffer_get_length(out) > LS_OUT_HIGH) {
@@ -236,9 +238,9 @@ ls_up_body(void *arg, const char *p, size_t n)
 }
 
 static ssize_t
-ls_up_send(void *arg, char *p, size_t n)
+agent_listen_up_send(void *arg, char *p, size_t n)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 	size_t have = evbuffer_get_length(c->body);
 	int got;
 
@@ -265,18 +267,18 @@ ls_up_send(void *arg, char *p, size_t n)
 
 /* The request is answered: the next one may be read (not while draining). */
 static void
-ls_request_end(struct ls_conn *c)
+agent_listen_request_end(struct agent_listen_conn *c)
 {
 	struct timeval idle = { LS_IDLE_S, 0 };
 
 	c->busy = 0;
 	c->up = NULL;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
-	ls_forget(c);
+	agent_listen_forget(c);
 	if (!c->keep_alive || !c->body_done || c->l->draining) {
 		c->close_after = 1;
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			ls_conn_free(c);
+			agent_listen_conn_free(c);
 		return;
 	}
 	bufferevent_set_timeouts(c->bev, &idle, NULL);
@@ -285,14 +287,14 @@ ls_request_end(struct ls_conn *c)
 }
 
 static void
-ls_up_done(void *arg, enum agent_http_result res, const char *msg)
+agent_listen_up_done(void *arg, enum agent_http_result res, const char *msg)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char text[600];
 
 	c->up = NULL;
-	if (c->holding && res == AGENT_HTTP_OK && c->replayable && ls_map_pending(c->l) &&
+	if (c->holding && res == AGENT_HTTP_OK && c->replayable && agent_listen_map_pending(c->l) &&
 	    agent_msg_unmapped(c->held_body.p, c->held_body.len)) {
 		struct timeval tv = { 0, LS_MAP_POLL_MS * 1000 };
 
@@ -309,7 +311,7 @@ ls_up_done(void *arg, enum agent_http_result res, const char *msg)
 	}
 	if (c->holding) {
 		if (res == AGENT_HTTP_OK)
-			ls_release(c);
+			agent_listen_release(c);
 		else {
 			c->holding = 0;
 			evbuffer_drain(c->held, evbuffer_get_length(c->held));
@@ -319,7 +321,7 @@ ls_up_done(void *arg, enum agent_http_result res, const char *msg)
 	if (res == AGENT_HTTP_OK) {
 		if (c->chunked)
 			evbuffer_add(out, "0\r\n\r\n", 5);
-		ls_request_end(c);
+		agent_listen_request_end(c);
 		return;
 	}
 	if (res == AGENT_HTTP_NOT_SENT && !c->resp_started && c->replayable &&
@@ -340,22 +342,23 @@ ls_up_done(void *arg, enum agent_http_result res, const char *msg)
 		    res == AGENT_HTTP_NOT_SENT ? "cannot be reached" : "failed", msg,
 		    *agent_cred_hint(msg) ? " (" : "", agent_cred_hint(msg),
 		    *agent_cred_hint(msg) ? ")" : "");
-		ls_answer(c, 502, MCP_ERR_GATEWAY, text, NULL, c->keep_alive && c->body_done);
-		ls_request_end(c);
+		agent_listen_answer(c, 502, MCP_ERR_GATEWAY, text, NULL,
+		    c->keep_alive && c->body_done);
+		agent_listen_request_end(c);
 		return;
 	}
 	/* Part of the answer is out: only closing tells the client it is cut. */
 	c->keep_alive = 0;
-	ls_request_end(c);
+	agent_listen_request_end(c);
 }
 
 /* ------------------------------------------------------------------------- */
 /* The client side */
 
 static int
-ls_on_begin(void *arg)
+agent_listen_on_begin(void *arg)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
 	c->busy = 1;
 	c->body_done = c->send_paused = c->recv_paused = 0;
@@ -365,7 +368,7 @@ ls_on_begin(void *arg)
 
 /* Checks a request head; 0, or the status of a local refusal (msg set). */
 static int
-ls_check(struct ls_conn *c, const struct http_msg *m, const char **msg,
+agent_listen_check(struct agent_listen_conn *c, const struct http_msg *m, const char **msg,
     const char **extra)
 {
 	const char *host, *origin, *ct, *q;
@@ -410,7 +413,7 @@ ls_check(struct ls_conn *c, const struct http_msg *m, const char **msg,
 }
 
 static void
-ls_forget(struct ls_conn *c)
+agent_listen_forget(struct agent_listen_conn *c)
 {
 	size_t i;
 
@@ -431,11 +434,12 @@ ls_forget(struct ls_conn *c)
 
 /* Starts (or starts again) the request to the gateway. Returns 0/-1. */
 static int
-ls_up_start(struct ls_conn *c)
+agent_listen_up_start(struct agent_listen_conn *c)
 {
 	static const struct agent_http_cbs cbs = {
-		.on_head = ls_up_head, .on_body = ls_up_body, .on_send = ls_up_send,
-		.on_done = ls_up_done,
+		.on_head = agent_listen_up_head, .on_body = agent_listen_up_body,
+		    .on_send = agent_listen_up_send,
+		.on_done = agent_listen_up_done,
 	};
 	struct agent_http_spec spec = { 0 };
 
@@ -452,43 +456,45 @@ ls_up_start(struct ls_conn *c)
 }
 
 static void
-ls_retry_cb(evutil_socket_t fd, short what, void *arg)
+agent_listen_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
-	if (ls_up_start(c) == -1) {
-		ls_answer(c, 502, MCP_ERR_GATEWAY, "certgate agent: cannot start the request "
+	if (agent_listen_up_start(c) == -1) {
+		agent_listen_answer(c, 502, MCP_ERR_GATEWAY,
+		    "certgate agent: cannot start the request "
 		    "(out of memory)", NULL, 0);
-		ls_request_end(c);
+		agent_listen_request_end(c);
 	}
 }
 
 static int
-ls_on_headers(void *arg, struct http_msg *m)
+agent_listen_on_headers(void *arg, struct http_msg *m)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 	const char *msg, *extra;
 	size_t i, n = 0;
 	int status, accept = 0, oom = 0;
 
 	c->http10 = m->major == 1 && m->minor == 0;
 	c->keep_alive = m->keep_alive;
-	if ((status = ls_check(c, m, &msg, &extra)) != 0) {
+	if ((status = agent_listen_check(c, m, &msg, &extra)) != 0) {
 		/* 404s are mostly OAuth discovery probes of clients such as mcp-remote. */
 		log_msg(status == 404 ? LOG_LVL_DEBUG : LOG_LVL_INFO, __func__,
 		    "%s: %s %s refused (%d): %s", c->peer, m->method_str, m->url, status, msg);
-		ls_answer(c, status, MCP_ERR_INVALID, msg, extra, 0);
+		agent_listen_answer(c, status, MCP_ERR_INVALID, msg, extra, 0);
 		return -1;
 	}
-	ls_forget(c);
+	agent_listen_forget(c);
 	if ((c->up_hdrs = calloc(m->nh + 2, sizeof(*c->up_hdrs))) == NULL ||
 	    asprintf(&c->up_url, "%s%s", c->l->b.url.origin, m->url) == -1) {
 		c->up_url = NULL;
 		oom = 1;
 	}
 	for (i = 0; !oom && i < m->nh; i++) {
-		if (!ls_listed(ls_req_headers, sizeof(ls_req_headers) /
-		    sizeof(ls_req_headers[0]), m->h[i].name))
+		if (!agent_listen_listed(agent_listen_req_headers,
+		    sizeof(agent_listen_req_headers) /
+		    sizeof(agent_listen_req_headers[0]), m->h[i].name))
 			continue;
 		accept |= strcasecmp(m->h[i].name, "Accept") == 0;
 		if (asprintf(&c->up_hdrs[n], "%s: %s", m->h[i].name, m->h[i].value) == -1) {
@@ -506,8 +512,9 @@ ls_on_headers(void *arg, struct http_msg *m)
 	c->replayable = 1;
 	c->tries = 0;
 	c->first_try = time(NULL);
-	if (oom || ls_up_start(c) == -1) {
-		ls_answer(c, 502, MCP_ERR_GATEWAY, "certgate agent: cannot start the request "
+	if (oom || agent_listen_up_start(c) == -1) {
+		agent_listen_answer(c, 502, MCP_ERR_GATEWAY,
+		    "certgate agent: cannot start the request "
 		    "(out of memory)", NULL, 0);
 		return -1;
 	}
@@ -517,9 +524,9 @@ ls_on_headers(void *arg, struct http_msg *m)
 }
 
 static int
-ls_on_body(void *arg, const char *p, size_t n)
+agent_listen_on_body(void *arg, const char *p, size_t n)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
 	if (evbuffer_add(c->body, p, n) == -1)
 		return -1;
@@ -531,9 +538,9 @@ ls_on_body(void *arg, const char *p, size_t n)
 }
 
 static int
-ls_on_complete(void *arg, struct http_msg *m)
+agent_listen_on_complete(void *arg, struct http_msg *m)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
 	c->body_done = 1;
 	if (c->send_paused) {
@@ -545,7 +552,7 @@ ls_on_complete(void *arg, struct http_msg *m)
 
 /* Feeds buffered client bytes to the reader while it may take them. */
 static void
-ls_feed(struct ls_conn *c)
+agent_listen_feed(struct agent_listen_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct evbuffer_iovec v;
@@ -565,12 +572,12 @@ ls_feed(struct ls_conn *c)
 			if (!c->resp_started && http_reader_status(c->rd) != 0) {
 				log_info("%s: bad request: %s", c->peer,
 				    http_reader_reason(c->rd));
-				ls_answer(c, http_reader_status(c->rd), MCP_ERR_INVALID,
+				agent_listen_answer(c, http_reader_status(c->rd), MCP_ERR_INVALID,
 				    http_reader_reason(c->rd), NULL, 0);
 			} else
 				c->close_after = 1;
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-				ls_conn_free(c);
+				agent_listen_conn_free(c);
 			return;
 		}
 		evbuffer_drain(in, (size_t)k);
@@ -578,24 +585,24 @@ ls_feed(struct ls_conn *c)
 }
 
 static void
-ls_kick_cb(evutil_socket_t fd, short what, void *arg)
+agent_listen_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	ls_feed(arg);
+	agent_listen_feed(arg);
 }
 
 static void
-ls_read_cb(struct bufferevent *bev, void *arg)
+agent_listen_read_cb(struct bufferevent *bev, void *arg)
 {
-	ls_feed(arg);
+	agent_listen_feed(arg);
 }
 
 static void
-ls_write_cb(struct bufferevent *bev, void *arg)
+agent_listen_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
 	if (c->close_after && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		ls_conn_free(c);
+		agent_listen_conn_free(c);
 		return;
 	}
 	if (c->recv_paused) {
@@ -605,9 +612,9 @@ ls_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-ls_event_cb(struct bufferevent *bev, short what, void *arg)
+agent_listen_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct ls_conn *c = arg;
+	struct agent_listen_conn *c = arg;
 
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug("%s: idle for %d s: closed", c->peer, LS_IDLE_S);
@@ -615,11 +622,11 @@ ls_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_msg(c->resp_started ? LOG_LVL_DEBUG : LOG_LVL_INFO, __func__,
 		    "%s: the client closed the connection%s", c->peer, c->up != NULL ?
 		    "; the request to the gateway is dropped" : "");
-	ls_conn_free(c);
+	agent_listen_conn_free(c);
 }
 
 static void
-ls_conn_free(struct ls_conn *c)
+agent_listen_conn_free(struct agent_listen_conn *c)
 {
 	struct ls *l = c->l;
 
@@ -631,7 +638,7 @@ ls_conn_free(struct ls_conn *c)
 		log_info("every request in flight was answered: stopping");
 		event_base_loopexit(l->b.base, NULL);
 	}
-	ls_forget(c);
+	agent_listen_forget(c);
 	bufferevent_free(c->bev);
 	http_reader_free(c->rd);
 	event_free(c->kick);
@@ -644,17 +651,17 @@ ls_conn_free(struct ls_conn *c)
 }
 
 static void
-ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+agent_listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
 	static const struct http_cbs cbs = {
-		.on_begin = ls_on_begin, .on_headers = ls_on_headers,
-		.on_body = ls_on_body, .on_complete = ls_on_complete,
+		.on_begin = agent_listen_on_begin, .on_headers = agent_listen_on_headers,
+		.on_body = agent_listen_on_body, .on_complete = agent_listen_on_complete,
 	};
 	struct http_limits lim = { 16384, 100, LS_MAX_BODY };
 	struct timeval idle = { LS_IDLE_S, 0 };
 	struct ls *l = arg;
-	struct ls_conn *c;
+	struct agent_listen_conn *c;
 	char host[48] = "?";
 
 	if (l->nconns >= LS_MAX_CONNS) {
@@ -683,8 +690,8 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 	}
 	fd = -1;
 	if ((c->rd = http_reader_new(1, &lim, &cbs, c)) == NULL ||
-	    (c->kick = event_new(l->b.base, -1, 0, ls_kick_cb, c)) == NULL ||
-	    (c->retry_ev = evtimer_new(l->b.base, ls_retry_cb, c)) == NULL ||
+	    (c->kick = event_new(l->b.base, -1, 0, agent_listen_kick_cb, c)) == NULL ||
+	    (c->retry_ev = evtimer_new(l->b.base, agent_listen_retry_cb, c)) == NULL ||
 	    (c->body = evbuffer_new()) == NULL || (c->sent = evbuffer_new()) == NULL ||
 	    (c->held = evbuffer_new()) == NULL) {
 		http_reader_free(c->rd);
@@ -702,7 +709,8 @@ ls_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa
 	}
 	TAILQ_INSERT_TAIL(&l->conns, c, link);
 	l->nconns++;
-	bufferevent_setcb(c->bev, ls_read_cb, ls_write_cb, ls_event_cb, c);
+	bufferevent_setcb(c->bev, agent_listen_read_cb, agent_listen_write_cb,
+	    agent_listen_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, LS_IN_WATERMARK);
 	bufferevent_setwatermark(c->bev, EV_WRITE, LS_OUT_LOW, 0);
 	bufferevent_set_timeouts(c->bev, &idle, NULL);
@@ -718,7 +726,7 @@ fail:
  * answer has not ended, other than a GET stream, and an answer still being written
  * to a client before its connection closes. */
 static int
-ls_in_flight(struct ls_conn *c)
+agent_listen_in_flight(struct agent_listen_conn *c)
 {
 	if (c->close_after)
 		return evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
@@ -727,7 +735,7 @@ ls_in_flight(struct ls_conn *c)
 }
 
 static void
-ls_grace_cb(evutil_socket_t fd, short what, void *arg)
+agent_listen_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ls *l = arg;
 
@@ -737,11 +745,11 @@ ls_grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-ls_signal_cb(evutil_socket_t sig, short what, void *arg)
+agent_listen_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct timeval tv = { 0, 0 };
 	struct ls *l = arg;
-	struct ls_conn *c, *next;
+	struct agent_listen_conn *c, *next;
 	size_t busy = 0;
 
 	if (l->draining) {
@@ -756,13 +764,13 @@ ls_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	for (c = TAILQ_FIRST(&l->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (ls_in_flight(c)) {
+		if (agent_listen_in_flight(c)) {
 			busy++;
 			continue;
 		}
 		if (c->busy && c->up_url != NULL)
 			log_debug("%s: GET stream closed for the shutdown", c->peer);
-		ls_conn_free(c);
+		agent_listen_conn_free(c);
 	}
 	l->draining = 1;
 	if (busy == 0) {
@@ -783,7 +791,7 @@ agent_listen_run(const struct agent_listen_args *a)
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct ls l;
-	struct ls_conn *c;
+	struct agent_listen_conn *c;
 	char err[300];
 	const char *q;
 	int rc = 1;
@@ -814,16 +822,16 @@ agent_listen_run(const struct agent_listen_args *a)
 	if ((l.path = strndup(l.b.url.path, q ? (size_t)(q - l.b.url.path) :
 	    strlen(l.b.url.path))) == NULL)
 		goto done;
-	l.lev = evconnlistener_new_bind(l.b.base, ls_accept_cb, &l,
+	l.lev = evconnlistener_new_bind(l.b.base, agent_listen_accept_cb, &l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
 	    (struct sockaddr *)&ss, (int)sslen);
 	if (l.lev == NULL) {
 		log_err("agent listen: cannot listen on %s: %s", a->listen, strerror(errno));
 		goto done;
 	}
-	if ((l.sig_term = evsignal_new(l.b.base, SIGTERM, ls_signal_cb, &l)) == NULL ||
-	    (l.sig_int = evsignal_new(l.b.base, SIGINT, ls_signal_cb, &l)) == NULL ||
-	    (l.grace_ev = evtimer_new(l.b.base, ls_grace_cb, &l)) == NULL ||
+	if ((l.sig_term = evsignal_new(l.b.base, SIGTERM, agent_listen_signal_cb, &l)) == NULL ||
+	    (l.sig_int = evsignal_new(l.b.base, SIGINT, agent_listen_signal_cb, &l)) == NULL ||
+	    (l.grace_ev = evtimer_new(l.b.base, agent_listen_grace_cb, &l)) == NULL ||
 	    event_add(l.sig_term, NULL) == -1 || event_add(l.sig_int, NULL) == -1) {
 		log_err("agent listen: out of memory");
 		goto done;
@@ -835,7 +843,7 @@ agent_listen_run(const struct agent_listen_args *a)
 done:
 	l.draining = 0;
 	while ((c = TAILQ_FIRST(&l.conns)) != NULL)
-		ls_conn_free(c);
+		agent_listen_conn_free(c);
 	if (l.lev != NULL)
 		evconnlistener_free(l.lev);
 	if (l.sig_term != NULL)

@@ -48,7 +48,7 @@
 #define ST_SNIPPET        512
 #define ST_MAP_POLL_MS    500          /* the gateway loading a new agent */
 
-enum st_sess {
+enum agent_stdio_sess {
 	SESS_NONE = 0,    /* no initialize seen (or it failed) */
 	SESS_INIT,        /* the client's initialize is in flight: others wait */
 	SESS_READY,
@@ -56,9 +56,9 @@ enum st_sess {
 	SESS_LOST,        /* re-opening failed: the next message tries again */
 };
 
-enum st_body { BODY_NONE = 0, BODY_JSON, BODY_SSE, BODY_OTHER };
+enum agent_stdio_body { BODY_NONE = 0, BODY_JSON, BODY_SSE, BODY_OTHER };
 
-enum st_get {
+enum agent_stdio_get {
 	GET_OFF = 0,
 	GET_CONNECTING,
 	GET_OPEN,
@@ -66,11 +66,11 @@ enum st_get {
 	GET_UNSUPPORTED,  /* 405: the server has no GET stream */
 };
 
-enum st_later { LATER_NONE = 0, LATER_SEND, LATER_RESUME, LATER_FREE };
+enum agent_stdio_later { LATER_NONE = 0, LATER_SEND, LATER_RESUME, LATER_FREE };
 
 struct st;
 
-struct st_post {
+struct agent_stdio_post {
 	struct st *s;
 	struct agent_http_req *req;
 	char *body;
@@ -86,42 +86,42 @@ struct st_post {
 	int finish;               /* everything answered on a resumed stream */
 	char *sent_session;
 	int status;
-	enum st_body kind;
+	enum agent_stdio_body kind;
 	struct buf body_in;       /* JSON answer, or a snippet of another one */
 	struct agent_sse *sse;
 	unsigned attempts;
 	unsigned map_waits;       /* re-sent while the gateway loads a new agent */
 	time_t first;
-	enum st_later later;
+	enum agent_stdio_later later;
 	struct event *later_ev;
 	int queued;
-	TAILQ_ENTRY(st_post) link;
+	TAILQ_ENTRY(agent_stdio_post) link;
 };
 
-TAILQ_HEAD(st_posts, st_post);
+TAILQ_HEAD(agent_stdio_posts, agent_stdio_post);
 
 struct st {
 	struct agent_bridge b;
 	struct agent_lines *io;   /* stdin and stdout */
 	int in_eof, out_broken;
 	/* session */
-	enum st_sess sess;
+	enum agent_stdio_sess sess;
 	char *session_id;
 	char *protocol;
 	json_t *init_root;
 	int client_initialized;
 	unsigned reinit_n, reinit_seq;
 	time_t reinit_t0;
-	struct st_posts queue, posts;
+	struct agent_stdio_posts queue, posts;
 	size_t nqueue, nposts;
 	/* GET stream */
-	enum st_get get;
+	enum agent_stdio_get get;
 	struct agent_http_req *get_req;
 	struct agent_sse *get_sse;
 	char *get_last_id;
 	unsigned get_attempt;
 	int get_paused, get_status;
-	enum st_body get_kind;
+	enum agent_stdio_body get_kind;
 	struct event *get_timer;
 	/* the end */
 	int closing;              /* 1: stdin ended, draining; 2: at once */
@@ -129,34 +129,34 @@ struct st {
 	struct event *sig_term, *sig_int;
 };
 
-static void st_send(struct st *s, struct st_post *p);
-static void st_reinit(struct st *s);
-static void st_get_start(struct st *s);
-static void st_get_stop(struct st *s, int new_session);
-static void st_maybe_end(struct st *s);
-static void st_post_free(struct st_post *p);
-static void st_flush_queue(struct st *s);
+static void agent_stdio_send(struct st *s, struct agent_stdio_post *p);
+static void agent_stdio_reinit(struct st *s);
+static void agent_stdio_get_start(struct st *s);
+static void agent_stdio_get_stop(struct st *s, int new_session);
+static void agent_stdio_maybe_end(struct st *s);
+static void agent_stdio_post_free(struct agent_stdio_post *p);
+static void agent_stdio_flush_queue(struct st *s);
 
 /* ------------------------------------------------------------------------- */
 /* stdout */
 
 static int
-st_out_full(const struct st *s)
+agent_stdio_out_full(const struct st *s)
 {
 	return s->io != NULL && agent_lines_out_full(s->io);
 }
 
 static void
-st_in_more(struct st *s)
+agent_stdio_in_more(struct st *s)
 {
 	if (s->closing != 2 && s->io != NULL)
 		agent_lines_poll(s->io);
 }
 
 static void
-st_resume_all(struct st *s)
+agent_stdio_resume_all(struct st *s)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	TAILQ_FOREACH(p, &s->posts, link)
 		if (p->paused) {
@@ -167,15 +167,15 @@ st_resume_all(struct st *s)
 		s->get_paused = 0;
 		agent_http_resume_recv(s->get_req);
 	}
-	st_in_more(s);
+	agent_stdio_in_more(s);
 }
 
 static void
-st_end(struct st *s, int at_once);
+agent_stdio_end(struct st *s, int at_once);
 
 /* Queues one complete line (one message). */
 static void
-st_out_line(struct st *s, const struct buf *line)
+agent_stdio_out_line(struct st *s, const struct buf *line)
 {
 	if (s->out_broken || line->len == 0 || s->io == NULL)
 		return;
@@ -183,19 +183,19 @@ st_out_line(struct st *s, const struct buf *line)
 }
 
 static void
-st_out_error(struct st *s, json_t *id, int code, const char *msg)
+agent_stdio_out_error(struct st *s, json_t *id, int code, const char *msg)
 {
 	struct buf line;
 
 	buf_init(&line);
 	if (agent_msg_error_line(id, code, msg, &line) == 0)
-		st_out_line(s, &line);
+		agent_stdio_out_line(s, &line);
 	buf_free(&line);
 }
 
 /* JSON-RPC errors for every request of p still waiting, then nothing waits. */
 static void
-st_fail_pending(struct st_post *p, const char *msg)
+agent_stdio_fail_pending(struct agent_stdio_post *p, const char *msg)
 {
 	size_t i;
 
@@ -203,7 +203,8 @@ st_fail_pending(struct st_post *p, const char *msg)
 		return;
 	if (!p->internal)
 		for (i = 0; i < json_array_size(p->ids); i++)
-			st_out_error(p->s, json_array_get(p->ids, i), MCP_ERR_GATEWAY, msg);
+			agent_stdio_out_error(p->s, json_array_get(p->ids, i),
+			    MCP_ERR_GATEWAY, msg);
 	json_array_clear(p->ids);
 }
 
@@ -211,7 +212,7 @@ st_fail_pending(struct st_post *p, const char *msg)
 /* Messages from the gateway */
 
 static void
-st_answered(struct st_post *p, const struct agent_msg *m)
+agent_stdio_answered(struct agent_stdio_post *p, const struct agent_msg *m)
 {
 	json_t *rid;
 	size_t i;
@@ -226,7 +227,7 @@ st_answered(struct st_post *p, const struct agent_msg *m)
 
 /* One message from the gateway, on p's answer (NULL: the GET stream). */
 static void
-st_server_msg(struct st *s, struct st_post *p, const char *data, size_t len)
+agent_stdio_server_msg(struct st *s, struct agent_stdio_post *p, const char *data, size_t len)
 {
 	struct agent_msg m;
 	struct buf line;
@@ -250,13 +251,13 @@ st_server_msg(struct st *s, struct st_post *p, const char *data, size_t len)
 	if (p == NULL || !p->internal) {
 		buf_init(&line);
 		if (agent_msg_line(data, len, &line) == 0)
-			st_out_line(s, &line);
+			agent_stdio_out_line(s, &line);
 		else
 			log_err("out of memory: a message to the client was lost");
 		buf_free(&line);
 	}
 	if (p != NULL && parsed) {
-		st_answered(p, &m);
+		agent_stdio_answered(p, &m);
 		if (p->resuming && json_array_size(p->ids) == 0)
 			p->finish = 1;
 		/* The answer is out: what the client sends next need not wait for the
@@ -264,7 +265,7 @@ st_server_msg(struct st *s, struct st_post *p, const char *data, size_t len)
 		if (p->initialize && !p->internal && json_array_size(p->ids) == 0 &&
 		    s->sess == SESS_INIT) {
 			s->sess = SESS_READY;
-			st_flush_queue(s);
+			agent_stdio_flush_queue(s);
 		}
 	}
 	agent_msg_free(&m);
@@ -274,15 +275,15 @@ st_server_msg(struct st *s, struct st_post *p, const char *data, size_t len)
 /* Posts */
 
 static void
-st_post_later_cb(evutil_socket_t fd, short what, void *arg);
+agent_stdio_post_later_cb(evutil_socket_t fd, short what, void *arg);
 
-static struct st_post *
-st_post_new(struct st *s, const char *body, size_t len)
+static struct agent_stdio_post *
+agent_stdio_post_new(struct st *s, const char *body, size_t len)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->body = malloc(len + 1)) == NULL ||
-	    (p->later_ev = evtimer_new(s->b.base, st_post_later_cb, p)) == NULL) {
+	    (p->later_ev = evtimer_new(s->b.base, agent_stdio_post_later_cb, p)) == NULL) {
 		if (p != NULL) {
 			free(p->body);
 			free(p);
@@ -300,7 +301,7 @@ st_post_new(struct st *s, const char *body, size_t len)
 }
 
 static void
-st_post_free(struct st_post *p)
+agent_stdio_post_free(struct agent_stdio_post *p)
 {
 	struct st *s = p->s;
 
@@ -321,12 +322,12 @@ st_post_free(struct st_post *p)
 	free(p->sent_session);
 	free(p->body);
 	free(p);
-	st_in_more(s);
-	st_maybe_end(s);
+	agent_stdio_in_more(s);
+	agent_stdio_maybe_end(s);
 }
 
 static void
-st_post_later(struct st_post *p, enum st_later what, long ms)
+agent_stdio_post_later(struct agent_stdio_post *p, enum agent_stdio_later what, long ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -335,7 +336,7 @@ st_post_later(struct st_post *p, enum st_later what, long ms)
 }
 
 static void
-st_enqueue(struct st *s, struct st_post *p, int front)
+agent_stdio_enqueue(struct st *s, struct agent_stdio_post *p, int front)
 {
 	if (front)
 		TAILQ_INSERT_HEAD(&s->queue, p, link);
@@ -346,9 +347,9 @@ st_enqueue(struct st *s, struct st_post *p, int front)
 }
 
 static void
-st_flush_queue(struct st *s)
+agent_stdio_flush_queue(struct st *s)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	while ((s->sess == SESS_READY || s->sess == SESS_NONE) &&
 	    (p = TAILQ_FIRST(&s->queue)) != NULL) {
@@ -357,14 +358,14 @@ st_flush_queue(struct st *s)
 		p->queued = 0;
 		TAILQ_INSERT_TAIL(&s->posts, p, link);
 		s->nposts++;
-		st_send(s, p);
+		agent_stdio_send(s, p);
 	}
 }
 
 static int
-st_post_head(void *arg, const struct agent_http_resp *r)
+agent_stdio_post_head(void *arg, const struct agent_http_resp *r)
 {
-	struct st_post *p = arg;
+	struct agent_stdio_post *p = arg;
 	struct st *s = p->s;
 	const char *ct = agent_http_resp_get(r, "Content-Type"), *sid;
 
@@ -390,33 +391,33 @@ st_post_head(void *arg, const struct agent_http_resp *r)
 }
 
 static int
-st_post_event(void *arg, const struct agent_sse_event *ev)
+agent_stdio_post_event(void *arg, const struct agent_sse_event *ev)
 {
-	struct st_post *p = arg;
+	struct agent_stdio_post *p = arg;
 
 	if (strcmp(ev->type, "message") == 0 && ev->len > 0)
-		st_server_msg(p->s, p, ev->data, ev->len);
+		agent_stdio_server_msg(p->s, p, ev->data, ev->len);
 	return 0;
 }
 
 static int
-st_post_body(void *arg, const char *d, size_t n)
+agent_stdio_post_body(void *arg, const char *d, size_t n)
 {
-	struct st_post *p = arg;
+	struct agent_stdio_post *p = arg;
 
-	if (!p->internal && st_out_full(p->s)) {
+	if (!p->internal && agent_stdio_out_full(p->s)) {
 		p->paused = 1;
 		return AGENT_HTTP_PAUSE;
 	}
 	switch (p->kind) {
 	case BODY_SSE:
-		if (agent_sse_feed(p->sse, d, n, st_post_event, p) == -1) {
+		if (agent_sse_feed(p->sse, d, n, agent_stdio_post_event, p) == -1) {
 			log_err("the gateway's event stream broke: %s",
 			    agent_sse_error(p->sse));
 			return -1;
 		}
 		if (p->finish && p->later == LATER_NONE)
-			st_post_later(p, LATER_FREE, 0);
+			agent_stdio_post_later(p, LATER_FREE, 0);
 		return 0;
 	case BODY_JSON:
 		if (buf_add(&p->body_in, d, n) == -1) {
@@ -434,7 +435,7 @@ st_post_body(void *arg, const char *d, size_t n)
 
 /* "HTTP 403: first line of the body", for error messages. */
 static void
-st_describe(const struct st_post *p, char *out, size_t outlen)
+agent_stdio_describe(const struct agent_stdio_post *p, char *out, size_t outlen)
 {
 	size_t i, o;
 	int k;
@@ -457,7 +458,7 @@ st_describe(const struct st_post *p, char *out, size_t outlen)
 
 /* A refusal with a JSON-RPC body: pass on what answers our requests. */
 static void
-st_forward_refusal(struct st_post *p)
+agent_stdio_forward_refusal(struct agent_stdio_post *p)
 {
 	struct agent_msg m;
 	char err[128];
@@ -478,46 +479,47 @@ st_forward_refusal(struct st_post *p)
 			if (agent_msg_id_index(p->ids, json_array_get(m.response_ids, i)) < 0)
 				all = 0;
 		if (all)
-			st_server_msg(p->s, p, p->body_in.p, p->body_in.len);
+			agent_stdio_server_msg(p->s, p, p->body_in.p, p->body_in.len);
 	}
 	agent_msg_free(&m);
 }
 
 static void
-st_reinit_failed(struct st *s, const char *why)
+agent_stdio_reinit_failed(struct st *s, const char *why)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	log_err("could not open a new session with the gateway: %s; the next message "
 	    "tries again", why);
 	s->sess = SESS_LOST;
 	while ((p = TAILQ_FIRST(&s->queue)) != NULL) {
-		st_fail_pending(p, "the gateway lost the MCP session and a new one could "
+		agent_stdio_fail_pending(p,
+		    "the gateway lost the MCP session and a new one could "
 		    "not be opened");
-		st_post_free(p);
+		agent_stdio_post_free(p);
 	}
 }
 
 /* The end of an internal exchange of a session re-opening. */
 static void
-st_internal_done(struct st *s, struct st_post *p, int ok, const char *why)
+agent_stdio_internal_done(struct st *s, struct agent_stdio_post *p, int ok, const char *why)
 {
-	struct st_post *n;
+	struct agent_stdio_post *n;
 	char msg[300];
 
 	if (!ok) {
-		st_reinit_failed(s, why);
+		agent_stdio_reinit_failed(s, why);
 		return;
 	}
 	if (p->initialize) {
 		if (!p->init_ok) {
-			st_reinit_failed(s, "initialize got no result");
+			agent_stdio_reinit_failed(s, "initialize got no result");
 			return;
 		}
 		snprintf(msg, sizeof(msg),
 		    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
-		if ((n = st_post_new(s, msg, strlen(msg))) == NULL) {
-			st_reinit_failed(s, "out of memory");
+		if ((n = agent_stdio_post_new(s, msg, strlen(msg))) == NULL) {
+			agent_stdio_reinit_failed(s, "out of memory");
 			return;
 		}
 		n->internal = n->initialized = 1;
@@ -525,24 +527,24 @@ st_internal_done(struct st *s, struct st_post *p, int ok, const char *why)
 			free(n->body);
 			event_free(n->later_ev);
 			free(n);
-			st_reinit_failed(s, "out of memory");
+			agent_stdio_reinit_failed(s, "out of memory");
 			return;
 		}
 		TAILQ_INSERT_TAIL(&s->posts, n, link);
 		s->nposts++;
-		st_send(s, n);
+		agent_stdio_send(s, n);
 		return;
 	}
 	log_info("opened a new MCP session %s with the gateway; resending %zu message(s)",
 	    s->session_id ? s->session_id : "(none)", s->nqueue);
 	s->sess = SESS_READY;
-	st_flush_queue(s);
-	st_get_start(s);
+	agent_stdio_flush_queue(s);
+	agent_stdio_get_start(s);
 }
 
 /* 404 for a session the gateway no longer knows. Returns 1 when p was requeued. */
 static int
-st_session_lost(struct st *s, struct st_post *p)
+agent_stdio_session_lost(struct st *s, struct agent_stdio_post *p)
 {
 	if (p->initialize || p->internal || p->sent_session == NULL)
 		return 0;
@@ -551,13 +553,13 @@ st_session_lost(struct st *s, struct st_post *p)
 		/* A newer session exists already: just send again. */
 		free(p->sent_session);
 		p->sent_session = NULL;
-		st_post_later(p, LATER_SEND, 0);
+		agent_stdio_post_later(p, LATER_SEND, 0);
 		return 1;
 	}
 	TAILQ_REMOVE(&s->posts, p, link);
 	s->nposts--;
-	st_enqueue(s, p, 1);
-	st_reinit(s);
+	agent_stdio_enqueue(s, p, 1);
+	agent_stdio_reinit(s);
 	return 1;
 }
 
@@ -566,7 +568,7 @@ st_session_lost(struct st *s, struct st_post *p)
  * again until AGENT_TIME_MAP_WAIT after the issuance. Returns 1 when p was
  * rescheduled. */
 static int
-st_unmapped_retry(struct st *s, struct st_post *p)
+agent_stdio_unmapped_retry(struct st *s, struct agent_stdio_post *p)
 {
 	struct agent_cred *c = s->b.cred;
 	time_t nb = agent_cred_not_before(c), na = agent_cred_not_after(c);
@@ -580,14 +582,14 @@ st_unmapped_retry(struct st *s, struct st_post *p)
 		    "(issued %ld s ago); sending again for up to %d s after its issuance",
 		    agent_cred_serial(c), (long)(time(NULL) - agent_time_issued(nb, na)),
 		    AGENT_TIME_MAP_WAIT);
-	st_post_later(p, LATER_SEND, ST_MAP_POLL_MS);
+	agent_stdio_post_later(p, LATER_SEND, ST_MAP_POLL_MS);
 	return 1;
 }
 
 static void
-st_post_done(void *arg, enum agent_http_result res, const char *msg)
+agent_stdio_post_done(void *arg, enum agent_http_result res, const char *msg)
 {
-	struct st_post *p = arg;
+	struct agent_stdio_post *p = arg;
 	struct st *s = p->s;
 	char why[1024];
 	long delay;
@@ -596,7 +598,7 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 	p->req = NULL;
 	p->paused = 0;
 	if (p->later == LATER_FREE) {
-		st_post_free(p);
+		agent_stdio_post_free(p);
 		return;
 	}
 	if (res == AGENT_HTTP_NOT_SENT && !p->resuming && s->closing != 2 &&
@@ -605,7 +607,7 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 		if (p->attempts++ == 0)
 			log_warn("cannot reach the gateway (%s); retrying for up to %d s",
 			    msg, ST_RETRY_BUDGET_S);
-		st_post_later(p, LATER_SEND, delay);
+		agent_stdio_post_later(p, LATER_SEND, delay);
 		return;
 	}
 	if (res != AGENT_HTTP_OK) {
@@ -614,7 +616,7 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 		    s->closing != 2) {
 			log_info("the answer stream broke (%s); resuming after event %s",
 			    msg, agent_sse_last_id(p->sse));
-			st_post_later(p, LATER_RESUME, 250L << p->attempts);
+			agent_stdio_post_later(p, LATER_RESUME, 250L << p->attempts);
 			p->attempts++;
 			return;
 		}
@@ -622,39 +624,39 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 		    "answer arrived: %s%s%s%s", msg, *agent_cred_hint(msg) ? " (" : "",
 		    agent_cred_hint(msg), *agent_cred_hint(msg) ? ")" : "");
 		if (p->internal)
-			st_internal_done(s, p, 0, why);
+			agent_stdio_internal_done(s, p, 0, why);
 		else
 			log_warn("%s", why);
-		st_fail_pending(p, why);
-		st_post_free(p);
+		agent_stdio_fail_pending(p, why);
+		agent_stdio_post_free(p);
 		return;
 	}
 	ok2xx = p->status / 100 == 2;
 	if (ok2xx && p->kind == BODY_JSON && p->body_in.len > 0)
-		st_server_msg(s, p, p->body_in.p, p->body_in.len);
-	if (p->status == 404 && st_session_lost(s, p))
+		agent_stdio_server_msg(s, p, p->body_in.p, p->body_in.len);
+	if (p->status == 404 && agent_stdio_session_lost(s, p))
 		return;
-	if (st_unmapped_retry(s, p))
+	if (agent_stdio_unmapped_retry(s, p))
 		return;
 	if (p->internal) {
 		snprintf(why, sizeof(why), "HTTP %d", p->status);
-		st_internal_done(s, p, ok2xx, why);
-		st_post_free(p);
+		agent_stdio_internal_done(s, p, ok2xx, why);
+		agent_stdio_post_free(p);
 		return;
 	}
 	if (!ok2xx) {
-		st_describe(p, why, sizeof(why));
-		st_forward_refusal(p);
+		agent_stdio_describe(p, why, sizeof(why));
+		agent_stdio_forward_refusal(p);
 		if (json_array_size(p->ids) > 0)
-			st_fail_pending(p, why);
+			agent_stdio_fail_pending(p, why);
 		else if (p->status != 404 || s->sess != SESS_LOST)
 			log_warn("%s to a %s", why, p->initialized ? "notification" :
 			    "message without a request");
 		if (p->initialize && s->sess == SESS_INIT) {
 			s->sess = SESS_NONE;
-			st_flush_queue(s);
+			agent_stdio_flush_queue(s);
 		}
-		st_post_free(p);
+		agent_stdio_post_free(p);
 		return;
 	}
 	if (json_array_size(p->ids) > 0) {
@@ -662,25 +664,25 @@ st_post_done(void *arg, enum agent_http_result res, const char *msg)
 		    p->attempts < ST_RESUME_TRIES) {
 			log_info("the gateway ended an answer stream early; resuming after "
 			    "event %s", agent_sse_last_id(p->sse));
-			st_post_later(p, LATER_RESUME, 250L << p->attempts);
+			agent_stdio_post_later(p, LATER_RESUME, 250L << p->attempts);
 			p->attempts++;
 			return;
 		}
-		st_fail_pending(p, "the gateway ended the exchange without an answer");
+		agent_stdio_fail_pending(p, "the gateway ended the exchange without an answer");
 	}
 	if (p->initialize && s->sess == SESS_INIT) {
 		s->sess = SESS_READY;
-		st_flush_queue(s);
+		agent_stdio_flush_queue(s);
 	}
 	if (p->initialized) {
 		s->client_initialized = 1;
-		st_get_start(s);
+		agent_stdio_get_start(s);
 	}
-	st_post_free(p);
+	agent_stdio_post_free(p);
 }
 
 static int
-st_headers(struct st *s, char **h, int with_session, const char *accept,
+agent_stdio_headers(struct st *s, char **h, int with_session, const char *accept,
     const char *last_id)
 {
 	int n = 0;
@@ -704,17 +706,18 @@ st_headers(struct st *s, char **h, int with_session, const char *accept,
 }
 
 static void
-st_headers_free(char **h)
+agent_stdio_headers_free(char **h)
 {
 	for (; *h != NULL; h++)
 		free(*h);
 }
 
 static void
-st_send(struct st *s, struct st_post *p)
+agent_stdio_send(struct st *s, struct agent_stdio_post *p)
 {
 	static const struct agent_http_cbs cbs = {
-		.on_head = st_post_head, .on_body = st_post_body, .on_done = st_post_done,
+		.on_head = agent_stdio_post_head, .on_body = agent_stdio_post_body,
+		    .on_done = agent_stdio_post_done,
 	};
 	struct agent_http_spec spec = { 0 };
 	char *h[8] = { NULL };
@@ -733,14 +736,15 @@ st_send(struct st *s, struct st_post *p)
 		    strdup(s->session_id) : NULL;
 	}
 	if (p->resuming)
-		rc = st_headers(s, h, 1, "text/event-stream", agent_sse_last_id(p->sse));
+		rc = agent_stdio_headers(s, h, 1, "text/event-stream", agent_sse_last_id(p->sse));
 	else
-		rc = st_headers(s, h, !p->initialize, "application/json, text/event-stream",
+		rc = agent_stdio_headers(s, h, !p->initialize,
+		    "application/json, text/event-stream",
 		    NULL);
 	if (rc == -1) {
-		st_headers_free(h);
-		st_fail_pending(p, "out of memory in the bridge");
-		st_post_free(p);
+		agent_stdio_headers_free(h);
+		agent_stdio_fail_pending(p, "out of memory in the bridge");
+		agent_stdio_post_free(p);
 		return;
 	}
 	spec.method = p->resuming ? "GET" : "POST";
@@ -751,18 +755,18 @@ st_send(struct st *s, struct st_post *p)
 		spec.body_len = p->len;
 	}
 	p->req = agent_http_start(s->b.http, &spec, &cbs, p);
-	st_headers_free(h);
+	agent_stdio_headers_free(h);
 	if (p->req == NULL) {
-		st_fail_pending(p, "the bridge could not start a request");
-		st_post_free(p);
+		agent_stdio_fail_pending(p, "the bridge could not start a request");
+		agent_stdio_post_free(p);
 	}
 }
 
 static void
-st_post_later_cb(evutil_socket_t fd, short what, void *arg)
+agent_stdio_post_later_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct st_post *p = arg;
-	enum st_later w = p->later;
+	struct agent_stdio_post *p = arg;
+	enum agent_stdio_later w = p->later;
 
 	p->later = LATER_NONE;
 	switch (w) {
@@ -770,18 +774,18 @@ st_post_later_cb(evutil_socket_t fd, short what, void *arg)
 		if (p->s->sess == SESS_REINIT) {
 			TAILQ_REMOVE(&p->s->posts, p, link);
 			p->s->nposts--;
-			st_enqueue(p->s, p, 1);
+			agent_stdio_enqueue(p->s, p, 1);
 			return;
 		}
 		p->resuming = 0;
-		st_send(p->s, p);
+		agent_stdio_send(p->s, p);
 		break;
 	case LATER_RESUME:
 		p->resuming = 1;
-		st_send(p->s, p);
+		agent_stdio_send(p->s, p);
 		break;
 	case LATER_FREE:
-		st_post_free(p);
+		agent_stdio_post_free(p);
 		break;
 	default:
 		break;
@@ -792,10 +796,10 @@ st_post_later_cb(evutil_socket_t fd, short what, void *arg)
 /* Sessions */
 
 static void
-st_reinit(struct st *s)
+agent_stdio_reinit(struct st *s)
 {
 	struct agent_msg m = { 0 };
-	struct st_post *p;
+	struct agent_stdio_post *p;
 	struct buf body;
 	json_t *id = NULL;
 	time_t now = time(NULL);
@@ -805,7 +809,7 @@ st_reinit(struct st *s)
 		return;
 	if (s->init_root == NULL) {
 		s->sess = SESS_LOST;
-		st_reinit_failed(s, "the client's initialize is not known");
+		agent_stdio_reinit_failed(s, "the client's initialize is not known");
 		return;
 	}
 	if (now - s->reinit_t0 > 60) {
@@ -813,14 +817,14 @@ st_reinit(struct st *s)
 		s->reinit_n = 0;
 	}
 	if (++s->reinit_n > ST_REINIT_MAX) {
-		st_reinit_failed(s, "too many new sessions within a minute");
+		agent_stdio_reinit_failed(s, "too many new sessions within a minute");
 		return;
 	}
 	log_warn("the gateway does not know session %s any more (restarted, or the "
 	    "session expired): opening a new one by replaying the client's initialize; "
 	    "server-side state of the old session (subscriptions, log level) is gone",
 	    s->session_id ? s->session_id : "(none)");
-	st_get_stop(s, 1);
+	agent_stdio_get_stop(s, 1);
 	free(s->session_id);
 	s->session_id = NULL;
 	s->sess = SESS_REINIT;
@@ -829,10 +833,10 @@ st_reinit(struct st *s)
 	m.kind = AGENT_MSG_REQUEST;
 	m.root = s->init_root;
 	if ((id = json_string(idtxt)) == NULL || agent_msg_with_id(&m, id, &body) == -1 ||
-	    (p = st_post_new(s, body.p, body.len)) == NULL) {
+	    (p = agent_stdio_post_new(s, body.p, body.len)) == NULL) {
 		json_decref(id);
 		buf_free(&body);
-		st_reinit_failed(s, "out of memory");
+		agent_stdio_reinit_failed(s, "out of memory");
 		return;
 	}
 	buf_free(&body);
@@ -841,30 +845,30 @@ st_reinit(struct st *s)
 	if ((p->ids = json_array()) == NULL || json_array_append(p->ids, id) == -1) {
 		TAILQ_INSERT_TAIL(&s->posts, p, link);
 		s->nposts++;
-		st_post_free(p);
-		st_reinit_failed(s, "out of memory");
+		agent_stdio_post_free(p);
+		agent_stdio_reinit_failed(s, "out of memory");
 		return;
 	}
 	TAILQ_INSERT_TAIL(&s->posts, p, link);
 	s->nposts++;
-	st_send(s, p);
+	agent_stdio_send(s, p);
 }
 
 /* ------------------------------------------------------------------------- */
 /* The GET stream */
 
 static void
-st_get_timer_cb(evutil_socket_t fd, short what, void *arg)
+agent_stdio_get_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct st *s = arg;
 
 	if (s->get == GET_WAIT)
 		s->get = GET_OFF;
-	st_get_start(s);
+	agent_stdio_get_start(s);
 }
 
 static int
-st_get_head(void *arg, const struct agent_http_resp *r)
+agent_stdio_get_head(void *arg, const struct agent_http_resp *r)
 {
 	struct st *s = arg;
 	const char *ct = agent_http_resp_get(r, "Content-Type");
@@ -881,28 +885,28 @@ st_get_head(void *arg, const struct agent_http_resp *r)
 }
 
 static int
-st_get_event(void *arg, const struct agent_sse_event *ev)
+agent_stdio_get_event(void *arg, const struct agent_sse_event *ev)
 {
 	struct st *s = arg;
 
 	if (strcmp(ev->type, "message") == 0 && ev->len > 0)
-		st_server_msg(s, NULL, ev->data, ev->len);
+		agent_stdio_server_msg(s, NULL, ev->data, ev->len);
 	return 0;
 }
 
 static int
-st_get_body(void *arg, const char *d, size_t n)
+agent_stdio_get_body(void *arg, const char *d, size_t n)
 {
 	struct st *s = arg;
 	const char *id;
 
 	if (s->get_kind != BODY_SSE)
 		return 0;
-	if (st_out_full(s)) {
+	if (agent_stdio_out_full(s)) {
 		s->get_paused = 1;
 		return AGENT_HTTP_PAUSE;
 	}
-	if (agent_sse_feed(s->get_sse, d, n, st_get_event, s) == -1) {
+	if (agent_sse_feed(s->get_sse, d, n, agent_stdio_get_event, s) == -1) {
 		log_err("the gateway's GET stream broke: %s", agent_sse_error(s->get_sse));
 		return -1;
 	}
@@ -915,7 +919,7 @@ st_get_body(void *arg, const char *d, size_t n)
 }
 
 static void
-st_get_done(void *arg, enum agent_http_result res, const char *msg)
+agent_stdio_get_done(void *arg, enum agent_http_result res, const char *msg)
 {
 	struct st *s = arg;
 	struct timeval tv;
@@ -936,7 +940,7 @@ st_get_done(void *arg, enum agent_http_result res, const char *msg)
 	}
 	if (res == AGENT_HTTP_OK && s->get_status == 404 && s->session_id != NULL) {
 		s->get = GET_OFF;
-		st_reinit(s);
+		agent_stdio_reinit(s);
 		return;
 	}
 	ms = retry > 0 ? retry : 500L << (s->get_attempt < 5 ? s->get_attempt : 5);
@@ -958,10 +962,11 @@ st_get_done(void *arg, enum agent_http_result res, const char *msg)
 }
 
 static void
-st_get_start(struct st *s)
+agent_stdio_get_start(struct st *s)
 {
 	static const struct agent_http_cbs cbs = {
-		.on_head = st_get_head, .on_body = st_get_body, .on_done = st_get_done,
+		.on_head = agent_stdio_get_head, .on_body = agent_stdio_get_body,
+		    .on_done = agent_stdio_get_done,
 	};
 	struct agent_http_spec spec = { 0 };
 	char *h[8] = { NULL };
@@ -971,8 +976,8 @@ st_get_start(struct st *s)
 		return;
 	if ((s->get_sse = agent_sse_new(ST_MAX_MSG)) == NULL ||
 	    agent_sse_set_last_id(s->get_sse, s->get_last_id) == -1 ||
-	    st_headers(s, h, 1, "text/event-stream", s->get_last_id) == -1) {
-		st_headers_free(h);
+	    agent_stdio_headers(s, h, 1, "text/event-stream", s->get_last_id) == -1) {
+		agent_stdio_headers_free(h);
 		agent_sse_free(s->get_sse);
 		s->get_sse = NULL;
 		log_err("out of memory: no GET stream");
@@ -985,7 +990,7 @@ st_get_start(struct st *s)
 	s->get_kind = BODY_NONE;
 	s->get = GET_CONNECTING;
 	s->get_req = agent_http_start(s->b.http, &spec, &cbs, s);
-	st_headers_free(h);
+	agent_stdio_headers_free(h);
 	if (s->get_req == NULL) {
 		agent_sse_free(s->get_sse);
 		s->get_sse = NULL;
@@ -994,7 +999,7 @@ st_get_start(struct st *s)
 }
 
 static void
-st_get_stop(struct st *s, int new_session)
+agent_stdio_get_stop(struct st *s, int new_session)
 {
 	if (s->get_req != NULL)
 		agent_http_cancel(s->get_req);
@@ -1015,7 +1020,7 @@ st_get_stop(struct st *s, int new_session)
 /* A renewal: a GET stream that can resume moves to the new certificate now rather
  * than when the gateway drops connections made with the old one at its expiry. */
 static void
-st_renewed(void *arg, struct agent_cred *cred)
+agent_stdio_renewed(void *arg, struct agent_cred *cred)
 {
 	struct st *s = arg;
 
@@ -1023,8 +1028,8 @@ st_renewed(void *arg, struct agent_cred *cred)
 		return;
 	log_info("moving the GET stream to the new certificate (resuming after event %s)",
 	    s->get_last_id);
-	st_get_stop(s, 0);
-	st_get_start(s);
+	agent_stdio_get_stop(s, 0);
+	agent_stdio_get_start(s);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1032,17 +1037,17 @@ st_renewed(void *arg, struct agent_cred *cred)
 
 /* Too much in flight, or the client is not reading: no more lines for now. */
 static int
-st_in_blocked(const struct st *s)
+agent_stdio_in_blocked(const struct st *s)
 {
-	return s->nposts + s->nqueue >= ST_MAX_INFLIGHT || st_out_full(s) ||
+	return s->nposts + s->nqueue >= ST_MAX_INFLIGHT || agent_stdio_out_full(s) ||
 	    s->closing == 2;
 }
 
 static void
-st_client_msg(struct st *s, const char *line, size_t n)
+agent_stdio_client_msg(struct st *s, const char *line, size_t n)
 {
 	struct agent_msg m;
-	struct st_post *p;
+	struct agent_stdio_post *p;
 	char err[300];
 	int code;
 	size_t i;
@@ -1053,12 +1058,12 @@ st_client_msg(struct st *s, const char *line, size_t n)
 		return;
 	if (agent_msg_parse(line, n, &m, &code, err, sizeof(err)) == -1) {
 		log_warn("a message from the MCP client was refused: %s", err);
-		st_out_error(s, m.id, code, err);
+		agent_stdio_out_error(s, m.id, code, err);
 		agent_msg_free(&m);
 		return;
 	}
-	if ((p = st_post_new(s, line, n)) == NULL) {
-		st_out_error(s, m.id, MCP_ERR_GATEWAY, "out of memory in the bridge");
+	if ((p = agent_stdio_post_new(s, line, n)) == NULL) {
+		agent_stdio_out_error(s, m.id, MCP_ERR_GATEWAY, "out of memory in the bridge");
 		agent_msg_free(&m);
 		return;
 	}
@@ -1070,7 +1075,7 @@ st_client_msg(struct st *s, const char *line, size_t n)
 		s->init_root = json_deep_copy(m.root);
 		p->init_id = json_incref(m.id);
 		/* A new initialize is a new session. */
-		st_get_stop(s, 1);
+		agent_stdio_get_stop(s, 1);
 		free(s->session_id);
 		s->session_id = NULL;
 		free(s->protocol);
@@ -1079,74 +1084,74 @@ st_client_msg(struct st *s, const char *line, size_t n)
 		s->sess = SESS_INIT;
 		TAILQ_INSERT_TAIL(&s->posts, p, link);
 		s->nposts++;
-		st_send(s, p);
+		agent_stdio_send(s, p);
 	} else if (s->sess == SESS_INIT || s->sess == SESS_REINIT) {
-		st_enqueue(s, p, 0);
+		agent_stdio_enqueue(s, p, 0);
 	} else if (s->sess == SESS_LOST) {
-		st_enqueue(s, p, 0);
-		st_reinit(s);
+		agent_stdio_enqueue(s, p, 0);
+		agent_stdio_reinit(s);
 	} else {
 		TAILQ_INSERT_TAIL(&s->posts, p, link);
 		s->nposts++;
-		st_send(s, p);
+		agent_stdio_send(s, p);
 	}
 	agent_msg_free(&m);
 }
 
 /* Handles the complete lines in the input buffer, as far as backpressure allows. */
 static void
-st_lines_msg(void *arg, const char *line, size_t n)
+agent_stdio_lines_msg(void *arg, const char *line, size_t n)
 {
-	st_client_msg(arg, line, n);
+	agent_stdio_client_msg(arg, line, n);
 }
 
 static int
-st_lines_busy(void *arg)
+agent_stdio_lines_busy(void *arg)
 {
-	return st_in_blocked(arg);
+	return agent_stdio_in_blocked(arg);
 }
 
 static void
-st_lines_too_long(void *arg)
+agent_stdio_lines_too_long(void *arg)
 {
-	st_out_error(arg, NULL, MCP_ERR_INVALID, "message too large for the bridge");
+	agent_stdio_out_error(arg, NULL, MCP_ERR_INVALID, "message too large for the bridge");
 }
 
 static void
-st_lines_eof(void *arg)
+agent_stdio_lines_eof(void *arg)
 {
 	struct st *s = arg;
 
 	s->in_eof = 1;
 	log_info("stdin closed: finishing %zu exchange(s), then ending the session",
 	    s->nposts + s->nqueue);
-	st_end(s, 0);
+	agent_stdio_end(s, 0);
 }
 
 static void
-st_lines_drained(void *arg)
+agent_stdio_lines_drained(void *arg)
 {
 	struct st *s = arg;
 
-	st_resume_all(s);
-	st_maybe_end(s);
+	agent_stdio_resume_all(s);
+	agent_stdio_maybe_end(s);
 }
 
 static void
-st_lines_broken(void *arg)
+agent_stdio_lines_broken(void *arg)
 {
 	struct st *s = arg;
 
 	log_err("stdout closed: the MCP client is gone");
 	s->out_broken = 1;
-	st_end(s, 1);
+	agent_stdio_end(s, 1);
 }
 
 /* ------------------------------------------------------------------------- */
 /* The end */
 
 static void
-st_del_done(void *arg, enum agent_http_result res, const char *msg)
+agent_stdio_del_done(void *arg, enum agent_http_result res, const char *msg)
 {
 	struct st *s = arg;
 
@@ -1157,7 +1162,7 @@ st_del_done(void *arg, enum agent_http_result res, const char *msg)
 }
 
 static int
-st_del_head(void *arg, const struct agent_http_resp *r)
+agent_stdio_del_head(void *arg, const struct agent_http_resp *r)
 {
 	if (r->status / 100 == 2)
 		log_info("session ended (HTTP %d)", r->status);
@@ -1167,18 +1172,19 @@ st_del_head(void *arg, const struct agent_http_resp *r)
 }
 
 static void
-st_delete(struct st *s)
+agent_stdio_delete(struct st *s)
 {
 	static const struct agent_http_cbs cbs = {
-		.on_head = st_del_head, .on_done = st_del_done,
+		.on_head = agent_stdio_del_head, .on_done = agent_stdio_del_done,
 	};
 	struct agent_http_spec spec = { 0 };
 	char *h[8] = { NULL };
 
 	if (s->del_req != NULL)
 		return;
-	if (s->session_id == NULL || st_headers(s, h, 1, "application/json", NULL) == -1) {
-		st_headers_free(h);
+	if (s->session_id == NULL || agent_stdio_headers(s, h, 1, "application/json",
+	    NULL) == -1) {
+		agent_stdio_headers_free(h);
 		event_base_loopexit(s->b.base, NULL);
 		return;
 	}
@@ -1187,43 +1193,43 @@ st_delete(struct st *s)
 	spec.headers = (const char *const *)h;
 	spec.timeout_ms = ST_DELETE_MS;
 	s->del_req = agent_http_start(s->b.http, &spec, &cbs, s);
-	st_headers_free(h);
+	agent_stdio_headers_free(h);
 	if (s->del_req == NULL)
 		event_base_loopexit(s->b.base, NULL);
 }
 
 static void
-st_maybe_end(struct st *s)
+agent_stdio_maybe_end(struct st *s)
 {
 	if (s->closing == 1 && s->nposts == 0 && s->nqueue == 0 && s->del_req == NULL &&
 	    s->sess != SESS_REINIT && (s->io == NULL || agent_lines_pending(s->io) == 0))
-		st_delete(s);
+		agent_stdio_delete(s);
 }
 
 static void
-st_end(struct st *s, int at_once)
+agent_stdio_end(struct st *s, int at_once)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	if (at_once && s->closing != 2) {
 		s->closing = 2;
-		st_get_stop(s, 0);
+		agent_stdio_get_stop(s, 0);
 		while ((p = TAILQ_FIRST(&s->queue)) != NULL)
-			st_post_free(p);
+			agent_stdio_post_free(p);
 		while ((p = TAILQ_FIRST(&s->posts)) != NULL)
-			st_post_free(p);
-		st_delete(s);
+			agent_stdio_post_free(p);
+		agent_stdio_delete(s);
 		return;
 	}
 	if (s->closing)
 		return;
 	s->closing = 1;
-	st_get_stop(s, 0);
-	st_maybe_end(s);
+	agent_stdio_get_stop(s, 0);
+	agent_stdio_maybe_end(s);
 }
 
 static void
-st_signal_cb(evutil_socket_t sig, short what, void *arg)
+agent_stdio_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct st *s = arg;
 
@@ -1233,40 +1239,40 @@ st_signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("signal %d: ending the session", (int)sig);
-	st_end(s, 1);
+	agent_stdio_end(s, 1);
 }
 
 /* ------------------------------------------------------------------------- */
 /* Set-up */
 
 static int
-st_setup_io(struct st *s)
+agent_stdio_setup_io(struct st *s)
 {
 	static const struct agent_lines_cbs cbs = {
-		.busy = st_lines_busy, .on_line = st_lines_msg,
-		.on_too_long = st_lines_too_long, .on_eof = st_lines_eof,
-		.on_drained = st_lines_drained, .on_broken = st_lines_broken,
+		.busy = agent_stdio_lines_busy, .on_line = agent_stdio_lines_msg,
+		.on_too_long = agent_stdio_lines_too_long, .on_eof = agent_stdio_lines_eof,
+		.on_drained = agent_stdio_lines_drained, .on_broken = agent_stdio_lines_broken,
 	};
 
 	if ((s->io = agent_lines_new(s->b.base, STDIN_FILENO, STDOUT_FILENO, ST_MAX_MSG,
 	    ST_OUT_HIGH, ST_OUT_LOW, &cbs, s)) == NULL ||
-	    (s->get_timer = evtimer_new(s->b.base, st_get_timer_cb, s)) == NULL ||
-	    (s->sig_term = evsignal_new(s->b.base, SIGTERM, st_signal_cb, s)) == NULL ||
-	    (s->sig_int = evsignal_new(s->b.base, SIGINT, st_signal_cb, s)) == NULL ||
+	    (s->get_timer = evtimer_new(s->b.base, agent_stdio_get_timer_cb, s)) == NULL ||
+	    (s->sig_term = evsignal_new(s->b.base, SIGTERM, agent_stdio_signal_cb, s)) == NULL ||
+	    (s->sig_int = evsignal_new(s->b.base, SIGINT, agent_stdio_signal_cb, s)) == NULL ||
 	    event_add(s->sig_term, NULL) == -1 || event_add(s->sig_int, NULL) == -1)
 		return -1;
 	return 0;
 }
 
 static void
-st_free(struct st *s)
+agent_stdio_free(struct st *s)
 {
-	struct st_post *p;
+	struct agent_stdio_post *p;
 
 	while ((p = TAILQ_FIRST(&s->queue)) != NULL)
-		st_post_free(p);
+		agent_stdio_post_free(p);
 	while ((p = TAILQ_FIRST(&s->posts)) != NULL)
-		st_post_free(p);
+		agent_stdio_post_free(p);
 	agent_sse_free(s->get_sse);
 	/* Whatever is still queued for the client goes out before exit. */
 	agent_lines_free(s->io);
@@ -1294,18 +1300,18 @@ agent_stdio_run(const struct agent_stdio_args *a)
 	signal(SIGPIPE, SIG_IGN);
 	if (agent_bridge_open(&s.b, "agent stdio", a->url, a->dir, a->renew_url) == -1)
 		return 1;
-	s.b.renewed = st_renewed;
+	s.b.renewed = agent_stdio_renewed;
 	s.b.renewed_arg = &s;
-	if (st_setup_io(&s) == -1) {
+	if (agent_stdio_setup_io(&s) == -1) {
 		log_err("agent stdio: out of memory");
-		st_free(&s);
+		agent_stdio_free(&s);
 		agent_bridge_close(&s.b);
 		return 1;
 	}
-	st_in_more(&s);
+	agent_stdio_in_more(&s);
 	event_base_dispatch(s.b.base);
 	s.closing = 2;
-	st_free(&s);
+	agent_stdio_free(&s);
 	agent_bridge_close(&s.b);
 	return 0;
 }

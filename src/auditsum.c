@@ -17,12 +17,12 @@
 #define AUDITSUM_LINE_MAX	(1024 * 1024)
 
 /* A counter per distinct string, open addressing. */
-struct ctr_ent {
+struct auditsum_ctr_ent {
 	char *key;
 	long long n;
 };
 struct ctr {
-	struct ctr_ent *v;
+	struct auditsum_ctr_ent *v;
 	size_t n, cap;
 };
 
@@ -51,7 +51,7 @@ struct auditsum {
 /* ---- counters ---- */
 
 static void
-ctr_free(struct ctr *c)
+auditsum_ctr_free(struct ctr *c)
 {
 	size_t i;
 
@@ -61,8 +61,8 @@ ctr_free(struct ctr *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static struct ctr_ent *
-ctr_slot(struct ctr *c, const char *key)
+static struct auditsum_ctr_ent *
+auditsum_ctr_slot(struct ctr *c, const char *key)
 {
 	size_t i = hash_str(key) & (c->cap - 1);
 
@@ -72,7 +72,7 @@ ctr_slot(struct ctr *c, const char *key)
 }
 
 static int
-ctr_grow(struct ctr *c)
+auditsum_ctr_grow(struct ctr *c)
 {
 	struct ctr old = *c;
 	size_t i;
@@ -84,24 +84,24 @@ ctr_grow(struct ctr *c)
 	}
 	for (i = 0; i < old.cap; i++)
 		if (old.v[i].key != NULL)
-			*ctr_slot(c, old.v[i].key) = old.v[i];
+			*auditsum_ctr_slot(c, old.v[i].key) = old.v[i];
 	free(old.v);
 	return 0;
 }
 
 /* The entry for key (made when missing; past max keys, the "(other)" one). */
-static struct ctr_ent *
-ctr_get(struct ctr *c, const char *key, size_t max)
+static struct auditsum_ctr_ent *
+auditsum_ctr_get(struct ctr *c, const char *key, size_t max)
 {
-	struct ctr_ent *e;
+	struct auditsum_ctr_ent *e;
 
-	if (c->cap > 0 && (e = ctr_slot(c, key))->key != NULL)
+	if (c->cap > 0 && (e = auditsum_ctr_slot(c, key))->key != NULL)
 		return e;
 	if (max > 0 && c->n >= max && strcmp(key, AUDITSUM_OTHER) != 0)
-		return ctr_get(c, AUDITSUM_OTHER, 0);
-	if ((c->n + 1) * 10 > c->cap * 7 && ctr_grow(c) == -1)
+		return auditsum_ctr_get(c, AUDITSUM_OTHER, 0);
+	if ((c->n + 1) * 10 > c->cap * 7 && auditsum_ctr_grow(c) == -1)
 		return NULL;
-	e = ctr_slot(c, key);
+	e = auditsum_ctr_slot(c, key);
 	if ((e->key = strdup(key)) == NULL)
 		return NULL;
 	c->n++;
@@ -109,9 +109,9 @@ ctr_get(struct ctr *c, const char *key, size_t max)
 }
 
 static int
-ctr_add(struct ctr *c, const char *key, long long n)
+auditsum_ctr_add(struct ctr *c, const char *key, long long n)
 {
-	struct ctr_ent *e = ctr_get(c, key, AUDITSUM_MAX_KEYS);
+	struct auditsum_ctr_ent *e = auditsum_ctr_get(c, key, AUDITSUM_MAX_KEYS);
 
 	if (e == NULL)
 		return -1;
@@ -120,9 +120,9 @@ ctr_add(struct ctr *c, const char *key, long long n)
 }
 
 static int
-ctr_ent_cmp(const void *a, const void *b)
+auditsum_ctr_ent_cmp(const void *a, const void *b)
 {
-	const struct ctr_ent *x = *(struct ctr_ent *const *)a, *y = *(struct ctr_ent *const *)b;
+	const struct auditsum_ctr_ent *x = *(struct auditsum_ctr_ent *const *)a, *y = *(struct auditsum_ctr_ent *const *)b;
 
 	if (x->n != y->n)
 		return x->n > y->n ? -1 : 1;
@@ -130,10 +130,10 @@ ctr_ent_cmp(const void *a, const void *b)
 }
 
 /* The entries, most frequent first; NULL when empty or out of memory. */
-static struct ctr_ent **
-ctr_sorted(const struct ctr *c)
+static struct auditsum_ctr_ent **
+auditsum_ctr_sorted(const struct ctr *c)
 {
-	struct ctr_ent **v;
+	struct auditsum_ctr_ent **v;
 	size_t i, n = 0;
 
 	if (c->n == 0 || (v = calloc(c->n, sizeof(*v))) == NULL)
@@ -141,7 +141,7 @@ ctr_sorted(const struct ctr *c)
 	for (i = 0; i < c->cap; i++)
 		if (c->v[i].key != NULL)
 			v[n++] = &c->v[i];
-	qsort(v, n, sizeof(*v), ctr_ent_cmp);
+	qsort(v, n, sizeof(*v), auditsum_ctr_ent_cmp);
 	return v;
 }
 
@@ -272,22 +272,22 @@ auditsum_free(struct auditsum *s)
 	for (i = 0; i < s->nagents; i++) {
 		free(s->agents[i].id);
 		for (k = 0; k < F_COUNT; k++)
-			ctr_free(&s->agents[i].f[k]);
+			auditsum_ctr_free(&s->agents[i].f[k]);
 	}
 	free(s->agents);
-	ctr_free(&s->agents_idx);
+	auditsum_ctr_free(&s->agents_idx);
 	free(s);
 }
 
 static struct agent_sum *
 auditsum_agent(struct auditsum *s, const char *id)
 {
-	struct ctr_ent *e;
+	struct auditsum_ctr_ent *e;
 	struct agent_sum *a;
 
-	if (s->nagents >= AUDITSUM_MAX_AGENTS && (e = ctr_slot(&s->agents_idx, id))->key == NULL)
+	if (s->nagents >= AUDITSUM_MAX_AGENTS && (e = auditsum_ctr_slot(&s->agents_idx, id))->key == NULL)
 		id = AUDITSUM_OTHER;
-	if ((e = ctr_get(&s->agents_idx, id, 0)) == NULL)
+	if ((e = auditsum_ctr_get(&s->agents_idx, id, 0)) == NULL)
 		return NULL;
 	if (e->n > 0)
 		return &s->agents[e->n - 1];
@@ -386,14 +386,14 @@ auditsum_line(struct auditsum *s, const char *line, size_t len)
 		s->last_ms = t;
 	if (method != NULL && strcmp(method, "tools/call") == 0) {
 		snprintf(key, sizeof(key), "%s%s", name ? name : "?", deny ? " (denied)" : "");
-		if (ctr_add(&a->f[F_TOOL], key, 1) == -1)
+		if (auditsum_ctr_add(&a->f[F_TOOL], key, 1) == -1)
 			goto oom;
 	}
-	if (ctr_add(&a->f[F_METHOD], method ? method : "?", 1) == -1)
+	if (auditsum_ctr_add(&a->f[F_METHOD], method ? method : "?", 1) == -1)
 		goto oom;
-	if (deny && ctr_add(&a->f[F_REASON], reason ? reason : "?", 1) == -1)
+	if (deny && auditsum_ctr_add(&a->f[F_REASON], reason ? reason : "?", 1) == -1)
 		goto oom;
-	if (ctr_add(&a->f[F_ADDR], auditsum_addr(auditsum_str(o, "peer"), addr,
+	if (auditsum_ctr_add(&a->f[F_ADDR], auditsum_addr(auditsum_str(o, "peer"), addr,
 	    sizeof(addr)), 1) == -1)
 		goto oom;
 	s->counted++;
@@ -432,7 +432,7 @@ auditsum_agent_cmp(const void *x, const void *y)
 static void
 auditsum_text_field(struct buf *b, const char *title, const struct ctr *c)
 {
-	struct ctr_ent **v = ctr_sorted(c);
+	struct auditsum_ctr_ent **v = auditsum_ctr_sorted(c);
 	size_t i;
 
 	if (v == NULL)
@@ -447,7 +447,7 @@ auditsum_text_field(struct buf *b, const char *title, const struct ctr *c)
 static void
 auditsum_json_field(json_t *o, const char *key, const struct ctr *c)
 {
-	struct ctr_ent **v = ctr_sorted(c);
+	struct auditsum_ctr_ent **v = auditsum_ctr_sorted(c);
 	json_t *m = json_object();
 	size_t i;
 

@@ -30,6 +30,7 @@
 #include "admin.h"
 #include "audit.h"
 #include "caproc.h"
+#include "clusterpush.h"
 #include "conn.h"
 #include "enroll.h"
 #include "log.h"
@@ -415,6 +416,8 @@ daemon_serve(struct config *cfg)
 		goto fail;
 	if (admin_start(d.base, cfg) == -1)
 		goto fail;
+	if (clusterpush_start(d.base, cfg) == -1)
+		goto fail;
 	if (cfg->upstream.command != NULL && stdiohub_start(cfg) == -1)
 		goto fail;
 	/* Enrollment: the CA key is used by a process of its own (caproc.h); it is
@@ -461,6 +464,7 @@ fail:
 	/* Every handshake is over: no job waits for the pool any more. */
 	daemon_signer_stop(key);
 	admin_stop();
+	clusterpush_stop();
 	daemon_events_free();
 	if (d.base != NULL)
 		event_base_free(d.base);

@@ -145,6 +145,7 @@ decide_request(const struct decide_ctx *x, const struct http_msg *m,
 			break;
 		case -1:
 			decide_deny(out, 404, "unknown session", NULL);
+			out->session_unknown = out->status == 404;
 			break;
 		}
 	}

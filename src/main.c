@@ -18,7 +18,7 @@
 #include "tls.h"
 
 static void
-usage(FILE *f)
+main_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: certgate COMMAND [options]\n"
@@ -40,7 +40,7 @@ usage(FILE *f)
 }
 
 static void
-usage_cmd(FILE *f, const char *cmd)
+main_usage_cmd(FILE *f, const char *cmd)
 {
 	if (strcmp(cmd, "serve") == 0)
 		fprintf(f, "usage: certgate serve -c CONFIG\n\n"
@@ -59,7 +59,7 @@ usage_cmd(FILE *f, const char *cmd)
 
 /* Parses "-c CONFIG" for serve/check. Returns the config path or NULL (usage printed). */
 static const char *
-parse_config_opt(int argc, char **argv, const char *cmd, int *help)
+main_parse_config_opt(int argc, char **argv, const char *cmd, int *help)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -78,27 +78,27 @@ parse_config_opt(int argc, char **argv, const char *cmd, int *help)
 			break;
 		case 'h':
 			*help = 1;
-			usage_cmd(stdout, cmd);
+			main_usage_cmd(stdout, cmd);
 			return NULL;
 		default:
-			usage_cmd(stderr, cmd);
+			main_usage_cmd(stderr, cmd);
 			return NULL;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "certgate %s: unexpected argument '%s'\n", cmd, argv[optind]);
-		usage_cmd(stderr, cmd);
+		main_usage_cmd(stderr, cmd);
 		return NULL;
 	}
 	if (path == NULL) {
 		fprintf(stderr, "certgate %s: -c CONFIG is required\n", cmd);
-		usage_cmd(stderr, cmd);
+		main_usage_cmd(stderr, cmd);
 	}
 	return path;
 }
 
 static int
-load_config(const char *path, struct config **cfg)
+main_load_config(const char *path, struct config **cfg)
 {
 	struct strlist errs = { 0 };
 	size_t i;
@@ -119,7 +119,7 @@ load_config(const char *path, struct config **cfg)
  * need them at start-up (the server key's URI may name its own token), so without
  * this check the mistake shows only at the first `certgate ca` command. */
 static int
-check_token_objects(const struct config *cfg)
+main_check_token_objects(const struct config *cfg)
 {
 	struct p11_defaults d = {
 		.module = cfg->pkcs11.module, .token = cfg->pkcs11.token,
@@ -156,14 +156,14 @@ check_token_objects(const struct config *cfg)
 }
 
 static int
-cmd_check(struct config *cfg)
+main_cmd_check(struct config *cfg)
 {
 	EVP_PKEY *key = NULL;
 	int rc = 1;
 
 	if (tls_load_server_key(cfg, &key) == -1)
 		goto fail;
-	if (check_token_objects(cfg) == -1)
+	if (main_check_token_objects(cfg) == -1)
 		goto fail;
 	if (state_init(cfg, key) == -1)
 		goto fail;
@@ -198,12 +198,12 @@ main(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
 	if (argc < 2) {
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
-		usage(stdout);
+		main_usage(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
@@ -218,16 +218,16 @@ main(int argc, char **argv)
 		return auditsum_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "check") != 0) {
 		fprintf(stderr, "certgate: unknown command '%s'\n", argv[1]);
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
-	path = parse_config_opt(argc - 1, argv + 1, argv[1], &help);
+	path = main_parse_config_opt(argc - 1, argv + 1, argv[1], &help);
 	if (path == NULL)
 		return help ? 0 : 2;
-	if (load_config(path, &cfg) == -1)
+	if (main_load_config(path, &cfg) == -1)
 		return 1;
 	if (strcmp(argv[1], "check") == 0)
-		rc = cmd_check(cfg);
+		rc = main_cmd_check(cfg);
 	else
 		rc = daemon_serve(cfg);
 	config_free(cfg);

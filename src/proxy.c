@@ -14,9 +14,17 @@
  * Listing responses (tools/list...) are filtered: JSON bodies are buffered and
  * rewritten, event streams go event by event through the mcp_sse filter.
  *
- * Paths: the client's request target is forwarded unchanged when upstream.path is
- * "/" or when the target already starts with upstream.path; otherwise upstream.path
- * is prepended ("/mcp" + "/x" -> "/mcp/x").
+ * Paths: decide.c normalizes the request target (path.c: dot segments removed,
+ * encoded '/', '\' and '.' refused) before it is compared with upstream.path; the
+ * normalized target, never the client's spelling, is what head.c forwards.
+ *
+ * What lives elsewhere: the per-request decision (decide.c, pure), the request and
+ * response heads and the hop-by-hop table (head.c), the upstream pool (upstream.c),
+ * listing filters (mcp.c), audit records (audit.c). Why this file is still ~1,500
+ * lines: it is one state machine (request side, upstream side, response side, the
+ * entry points that guard re-entrancy) over one private struct proxy_conn; cutting
+ * it across files would export that struct and the enter/leave depth rule to every
+ * piece, which is the re-entrancy bug this layout exists to prevent.
  *
  * Audit: exactly one record per request, written when the response is complete (or
  * by proxy_conn_free when the connection ends first, with the close reason). With
@@ -55,6 +63,7 @@
 #include "audit.h"
 #include "buf.h"
 #include "clientcert.h"
+#include "cluster.h"
 #include "decide.h"
 #include "enroll.h"
 #include "head.h"
@@ -91,6 +100,8 @@ struct proxy_req {
 	struct decide_out dec;          /* the head's decision: agent, target, session */
 	struct argcheck_key ak;         /* the tool table of schema checks */
 	struct enroll_pending *est;     /* an EST request waiting for the CA service */
+	struct cluster_op *cl_op;       /* a Redis question about this request (cluster.h) */
+	int cl_done;                    /* PX_CL_* steps answered */
 	char *bound_session;            /* from an initialize response */
 	/* refusal decided at headers complete, answered at message complete */
 	int deny_status;
@@ -130,12 +141,16 @@ struct proxy_req {
 struct proxy_worker {
 	struct upstream_pool *pool;
 	struct enroll_worker *ew;       /* EST routes of this listener */
+	struct cluster_worker *cw;      /* NULL: a single instance */
 };
+
+enum { PX_CL_SESSION = 1, PX_CL_RATE = 2 };
 
 struct proxy_conn {
 	struct conn *c;
 	struct upstream_pool *pool;     /* the worker's */
 	struct enroll_worker *ew;
+	struct cluster_worker *cw;      /* the worker's, or NULL */
 	const struct config *cfg;
 	struct http_reader *rd;
 	struct event *timer;
@@ -382,6 +397,7 @@ static void
 proxy_req_clear(struct proxy_req *q)
 {
 	enroll_cancel(q->est);
+	cluster_cancel(q->cl_op);
 	if (q->up)
 		upstream_free(q->up);
 	if (q->st)
@@ -710,12 +726,119 @@ proxy_est_request(struct proxy_conn *px)
 	}
 	r.client_cert = conn_peer_cert(px->c);
 	r.peer = conn_peer_ip(px->c);
-	q->rpc_method = strdup(path);
+	/* audited as the enrollment listener audits it: "POST /.well-known/est/..." */
+	if (asprintf(&q->rpc_method, "%s %s", m->method_str, path) < 0)
+		q->rpc_method = NULL;
 	if (enroll_serve(px->ew, &r, &resp, proxy_est_done, px, &q->est) == 1) {
 		proxy_est_answer(px, &resp);
 		est_response_clear(&resp);
 	}
 	return 1;
+}
+
+/* ---- the cluster (cluster.h): what this instance does not know, Redis does ---- */
+
+static void proxy_request_ready(struct proxy_conn *);
+
+static void
+proxy_cluster_resume(struct proxy_conn *px)
+{
+	proxy_enter(px);
+	px->q.cl_op = NULL;
+	proxy_request_ready(px);
+	if (px->phase == PH_IDLE && px->depth == 1)
+		proxy_drive(px);
+	proxy_leave(px);
+}
+
+static void
+proxy_cluster_unavailable(struct proxy_req *q)
+{
+	/* Never fail open: an id this instance did not bind may be another agent's. */
+	q->deny_status = 503;
+	q->deny_reason = "session store unavailable (Redis unreachable): the session is "
+	    "not known to this instance";
+	q->deny_extra = NULL;
+	cluster_count_refused_unavailable();
+}
+
+static void
+proxy_cluster_session_cb(void *arg, enum cluster_session a)
+{
+	struct proxy_conn *px = arg;
+	struct proxy_req *q = &px->q;
+
+	switch (a) {
+	case CLUSTER_SESSION_MINE:
+		/* Bound here too, so the rest of this session costs no round trip. */
+		if (session_bind(proxy_sessions, q->dec.session, q->agent->id) == 0) {
+			q->deny_status = 0;
+			q->deny_reason = NULL;
+		}
+		break;
+	case CLUSTER_SESSION_OTHER:
+		q->deny_status = 403;
+		q->deny_reason = "session belongs to another agent";
+		break;
+	case CLUSTER_SESSION_UNKNOWN:
+		break;          /* the 404 stands */
+	case CLUSTER_SESSION_DOWN:
+		proxy_cluster_unavailable(q);
+		break;
+	}
+	proxy_cluster_resume(px);
+}
+
+static void
+proxy_cluster_rate_cb(void *arg, int allowed, double retry)
+{
+	struct proxy_conn *px = arg;
+	struct proxy_req *q = &px->q;
+
+	if (allowed == 0 && q->deny_status == 0) {
+		snprintf(q->dec.retry, sizeof(q->dec.retry), "Retry-After: %.0f\r\n",
+		    retry < 1 ? 1 : ceil(retry));
+		q->deny_status = 429;
+		q->deny_reason = "rate limited";
+		q->deny_extra = q->dec.retry;
+	}
+	proxy_cluster_resume(px);
+}
+
+/* Starts the next Redis question this request needs: the binding of a session id
+ * this instance does not hold, then the agent's shared rate budget. Returns 1 when
+ * one is in flight (the request waits), 0 when the request goes on now. */
+static int
+proxy_cluster_ask(struct proxy_conn *px)
+{
+	struct proxy_req *q = &px->q;
+	const struct identity_agent *a = q->agent;
+	double per, burst;
+
+	if (!(q->cl_done & PX_CL_SESSION)) {
+		q->cl_done |= PX_CL_SESSION;
+		if (q->deny_status == 404 && q->dec.session_unknown && a != NULL) {
+			if (cluster_session_lookup(px->cw, q->dec.session, a->id,
+			    proxy_cluster_session_cb, px, &q->cl_op) == 0)
+				return 1;
+			proxy_cluster_unavailable(q);
+			return 0;
+		}
+		if (q->deny_status == 0 && q->dec.session != NULL)
+			cluster_session_touch(px->cw, q->dec.session);
+	}
+	if (!(q->cl_done & PX_CL_RATE)) {
+		q->cl_done |= PX_CL_RATE;
+		if (q->deny_status != 0 || a == NULL)
+			return 0;
+		per = a->rate_per_second > 0 ? a->rate_per_second : px->cfg->rate_per_second;
+		burst = a->rate_burst > 0 ? a->rate_burst : px->cfg->rate_burst;
+		/* Redis down: this instance's own bucket (decide.h) has decided. */
+		if (per > 0 && cluster_rate_take(px->cw, a->id, per, burst,
+		    proxy_cluster_rate_cb, px, &q->cl_op) == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* A complete request is in q: refuse it, or inspect and forward it. */
@@ -731,6 +854,8 @@ proxy_request_ready(struct proxy_conn *px)
 
 	proxy_timer(px, 0);
 	px->phase = PH_UPSTREAM;
+	if (px->cw != NULL && proxy_cluster_ask(px))
+		return;         /* proxy_cluster_resume comes back here */
 	if (q->deny_status) {
 		if (q->method == HTTP_POST)
 			proxy_body_meta(px);
@@ -911,11 +1036,20 @@ proxy_session_effects(struct proxy_conn *px, const struct http_msg *m)
 	if (ok && sid && q->have_insp && q->insp.has_initialize && q->agent) {
 		if (session_bind(proxy_sessions, sid, q->agent->id) == -1)
 			log_warn("upstream session id already bound to another agent");
-		else if (q->dec.session == NULL)
-			q->bound_session = strdup(sid);
+		else {
+			if (q->dec.session == NULL)
+				q->bound_session = strdup(sid);
+			/* Written before the response head goes out: the client can only
+			 * reach another instance with this id after Redis has it queued. */
+			if (px->cw != NULL)
+				cluster_session_bind(px->cw, sid, q->agent->id);
+		}
 	}
-	if (q->dec.session && (m->status == 404 || (ok && q->method == HTTP_DELETE)))
+	if (q->dec.session && (m->status == 404 || (ok && q->method == HTTP_DELETE))) {
 		session_remove(proxy_sessions, q->dec.session);
+		if (px->cw != NULL)
+			cluster_session_forget(px->cw, q->dec.session);
+	}
 }
 
 /* Matches every listing-shaped response on a GET stream (mcp.h). */
@@ -1410,6 +1544,7 @@ proxy_worker_free(void *wdata)
 		return;
 	upstream_pool_free(pw->pool);
 	enroll_worker_free(pw->ew);
+	cluster_worker_free(pw->cw);
 	free(pw);
 }
 
@@ -1417,12 +1552,14 @@ static void *
 proxy_worker_new(struct event_base *base, const struct config *cfg)
 {
 	struct proxy_worker *pw;
+	int err;
 
 	pthread_once(&proxy_once, proxy_tables_init);
 	if (!proxy_tables_ok || (pw = calloc(1, sizeof(*pw))) == NULL)
 		return NULL;
 	if ((pw->pool = upstream_pool_new(base, cfg)) == NULL ||
-	    (pw->ew = enroll_worker_new(base, cfg)) == NULL) {
+	    (pw->ew = enroll_worker_new(base, cfg)) == NULL ||
+	    ((pw->cw = cluster_worker_new(base, cfg, &err)) == NULL && err)) {
 		proxy_worker_free(pw);
 		return NULL;
 	}
@@ -1441,6 +1578,7 @@ proxy_start(struct conn *c)
 	px->c = c;
 	px->pool = ((struct proxy_worker *)conn_worker_data(c))->pool;
 	px->ew = ((struct proxy_worker *)conn_worker_data(c))->ew;
+	px->cw = ((struct proxy_worker *)conn_worker_data(c))->cw;
 	px->cfg = cfg;
 	if ((px->timer = evtimer_new(conn_base(c), proxy_timer_cb, px)) == NULL) {
 		free(px);

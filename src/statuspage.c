@@ -10,10 +10,10 @@
  * monitoring/certgate-alerts.yml (agent certificates live a day by default and are
  * renewed at two thirds of it, so only their last hours are worth a colour). */
 #define SP_DAY	86400LL
-static const struct sp_limits {
+static const struct statuspage_limits {
 	long long warn, bad;
-} sp_crl = { 2 * SP_DAY, 3600 }, sp_server = { 14 * SP_DAY, 2 * SP_DAY },
-  sp_ca = { 90 * SP_DAY, 14 * SP_DAY }, sp_agent = { 2 * 3600, 600 };
+} statuspage_crl = { 2 * SP_DAY, 3600 }, statuspage_server = { 14 * SP_DAY, 2 * SP_DAY },
+  statuspage_ca = { 90 * SP_DAY, 14 * SP_DAY }, statuspage_agent = { 2 * 3600, 600 };
 
 int
 statuspage_escape(struct buf *out, const char *str)
@@ -51,7 +51,7 @@ statuspage_escape(struct buf *out, const char *str)
 /* ---- formatting ---- */
 
 static void
-sp_time(struct buf *b, time_t t)
+statuspage_time(struct buf *b, time_t t)
 {
 	char s[32];
 	struct tm tm;
@@ -67,7 +67,7 @@ sp_time(struct buf *b, time_t t)
 
 /* "3 d 4 h", "5 h 2 min", "40 s". */
 static void
-sp_span(struct buf *b, long long s)
+statuspage_span(struct buf *b, long long s)
 {
 	if (s < 0)
 		s = -s;
@@ -84,7 +84,7 @@ sp_span(struct buf *b, long long s)
 /* A table cell with an expiry time, its distance from now, and a class saying how
  * close it is. */
 static void
-sp_expiry_cell(struct buf *b, time_t now, long long t, const struct sp_limits *l)
+statuspage_expiry_cell(struct buf *b, time_t now, long long t, const struct statuspage_limits *l)
 {
 	const char *cls = t == 0 ? "" : t <= now ? "bad" : t - now < l->bad ? "bad" :
 	    t - now < l->warn ? "warn" : "ok";
@@ -94,21 +94,21 @@ sp_expiry_cell(struct buf *b, time_t now, long long t, const struct sp_limits *l
 		buf_adds(b, "&mdash;</td>");
 		return;
 	}
-	sp_time(b, (time_t)t);
+	statuspage_time(b, (time_t)t);
 	buf_adds(b, " <small>(");
 	if (t <= now) {
 		buf_adds(b, "expired ");
-		sp_span(b, now - t);
+		statuspage_span(b, now - t);
 		buf_adds(b, " ago");
 	} else {
 		buf_adds(b, "in ");
-		sp_span(b, t - now);
+		statuspage_span(b, t - now);
 	}
 	buf_adds(b, ")</small></td>");
 }
 
 static void
-sp_cell(struct buf *b, const char *s)
+statuspage_cell(struct buf *b, const char *s)
 {
 	buf_adds(b, "<td>");
 	if (s == NULL || *s == '\0')
@@ -119,20 +119,20 @@ sp_cell(struct buf *b, const char *s)
 }
 
 static void
-sp_num_cell(struct buf *b, long long v, const char *cls)
+statuspage_num_cell(struct buf *b, long long v, const char *cls)
 {
 	buf_addf(b, "<td class=\"num%s%s\">%lld</td>", cls ? " " : "", cls ? cls : "", v);
 }
 
 static void
-sp_row(struct buf *b, const char *label, const char *value, const char *cls)
+statuspage_row(struct buf *b, const char *label, const char *value, const char *cls)
 {
 	buf_addf(b, "<tr><th>%s</th><td class=\"%s\">", label, cls ? cls : "");
 	statuspage_escape(b, value);
 	buf_adds(b, "</td></tr>\n");
 }
 
-static const char sp_css[] =
+static const char statuspage_css[] =
     "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#fafafa}"
     "h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}"
     "table{border-collapse:collapse;background:#fff;margin-bottom:.5em}"
@@ -146,11 +146,11 @@ static const char sp_css[] =
 /* ---- sections ---- */
 
 static void
-sp_overview(struct buf *b, const struct statuspage_data *d)
+statuspage_overview(struct buf *b, const struct statuspage_data *d)
 {
 	buf_adds(b, "<div class=\"grid\"><section><h2>Gateway</h2><table>\n");
-	sp_row(b, "listening on", d->listen, NULL);
-	sp_row(b, "upstream", d->upstream, NULL);
+	statuspage_row(b, "listening on", d->listen, NULL);
+	statuspage_row(b, "upstream", d->upstream, NULL);
 	buf_addf(b, "<tr><th>configuration generation</th><td class=\"num\">%llu</td></tr>\n",
 	    (unsigned long long)d->generation);
 	buf_addf(b, "<tr><th>connections open</th><td class=\"num\">%ld</td></tr>\n",
@@ -162,11 +162,11 @@ sp_overview(struct buf *b, const struct statuspage_data *d)
 	buf_adds(b, "</table></section>\n");
 
 	buf_adds(b, "<section><h2>Signer and HSM</h2><table>\n");
-	sp_row(b, "token", d->token == 1 ? "ok" : d->token == 0 ?
+	statuspage_row(b, "token", d->token == 1 ? "ok" : d->token == 0 ?
 	    "down (signatures fail; see the log)" : "not a token key (software key)",
 	    d->token == 1 ? "ok" : d->token == 0 ? "bad" : "warn");
-	sp_row(b, "token label", d->token_label, NULL);
-	sp_row(b, "PKCS#11 module", d->module, NULL);
+	statuspage_row(b, "token label", d->token_label, NULL);
+	statuspage_row(b, "PKCS#11 module", d->module, NULL);
 	buf_addf(b, "<tr><th>health-check logins</th><td class=\"num\">%lld</td></tr>\n",
 	    d->token_logins);
 	buf_addf(b, "<tr><th>signer threads / busy / queued</th><td class=\"num\">"
@@ -179,19 +179,19 @@ sp_overview(struct buf *b, const struct statuspage_data *d)
 
 	buf_adds(b, "<section><h2>Certificates and CRL</h2><table>\n");
 	buf_adds(b, "<tr><th>CRL next update</th>");
-	sp_expiry_cell(b, d->now, (long long)d->crl_next_update, &sp_crl);
+	statuspage_expiry_cell(b, d->now, (long long)d->crl_next_update, &statuspage_crl);
 	buf_addf(b, "</tr>\n<tr><th>CA certificate%s expire%s</th>", d->nca > 1 ? "s (earliest)" :
 	    "", d->nca > 1 ? "" : "s");
-	sp_expiry_cell(b, d->now, (long long)d->ca_not_after, &sp_ca);
+	statuspage_expiry_cell(b, d->now, (long long)d->ca_not_after, &statuspage_ca);
 	buf_adds(b, "</tr>\n<tr><th>server certificate expires</th>");
-	sp_expiry_cell(b, d->now, (long long)d->server_not_after, &sp_server);
+	statuspage_expiry_cell(b, d->now, (long long)d->server_not_after, &statuspage_server);
 	buf_addf(b, "</tr>\n<tr><th>revoked serials</th><td class=\"num\">%zu</td></tr>\n",
 	    d->nrevoked);
 	buf_adds(b, "</table></section></div>\n");
 }
 
 static void
-sp_agents(struct buf *b, const struct statuspage_data *d)
+statuspage_agents(struct buf *b, const struct statuspage_data *d)
 {
 	const struct statuspage_agent *a;
 	size_t i;
@@ -208,27 +208,27 @@ sp_agents(struct buf *b, const struct statuspage_data *d)
 	for (i = 0; i < d->nagents; i++) {
 		a = &d->agents[i];
 		buf_adds(b, "<tr>");
-		sp_cell(b, a->id);
+		statuspage_cell(b, a->id);
 		if (a->roles == NULL)
 			buf_adds(b, "<td class=\"warn\">not in the identity map</td>");
 		else
-			sp_cell(b, a->roles);
-		sp_expiry_cell(b, d->now, a->cert_not_after, &sp_agent);
-		sp_num_cell(b, a->connections, NULL);
-		sp_num_cell(b, a->requests, NULL);
-		sp_num_cell(b, a->denials, a->denials ? "warn" : NULL);
+			statuspage_cell(b, a->roles);
+		statuspage_expiry_cell(b, d->now, a->cert_not_after, &statuspage_agent);
+		statuspage_num_cell(b, a->connections, NULL);
+		statuspage_num_cell(b, a->requests, NULL);
+		statuspage_num_cell(b, a->denials, a->denials ? "warn" : NULL);
 		buf_adds(b, "<td>");
-		sp_time(b, a->last_seen);
+		statuspage_time(b, a->last_seen);
 		buf_adds(b, "</td>");
-		sp_cell(b, a->last_peer);
-		sp_num_cell(b, a->new_addresses, a->new_addresses ? "warn" : NULL);
+		statuspage_cell(b, a->last_peer);
+		statuspage_num_cell(b, a->new_addresses, a->new_addresses ? "warn" : NULL);
 		buf_adds(b, "</tr>\n");
 	}
 	buf_adds(b, "</tbody></table>\n");
 }
 
 static void
-sp_denials(struct buf *b, const struct statuspage_data *d)
+statuspage_denials(struct buf *b, const struct statuspage_data *d)
 {
 	const struct activity_denial *x;
 	size_t i;
@@ -243,19 +243,19 @@ sp_denials(struct buf *b, const struct statuspage_data *d)
 	for (i = 0; i < d->ndenials; i++) {
 		x = &d->denials[i];
 		buf_adds(b, "<tr><td>");
-		sp_time(b, x->when);
+		statuspage_time(b, x->when);
 		buf_adds(b, "</td>");
-		sp_cell(b, x->agent[0] ? x->agent : "(unmapped)");
-		sp_cell(b, x->peer);
-		sp_cell(b, x->reason);
-		sp_cell(b, x->what);
+		statuspage_cell(b, x->agent[0] ? x->agent : "(unmapped)");
+		statuspage_cell(b, x->peer);
+		statuspage_cell(b, x->reason);
+		statuspage_cell(b, x->what);
 		buf_adds(b, "</tr>\n");
 	}
 	buf_adds(b, "</tbody></table>\n");
 }
 
 static void
-sp_reloads(struct buf *b, const struct statuspage_data *d)
+statuspage_reloads(struct buf *b, const struct statuspage_data *d)
 {
 	const struct state_reload_ev *r;
 	size_t i;
@@ -270,11 +270,11 @@ sp_reloads(struct buf *b, const struct statuspage_data *d)
 	for (i = 0; i < d->nreloads; i++) {
 		r = &d->reloads[i];
 		buf_adds(b, "<tr><td>");
-		sp_time(b, r->when);
+		statuspage_time(b, r->when);
 		buf_addf(b, "</td><td class=\"%s\">%s</td><td class=\"num\">%llu</td>",
 		    r->ok ? "ok" : "bad", r->ok ? "ok" : "failed",
 		    (unsigned long long)r->generation);
-		sp_cell(b, r->what);
+		statuspage_cell(b, r->what);
 		buf_adds(b, "</tr>\n");
 	}
 	buf_adds(b, "</tbody></table>\n");
@@ -288,23 +288,23 @@ statuspage_render(const struct statuspage_data *d, struct buf *b)
 		buf_addf(b, "<meta http-equiv=\"refresh\" content=\"%d\">\n", d->refresh_s);
 	buf_adds(b, "<meta name=\"viewport\" content=\"width=device-width\">\n"
 	    "<title>certgate status</title>\n<style>");
-	buf_adds(b, sp_css);
+	buf_adds(b, statuspage_css);
 	buf_adds(b, "</style></head><body>\n<h1>certgate ");
 	statuspage_escape(b, d->version);
 	buf_adds(b, "</h1>\n<p class=\"meta\">");
-	sp_time(b, d->now);
+	statuspage_time(b, d->now);
 	if (d->started != 0) {
 		buf_adds(b, " &middot; up ");
-		sp_span(b, (long long)(d->now - d->started));
+		statuspage_span(b, (long long)(d->now - d->started));
 	}
 	if (d->refresh_s > 0)
 		buf_addf(b, " &middot; refreshes every %d s", d->refresh_s);
 	buf_adds(b, " &middot; <a href=\"/metrics\">metrics</a> &middot; "
 	    "<a href=\"/healthz\">healthz</a></p>\n");
-	sp_overview(b, d);
-	sp_agents(b, d);
-	sp_denials(b, d);
-	sp_reloads(b, d);
+	statuspage_overview(b, d);
+	statuspage_agents(b, d);
+	statuspage_denials(b, d);
+	statuspage_reloads(b, d);
 	buf_adds(b, "</body></html>\n");
 	return buf_failed(b) ? -1 : 0;
 }

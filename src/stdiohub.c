@@ -39,13 +39,13 @@
 #define HUB_MAX_BODY	(8 * 1024 * 1024)
 #define HUB_MAX_FDS	64		/* handed over, not yet adopted */
 
-struct hub_session;
+struct stdiohub_session;
 
-struct hub_conn {
+struct stdiohub_conn {
 	struct bufferevent *bev;
 	struct http_reader *rd;
 	struct buf body;
-	struct hub_session *sess;       /* while streaming a response for it */
+	struct stdiohub_session *sess;       /* while streaming a response for it */
 	uint64_t post;                  /* the POST being answered, 0 none */
 	int get;                        /* this is the session's GET stream */
 	int streaming;                  /* a chunked response is open */
@@ -53,17 +53,17 @@ struct hub_conn {
 	int keep;
 	int done;                       /* answered, not kept: closes once written */
 	char sid[64];
-	TAILQ_ENTRY(hub_conn) link;     /* hub.conns */
-	TAILQ_ENTRY(hub_conn) slink;    /* sess->conns while streaming */
+	TAILQ_ENTRY(stdiohub_conn) link;     /* hub.conns */
+	TAILQ_ENTRY(stdiohub_conn) slink;    /* sess->conns while streaming */
 };
 
-struct hub_session {
+struct stdiohub_session {
 	char sid[33];
 	struct stdioproc *proc;
 	struct stdiomap *map;
-	TAILQ_HEAD(, hub_conn) conns;
+	TAILQ_HEAD(, stdiohub_conn) conns;
 	int paused;
-	TAILQ_ENTRY(hub_session) link;
+	TAILQ_ENTRY(stdiohub_session) link;
 };
 
 static struct {
@@ -75,19 +75,19 @@ static struct {
 	pthread_mutex_t mtx;
 	int fds[HUB_MAX_FDS];
 	int nfds;
-	TAILQ_HEAD(, hub_conn) conns;
-	TAILQ_HEAD(, hub_session) sessions;
+	TAILQ_HEAD(, stdiohub_conn) conns;
+	TAILQ_HEAD(, stdiohub_session) sessions;
 } hub = { .mtx = PTHREAD_MUTEX_INITIALIZER };
 
-static void hub_conn_free(struct hub_conn *hc);
-static void hub_next(struct hub_conn *hc);
+static void stdiohub_conn_free(struct stdiohub_conn *hc);
+static void stdiohub_next(struct stdiohub_conn *hc);
 
 /* ---- sessions ---- */
 
-static struct hub_session *
-hub_session_find(const char *sid)
+static struct stdiohub_session *
+stdiohub_session_find(const char *sid)
 {
-	struct hub_session *s;
+	struct stdiohub_session *s;
 
 	TAILQ_FOREACH(s, &hub.sessions, link)
 		if (strcmp(s->sid, sid) == 0)
@@ -98,13 +98,13 @@ hub_session_find(const char *sid)
 /* Ends a session: its streams are cut (their responses are incomplete), the process
  * is ended. */
 static void
-hub_session_end(struct hub_session *s, const char *why)
+stdiohub_session_end(struct stdiohub_session *s, const char *why)
 {
-	struct hub_conn *hc;
+	struct stdiohub_conn *hc;
 
 	log_info("stdio session %s ended: %s", s->sid, why);
 	while ((hc = TAILQ_FIRST(&s->conns)) != NULL)
-		hub_conn_free(hc);
+		stdiohub_conn_free(hc);
 	TAILQ_REMOVE(&hub.sessions, s, link);
 	if (s->proc != NULL)
 		stdioproc_close(s->proc);
@@ -113,9 +113,9 @@ hub_session_end(struct hub_session *s, const char *why)
 }
 
 static void
-hub_pause_check(struct hub_session *s)
+stdiohub_pause_check(struct stdiohub_session *s)
 {
-	struct hub_conn *hc;
+	struct stdiohub_conn *hc;
 	int full = 0;
 
 	TAILQ_FOREACH(hc, &s->conns, slink)
@@ -130,7 +130,7 @@ hub_pause_check(struct hub_session *s)
 /* ---- responses ---- */
 
 static void
-hub_respond(struct hub_conn *hc, int status, const char *ctype, const char *body,
+stdiohub_respond(struct stdiohub_conn *hc, int status, const char *ctype, const char *body,
     const char *sid)
 {
 	struct evbuffer *out = bufferevent_get_output(hc->bev);
@@ -145,23 +145,23 @@ hub_respond(struct hub_conn *hc, int status, const char *ctype, const char *body
 	    hc->keep ? "" : "Connection: close\r\n");
 	if (n > 0)
 		evbuffer_add(out, body, n);
-	hub_next(hc);
+	stdiohub_next(hc);
 }
 
 static void
-hub_error(struct hub_conn *hc, int status, json_t *id, const char *msg)
+stdiohub_error(struct stdiohub_conn *hc, int status, json_t *id, const char *msg)
 {
 	json_t *o = json_pack("{s:s,s:O?,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error",
 	    "code", status == 503 ? -32003 : -32600, "message", msg);
 	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 
-	hub_respond(hc, status, "application/json", s != NULL ? s : "{}", NULL);
+	stdiohub_respond(hc, status, "application/json", s != NULL ? s : "{}", NULL);
 	free(s);
 	json_decref(o);
 }
 
 static void
-hub_stream_start(struct hub_conn *hc, struct hub_session *s)
+stdiohub_stream_start(struct stdiohub_conn *hc, struct stdiohub_session *s)
 {
 	evbuffer_add_printf(bufferevent_get_output(hc->bev), "HTTP/1.1 200 OK\r\n"
 	    "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -173,7 +173,7 @@ hub_stream_start(struct hub_conn *hc, struct hub_session *s)
 }
 
 static void
-hub_stream_event(struct hub_conn *hc, json_t *msg)
+stdiohub_stream_event(struct stdiohub_conn *hc, json_t *msg)
 {
 	struct evbuffer *out = bufferevent_get_output(hc->bev);
 	char *s = json_dumps(msg, JSON_COMPACT);
@@ -187,13 +187,13 @@ hub_stream_event(struct hub_conn *hc, json_t *msg)
 	evbuffer_add(out, s, n);
 	evbuffer_add(out, "\n\n\r\n", 4);
 	free(s);
-	hub_pause_check(hc->sess);
+	stdiohub_pause_check(hc->sess);
 }
 
 static void
-hub_stream_end(struct hub_conn *hc)
+stdiohub_stream_end(struct stdiohub_conn *hc)
 {
-	struct hub_session *s = hc->sess;
+	struct stdiohub_session *s = hc->sess;
 
 	evbuffer_add(bufferevent_get_output(hc->bev), "0\r\n\r\n", 5);
 	if (s != NULL) {
@@ -211,18 +211,18 @@ hub_stream_end(struct hub_conn *hc)
 	hc->post = 0;
 	hc->get = 0;
 	hc->streaming = 0;
-	hub_next(hc);
+	stdiohub_next(hc);
 	if (s != NULL)
-		hub_pause_check(s);
+		stdiohub_pause_check(s);
 }
 
 /* ---- messages from a server ---- */
 
 static void
-hub_route_one(struct hub_session *s, json_t *msg)
+stdiohub_route_one(struct stdiohub_session *s, json_t *msg)
 {
 	struct stdiomap_route r;
-	struct hub_conn *hc;
+	struct stdiohub_conn *hc;
 
 	if (stdiomap_route(s->map, msg, &r) == -1 || r.dest == STDIOMAP_DROPPED) {
 		log_debug("stdio session %s: message dropped: %s", s->sid,
@@ -236,54 +236,55 @@ hub_route_one(struct hub_session *s, json_t *msg)
 	}
 	if (hc == NULL)
 		return;         /* QUEUED, or its stream is gone */
-	hub_stream_event(hc, msg);
+	stdiohub_stream_event(hc, msg);
 	if (r.dest == STDIOMAP_TO_POST && r.post_done)
-		hub_stream_end(hc);
+		stdiohub_stream_end(hc);
 }
 
 static void
-hub_on_message(struct stdioproc *p, json_t *msg, void *arg)
+stdiohub_on_message(struct stdioproc *p, json_t *msg, void *arg)
 {
-	struct hub_session *s = arg;
+	struct stdiohub_session *s = arg;
 	size_t i;
 
 	if (json_is_array(msg))
 		for (i = 0; i < json_array_size(msg); i++)
-			hub_route_one(s, json_array_get(msg, i));
+			stdiohub_route_one(s, json_array_get(msg, i));
 	else
-		hub_route_one(s, msg);
+		stdiohub_route_one(s, msg);
 }
 
 static void
-hub_on_error(struct stdioproc *p, const char *what, void *arg)
+stdiohub_on_error(struct stdioproc *p, const char *what, void *arg)
 {
 	log_warn("%s: %s", stdioproc_label(p), what);
 }
 
 static void
-hub_on_exit(struct stdioproc *p, const struct stdioproc_exit *e, void *arg)
+stdiohub_on_exit(struct stdioproc *p, const struct stdioproc_exit *e, void *arg)
 {
-	struct hub_session *s = arg;
+	struct stdiohub_session *s = arg;
 	char why[96];
 
 	snprintf(why, sizeof(why), "%s (%s %d)", e->reason == STDIOPROC_END_IDLE ?
 	    "idle timeout" : e->reason == STDIOPROC_END_TRANSPORT ? "transport closed" :
 	    "the server exited", e->si_code == CLD_EXITED ? "status" : "signal", e->status);
-	hub_session_end(s, why);
+	stdiohub_session_end(s, why);
 }
 
-static const struct stdioproc_cbs hub_cbs_tmpl = { hub_on_message, hub_on_error, hub_on_exit,
+static const struct stdioproc_cbs stdiohub_cbs_tmpl = { stdiohub_on_message,
+    stdiohub_on_error, stdiohub_on_exit,
     NULL };
 
 /* ---- requests ---- */
 
-static struct hub_session *
-hub_session_new(char *err, size_t errlen)
+static struct stdiohub_session *
+stdiohub_session_new(char *err, size_t errlen)
 {
 	const struct config_upstream *u = &hub.cfg->upstream;
 	struct stdioproc_conf conf;
-	struct stdioproc_cbs cbs = hub_cbs_tmpl;
-	struct hub_session *s;
+	struct stdioproc_cbs cbs = stdiohub_cbs_tmpl;
+	struct stdiohub_session *s;
 	unsigned char rnd[16];
 	char label[64];
 	size_t i;
@@ -321,7 +322,7 @@ hub_session_new(char *err, size_t errlen)
 }
 
 static int
-hub_has_initialize(json_t *root)
+stdiohub_has_initialize(json_t *root)
 {
 	size_t i, n = json_is_array(root) ? json_array_size(root) : 1;
 	json_t *m, *meth;
@@ -337,9 +338,9 @@ hub_has_initialize(json_t *root)
 }
 
 static void
-hub_post(struct hub_conn *hc)
+stdiohub_post(struct stdiohub_conn *hc)
 {
-	struct hub_session *s = NULL;
+	struct stdiohub_session *s = NULL;
 	enum stdiomap_kind kind;
 	json_t *root, *m;
 	size_t i, n;
@@ -349,26 +350,26 @@ hub_post(struct hub_conn *hc)
 	if ((root = json_loadb(buf_str(&hc->body), hc->body.len, 0, NULL)) == NULL ||
 	    (!json_is_object(root) && !json_is_array(root))) {
 		json_decref(root);
-		hub_error(hc, 400, NULL, "Parse error");
+		stdiohub_error(hc, 400, NULL, "Parse error");
 		return;
 	}
 	if (hc->sid[0] != '\0') {
-		if ((s = hub_session_find(hc->sid)) == NULL) {
+		if ((s = stdiohub_session_find(hc->sid)) == NULL) {
 			json_decref(root);
-			hub_error(hc, 404, NULL, "unknown session");
+			stdiohub_error(hc, 404, NULL, "unknown session");
 			return;
 		}
-	} else if (hub_has_initialize(root)) {
-		if ((s = hub_session_new(err, sizeof(err))) == NULL) {
+	} else if (stdiohub_has_initialize(root)) {
+		if ((s = stdiohub_session_new(err, sizeof(err))) == NULL) {
 			json_decref(root);
 			log_warn("stdio upstream: cannot start a session: %s", err);
-			hub_error(hc, 503, NULL, errno == EAGAIN ? "too many stdio sessions "
+			stdiohub_error(hc, 503, NULL, errno == EAGAIN ? "too many stdio sessions "
 			    "(upstream.max_processes)" : "the stdio server could not be started");
 			return;
 		}
 	} else {
 		json_decref(root);
-		hub_error(hc, 400, NULL, "Mcp-Session-Id required");
+		stdiohub_error(hc, 400, NULL, "Mcp-Session-Id required");
 		return;
 	}
 	post = stdiomap_post_open(s->map);
@@ -381,7 +382,7 @@ hub_post(struct hub_conn *hc)
 			    strerror(errno));
 			stdiomap_post_close(s->map, post);
 			json_decref(root);
-			hub_error(hc, 503, NULL, "the stdio server cannot take more now");
+			stdiohub_error(hc, 503, NULL, "the stdio server cannot take more now");
 			return;
 		}
 	}
@@ -389,58 +390,58 @@ hub_post(struct hub_conn *hc)
 	stdioproc_touch(s->proc);
 	if (stdiomap_post_waiting(s->map, post) == 0) {
 		stdiomap_post_close(s->map, post);
-		hub_respond(hc, 202, NULL, NULL, s->sid);
+		stdiohub_respond(hc, 202, NULL, NULL, s->sid);
 		return;
 	}
 	hc->post = post;
 	stdioproc_hold(s->proc, 1);
-	hub_stream_start(hc, s);
+	stdiohub_stream_start(hc, s);
 }
 
 static void
-hub_get(struct hub_conn *hc)
+stdiohub_get(struct stdiohub_conn *hc)
 {
-	struct hub_session *s;
+	struct stdiohub_session *s;
 	json_t *m;
 
 	if (hc->sid[0] == '\0') {
-		hub_error(hc, 400, NULL, "Mcp-Session-Id required");
+		stdiohub_error(hc, 400, NULL, "Mcp-Session-Id required");
 		return;
 	}
-	if ((s = hub_session_find(hc->sid)) == NULL) {
-		hub_error(hc, 404, NULL, "unknown session");
+	if ((s = stdiohub_session_find(hc->sid)) == NULL) {
+		stdiohub_error(hc, 404, NULL, "unknown session");
 		return;
 	}
 	if (stdiomap_get_open(s->map) == -1) {
-		hub_error(hc, 409, NULL, "the session has an event stream already");
+		stdiohub_error(hc, 409, NULL, "the session has an event stream already");
 		return;
 	}
 	hc->get = 1;
 	stdioproc_hold(s->proc, 1);     /* a client listening is not an idle session */
-	hub_stream_start(hc, s);
+	stdiohub_stream_start(hc, s);
 	while ((m = stdiomap_queue_pop(s->map)) != NULL) {
-		hub_stream_event(hc, m);
+		stdiohub_stream_event(hc, m);
 		json_decref(m);
 	}
 }
 
 static void
-hub_delete(struct hub_conn *hc)
+stdiohub_delete(struct stdiohub_conn *hc)
 {
-	struct hub_session *s;
+	struct stdiohub_session *s;
 
-	if (hc->sid[0] == '\0' || (s = hub_session_find(hc->sid)) == NULL) {
-		hub_error(hc, 404, NULL, "unknown session");
+	if (hc->sid[0] == '\0' || (s = stdiohub_session_find(hc->sid)) == NULL) {
+		stdiohub_error(hc, 404, NULL, "unknown session");
 		return;
 	}
-	hub_session_end(s, "DELETE");
-	hub_respond(hc, 200, NULL, NULL, NULL);
+	stdiohub_session_end(s, "DELETE");
+	stdiohub_respond(hc, 200, NULL, NULL, NULL);
 }
 
 static int
-hub_rq_begin(void *arg)
+stdiohub_rq_begin(void *arg)
 {
-	struct hub_conn *hc = arg;
+	struct stdiohub_conn *hc = arg;
 
 	buf_reset(&hc->body);
 	hc->sid[0] = '\0';
@@ -448,9 +449,9 @@ hub_rq_begin(void *arg)
 }
 
 static int
-hub_rq_headers(void *arg, struct http_msg *m)
+stdiohub_rq_headers(void *arg, struct http_msg *m)
 {
-	struct hub_conn *hc = arg;
+	struct stdiohub_conn *hc = arg;
 	const char *sid = http_msg_get(m, "Mcp-Session-Id");
 
 	hc->method = (int)m->method;
@@ -461,40 +462,41 @@ hub_rq_headers(void *arg, struct http_msg *m)
 }
 
 static int
-hub_rq_body(void *arg, const char *p, size_t n)
+stdiohub_rq_body(void *arg, const char *p, size_t n)
 {
-	return buf_add(&((struct hub_conn *)arg)->body, p, n);
+	return buf_add(&((struct stdiohub_conn *)arg)->body, p, n);
 }
 
 static int
-hub_rq_complete(void *arg, struct http_msg *m)
+stdiohub_rq_complete(void *arg, struct http_msg *m)
 {
-	struct hub_conn *hc = arg;
+	struct stdiohub_conn *hc = arg;
 
 	log_debug("stdio upstream: %s, session %s", http_method_str((enum http_method)hc->method),
 	    hc->sid[0] ? hc->sid : "-");
 	switch (hc->method) {
 	case HTTP_POST:
-		hub_post(hc);
+		stdiohub_post(hc);
 		break;
 	case HTTP_GET:
-		hub_get(hc);
+		stdiohub_get(hc);
 		break;
 	case HTTP_DELETE:
-		hub_delete(hc);
+		stdiohub_delete(hc);
 		break;
 	default:
-		hub_error(hc, 405, NULL, "method not allowed");
+		stdiohub_error(hc, 405, NULL, "method not allowed");
 	}
 	return 1;       /* one request at a time */
 }
 
-static const struct http_cbs hub_rq_cbs = { hub_rq_begin, hub_rq_headers, hub_rq_body,
-    hub_rq_complete };
+static const struct http_cbs stdiohub_rq_cbs = { stdiohub_rq_begin, stdiohub_rq_headers,
+    stdiohub_rq_body,
+    stdiohub_rq_complete };
 
 /* Feeds buffered request bytes while no response is open. */
 static void
-hub_drive(struct hub_conn *hc)
+stdiohub_drive(struct stdiohub_conn *hc)
 {
 	struct evbuffer *in = bufferevent_get_input(hc->bev);
 	struct evbuffer_iovec v;
@@ -510,7 +512,7 @@ hub_drive(struct hub_conn *hc)
 		if ((k = http_reader_feed(hc->rd, v.iov_base, v.iov_len)) < 0) {
 			log_warn("stdio upstream: a request from the proxy was refused: %d %s",
 			    http_reader_status(hc->rd), http_reader_reason(hc->rd));
-			hub_conn_free(hc);
+			stdiohub_conn_free(hc);
 			return;
 		}
 		evbuffer_drain(in, (size_t)k);
@@ -518,50 +520,50 @@ hub_drive(struct hub_conn *hc)
 }
 
 /* The answer is written (or its stream ended): the next request may be read (by
- * hub_drive, which resumes the reader outside of its callbacks). */
+ * stdiohub_drive, which resumes the reader outside of its callbacks). */
 static void
-hub_next(struct hub_conn *hc)
+stdiohub_next(struct stdiohub_conn *hc)
 {
 	if (hc->streaming)
 		return;
 	if (!hc->keep) {
 		hc->done = 1;
 		bufferevent_disable(hc->bev, EV_READ);
-		return;         /* freed once the output drained (hub_writecb) */
+		return;         /* freed once the output drained (stdiohub_writecb) */
 	}
 }
 
 static void
-hub_readcb(struct bufferevent *bev, void *arg)
+stdiohub_readcb(struct bufferevent *bev, void *arg)
 {
-	hub_drive(arg);
+	stdiohub_drive(arg);
 }
 
 static void
-hub_writecb(struct bufferevent *bev, void *arg)
+stdiohub_writecb(struct bufferevent *bev, void *arg)
 {
-	struct hub_conn *hc = arg;
+	struct stdiohub_conn *hc = arg;
 
 	if (hc->sess != NULL)
-		hub_pause_check(hc->sess);
+		stdiohub_pause_check(hc->sess);
 	if (hc->done && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		hub_conn_free(hc);
+		stdiohub_conn_free(hc);
 		return;
 	}
 	if (!hc->streaming)
-		hub_drive(hc);
+		stdiohub_drive(hc);
 }
 
 static void
-hub_eventcb(struct bufferevent *bev, short what, void *arg)
+stdiohub_eventcb(struct bufferevent *bev, short what, void *arg)
 {
-	hub_conn_free(arg);
+	stdiohub_conn_free(arg);
 }
 
 static void
-hub_conn_free(struct hub_conn *hc)
+stdiohub_conn_free(struct stdiohub_conn *hc)
 {
-	struct hub_session *s = hc->sess;
+	struct stdiohub_session *s = hc->sess;
 
 	if (s != NULL) {
 		TAILQ_REMOVE(&s->conns, hc, slink);
@@ -573,7 +575,7 @@ hub_conn_free(struct hub_conn *hc)
 			stdiomap_get_close(s->map);
 			stdioproc_hold(s->proc, -1);
 		}
-		hub_pause_check(s);
+		stdiohub_pause_check(s);
 	}
 	TAILQ_REMOVE(&hub.conns, hc, link);
 	bufferevent_free(hc->bev);
@@ -585,11 +587,11 @@ hub_conn_free(struct hub_conn *hc)
 /* ---- the thread ---- */
 
 static void
-hub_adopt_cb(evutil_socket_t fd, short what, void *arg)
+stdiohub_adopt_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_limits lim = { 65536, 256, HUB_MAX_BODY };
 	int fds[HUB_MAX_FDS], n, i;
-	struct hub_conn *hc;
+	struct stdiohub_conn *hc;
 
 	pthread_mutex_lock(&hub.mtx);
 	n = hub.nfds;
@@ -600,7 +602,7 @@ hub_adopt_cb(evutil_socket_t fd, short what, void *arg)
 		if ((hc = calloc(1, sizeof(*hc))) == NULL ||
 		    (hc->bev = bufferevent_socket_new(hub.base, fds[i],
 		    BEV_OPT_CLOSE_ON_FREE)) == NULL ||
-		    (hc->rd = http_reader_new(1, &lim, &hub_rq_cbs, hc)) == NULL) {
+		    (hc->rd = http_reader_new(1, &lim, &stdiohub_rq_cbs, hc)) == NULL) {
 			log_err("stdio upstream: out of memory for a connection");
 			if (hc != NULL && hc->bev != NULL)
 				bufferevent_free(hc->bev);
@@ -613,28 +615,29 @@ hub_adopt_cb(evutil_socket_t fd, short what, void *arg)
 		hc->body.max = HUB_MAX_BODY;
 		log_debug("stdio upstream: connection adopted");
 		TAILQ_INSERT_TAIL(&hub.conns, hc, link);
-		bufferevent_setcb(hc->bev, hub_readcb, hub_writecb, hub_eventcb, hc);
+		bufferevent_setcb(hc->bev, stdiohub_readcb, stdiohub_writecb,
+		    stdiohub_eventcb, hc);
 		bufferevent_setwatermark(hc->bev, EV_WRITE, HUB_OUT_LOW, 0);
 		bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
 	}
 }
 
 static void
-hub_stop_cb(evutil_socket_t fd, short what, void *arg)
+stdiohub_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	event_base_loopbreak(hub.base);
 }
 
 static void *
-hub_main(void *arg)
+stdiohub_main(void *arg)
 {
-	struct hub_session *s;
-	struct hub_conn *hc;
+	struct stdiohub_session *s;
+	struct stdiohub_conn *hc;
 
 	/* Nothing may be pending between sessions: run until told to stop. */
 	event_base_loop(hub.base, EVLOOP_NO_EXIT_ON_EMPTY);
 	while ((hc = TAILQ_FIRST(&hub.conns)) != NULL)
-		hub_conn_free(hc);
+		stdiohub_conn_free(hc);
 	/* The processes are ended by stdioproc_shutdown (SIGTERM, then SIGKILL after the
 	 * grace): forget the sessions without closing each handle first. */
 	while ((s = TAILQ_FIRST(&hub.sessions)) != NULL) {
@@ -656,12 +659,12 @@ stdiohub_start(const struct config *cfg)
 	TAILQ_INIT(&hub.conns);
 	TAILQ_INIT(&hub.sessions);
 	if ((hub.base = event_base_new()) == NULL ||
-	    (hub.adopt_ev = event_new(hub.base, -1, 0, hub_adopt_cb, NULL)) == NULL ||
-	    (hub.stop_ev = event_new(hub.base, -1, 0, hub_stop_cb, NULL)) == NULL) {
+	    (hub.adopt_ev = event_new(hub.base, -1, 0, stdiohub_adopt_cb, NULL)) == NULL ||
+	    (hub.stop_ev = event_new(hub.base, -1, 0, stdiohub_stop_cb, NULL)) == NULL) {
 		log_err("stdio upstream: cannot set up its event loop");
 		return -1;
 	}
-	if ((rc = pthread_create(&hub.thr, NULL, hub_main, NULL)) != 0) {
+	if ((rc = pthread_create(&hub.thr, NULL, stdiohub_main, NULL)) != 0) {
 		log_err("stdio upstream: pthread_create: %s", strerror(rc));
 		return -1;
 	}

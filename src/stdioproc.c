@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +22,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "child.h"
 #include "text.h"
 
 #define STDIOPROC_READ_CHUNK 65536
 #define STDIOPROC_ERR_LINE 1024
 #define STDIOPROC_ERR_LINES_PER_S 100
-#define STDIOPROC_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
 extern char **environ;
 
@@ -91,161 +90,7 @@ stdioproc_queued(const struct stdioproc *p)
 	return p->outq != NULL ? evbuffer_get_length(p->outq) : 0;
 }
 
-/* ---- spawning ------------------------------------------------------------------- */
-
-/* Moves fd above 2, so that the child's dup2 onto 0-2 never meets itself (dup2(fd, fd)
- * would leave FD_CLOEXEC set). */
-static int
-stdioproc_fd_high(int fd)
-{
-	int nfd;
-
-	if (fd > 2)
-		return fd;
-	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	close(fd);
-	return nfd;
-}
-
-static int
-stdioproc_pipe(int fds[2])
-{
-	if (pipe2(fds, O_CLOEXEC) == -1)
-		return -1;
-	fds[0] = stdioproc_fd_high(fds[0]);
-	fds[1] = stdioproc_fd_high(fds[1]);
-	if (fds[0] == -1 || fds[1] == -1) {
-		if (fds[0] != -1)
-			close(fds[0]);
-		if (fds[1] != -1)
-			close(fds[1]);
-		return -1;
-	}
-	return 0;
-}
-
-static void
-stdioproc_close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-/* The value of NAME in a "NAME=VALUE" list, or NULL. */
-static const char *
-stdioproc_env_get(char *const *env, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (; env != NULL && *env != NULL; env++)
-		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-			return *env + n + 1;
-	return NULL;
-}
-
-/* The child's environment: PATH and HOME (the gateway's, or defaults), then conf's
- * entries, which override them. The strings in *owned are to be freed. */
-static char **
-stdioproc_env(char *const *conf_env, char **owned, size_t nowned)
-{
-	const char *path, *home;
-	size_t n = 0, i;
-	char **envp;
-
-	for (i = 0; conf_env != NULL && conf_env[i] != NULL; i++)
-		n++;
-	if ((envp = calloc(n + 3, sizeof(*envp))) == NULL)
-		return NULL;
-	memset(owned, 0, nowned * sizeof(*owned));
-	n = 0;
-	if (stdioproc_env_get(conf_env, "PATH") == NULL) {
-		path = getenv("PATH");
-		if (asprintf(&owned[0], "PATH=%s", path != NULL && *path != '\0' ? path :
-		    STDIOPROC_DEFAULT_PATH) < 0)
-			goto fail;
-		envp[n++] = owned[0];
-	}
-	if (stdioproc_env_get(conf_env, "HOME") == NULL) {
-		home = getenv("HOME");
-		if (asprintf(&owned[1], "HOME=%s", home != NULL && *home == '/' ? home : "/") < 0)
-			goto fail;
-		envp[n++] = owned[1];
-	}
-	for (i = 0; conf_env != NULL && conf_env[i] != NULL; i++)
-		envp[n++] = conf_env[i];
-	envp[n] = NULL;
-	return envp;
-fail:
-	free(owned[0]);
-	owned[0] = NULL;
-	free(envp);
-	return NULL;
-}
-
-/* The program to exec: as given when it has a '/', else the first executable regular
- * file of that name in path. NULL with errno ENOENT when none. */
-static char *
-stdioproc_resolve(const char *prog, const char *path)
-{
-	const char *d, *e;
-	struct stat st;
-	char *cand;
-
-	if (strchr(prog, '/') != NULL)
-		return strdup(prog);
-	for (d = path; d != NULL; d = e != NULL ? e + 1 : NULL) {
-		e = strchr(d, ':');
-		if (asprintf(&cand, "%.*s/%s", e != NULL ? (int)(e - d) : (int)strlen(d), d,
-		    prog) < 0)
-			return NULL;
-		if (cand[0] == '/' && stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
-		    access(cand, X_OK) == 0)
-			return cand;
-		free(cand);
-	}
-	errno = ENOENT;
-	return NULL;
-}
-
-/* posix_spawn with the process group, signal state, descriptors and directory the
- * header describes. Returns 0 and *pid, or an errno value. */
-static int
-stdioproc_exec(const char *prog, char *const *argv, char *const *envp, const char *cwd,
-    int in_r, int out_w, int err_w, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, all;
-	int rc;
-
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
-		return rc;
-	if ((rc = posix_spawnattr_init(&attr)) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		return rc;
-	}
-	sigemptyset(&none);
-	sigfillset(&all);
-	sigdelset(&all, SIGKILL);
-	sigdelset(&all, SIGSTOP);
-	if ((rc = posix_spawn_file_actions_adddup2(&fa, in_r, 0)) != 0 ||
-	    (rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1)) != 0 ||
-	    (rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2)) != 0 ||
-	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0 ||
-	    (rc = posix_spawn_file_actions_addchdir_np(&fa, cwd)) != 0 ||
-	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0 ||
-	    (rc = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
-	    (rc = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
-	    (rc = posix_spawnattr_setsigdefault(&attr, &all)) != 0)
-		goto done;
-	rc = posix_spawn(pid, prog, &fa, &attr, argv, envp);
-done:
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
-	return rc;
-}
+/* ---- spawning (the pieces are child.c's) ---------------------------------------- */
 
 static void stdioproc_pid_cb(evutil_socket_t, short, void *);
 static void stdioproc_in_cb(evutil_socket_t, short, void *);
@@ -273,10 +118,10 @@ stdioproc_release(struct stdioproc *p)
 		evbuffer_free(p->inbuf);
 	if (p->errbuf != NULL)
 		evbuffer_free(p->errbuf);
-	stdioproc_close_fd(&p->fd_in);
-	stdioproc_close_fd(&p->fd_out);
-	stdioproc_close_fd(&p->fd_err);
-	stdioproc_close_fd(&p->pidfd);
+	child_close_fd(&p->fd_in);
+	child_close_fd(&p->fd_out);
+	child_close_fd(&p->fd_err);
+	child_close_fd(&p->pidfd);
 	free(p->label);
 	free(p);
 }
@@ -359,22 +204,22 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 	p->idle_ms = conf->idle_timeout_ms > 0 ? conf->idle_timeout_ms : 0;
 	if (cbs != NULL)
 		p->cbs = *cbs;
-	if ((envp = stdioproc_env(conf->env, owned, 2)) == NULL)
+	if ((envp = child_env(conf->env, owned, 2)) == NULL)
 		goto nomem;
-	path = stdioproc_env_get(envp, "PATH");
-	if ((prog = stdioproc_resolve(conf->argv[0], path ? path : STDIOPROC_DEFAULT_PATH)) ==
+	path = child_env_get(envp, "PATH");
+	if ((prog = child_resolve(conf->argv[0], path ? path : CHILD_DEFAULT_PATH)) ==
 	    NULL) {
 		e = errno;
 		text_seterr(err, errlen, "%s: %s (PATH=%s)", conf->argv[0], strerror(e),
-		    path ? path : STDIOPROC_DEFAULT_PATH);
+		    path ? path : CHILD_DEFAULT_PATH);
 		goto fail_errno;
 	}
-	if (stdioproc_pipe(in) == -1 || stdioproc_pipe(out) == -1 || stdioproc_pipe(errp) == -1) {
+	if (child_pipe(in) == -1 || child_pipe(out) == -1 || child_pipe(errp) == -1) {
 		e = errno;
 		text_seterr(err, errlen, "pipe: %s", strerror(e));
 		goto fail_errno;
 	}
-	rc = stdioproc_exec(prog, conf->argv, envp, conf->cwd ? conf->cwd : "/", in[0], out[1],
+	rc = child_exec(prog, conf->argv, envp, conf->cwd ? conf->cwd : "/", in[0], out[1],
 	    errp[1], &p->pid);
 	if (rc != 0) {
 		e = rc;
@@ -390,9 +235,9 @@ stdioproc_spawn(struct event_base *base, const struct stdioproc_conf *conf,
 		goto fail_errno;
 	}
 	fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
-	stdioproc_close_fd(&in[0]);
-	stdioproc_close_fd(&out[1]);
-	stdioproc_close_fd(&errp[1]);
+	child_close_fd(&in[0]);
+	child_close_fd(&out[1]);
+	child_close_fd(&errp[1]);
 	p->fd_in = in[1];
 	p->fd_out = out[0];
 	p->fd_err = errp[0];
@@ -420,12 +265,12 @@ nomem:
 	e = ENOMEM;
 	text_seterr(err, errlen, "out of memory");
 fail_errno:
-	stdioproc_close_fd(&in[0]);
-	stdioproc_close_fd(&in[1]);
-	stdioproc_close_fd(&out[0]);
-	stdioproc_close_fd(&out[1]);
-	stdioproc_close_fd(&errp[0]);
-	stdioproc_close_fd(&errp[1]);
+	child_close_fd(&in[0]);
+	child_close_fd(&in[1]);
+	child_close_fd(&out[0]);
+	child_close_fd(&out[1]);
+	child_close_fd(&errp[0]);
+	child_close_fd(&errp[1]);
 	if (p != NULL)
 		stdioproc_release(p);   /* not in the registry yet */
 	free(prog);
@@ -467,7 +312,7 @@ stdioproc_begin_end(struct stdioproc *p, enum stdioproc_end reason)
 	event_del(p->ev_idle);
 	event_del(p->ev_in);
 	evbuffer_drain(p->outq, evbuffer_get_length(p->outq));
-	stdioproc_close_fd(&p->fd_in);
+	child_close_fd(&p->fd_in);
 	stdioproc_ms(&tv, p->term_ms);
 	evtimer_add(p->ev_timer, &tv);
 }
@@ -490,7 +335,7 @@ stdioproc_stdout_done(struct stdioproc *p)
 {
 	p->out_eof = 1;
 	event_del(p->ev_out);
-	stdioproc_close_fd(&p->fd_out);
+	child_close_fd(&p->fd_out);
 }
 
 static void
@@ -507,7 +352,7 @@ stdioproc_pid_cb(evutil_socket_t fd, short what, void *arg)
 		log_warn("%s: waitid: %s", p->label, strerror(errno));
 	p->reaped = 1;
 	atomic_fetch_sub(&stdioproc_live, 1);
-	stdioproc_close_fd(&p->pidfd);
+	child_close_fd(&p->pidfd);
 	event_del(p->ev_timer);
 	event_del(p->ev_idle);
 	p->exit.reason = p->state == STDIOPROC_ENDING ? p->reason : STDIOPROC_END_EXITED;
@@ -521,7 +366,7 @@ stdioproc_pid_cb(evutil_socket_t fd, short what, void *arg)
 		    si.si_status);
 	p->state = STDIOPROC_ENDING;
 	event_del(p->ev_in);
-	stdioproc_close_fd(&p->fd_in);
+	child_close_fd(&p->fd_in);
 	if (p->closed)
 		stdioproc_stdout_done(p);
 	if (p->out_eof)
@@ -937,7 +782,7 @@ stdioproc_err_cb(evutil_socket_t fd, short what, void *arg)
 	n = evbuffer_read(p->errbuf, p->fd_err, 4096);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		event_del(p->ev_err);
-		stdioproc_close_fd(&p->fd_err);
+		child_close_fd(&p->fd_err);
 		stdioproc_err_drain(p, 1);
 		return;
 	}
@@ -966,7 +811,7 @@ stdioproc_reap_now(struct stdioproc *p)
 		log_warn("%s: waitid: %s", p->label, strerror(errno));
 	p->reaped = 1;
 	atomic_fetch_sub(&stdioproc_live, 1);
-	stdioproc_close_fd(&p->pidfd);
+	child_close_fd(&p->pidfd);
 }
 
 int
@@ -981,7 +826,7 @@ stdioproc_shutdown(int grace_ms)
 
 	pthread_mutex_lock(&stdioproc_mu);
 	TAILQ_FOREACH(p, &stdioproc_all, link) {
-		stdioproc_close_fd(&p->fd_in);
+		child_close_fd(&p->fd_in);
 		if (!p->reaped) {
 			kill(-p->pid, SIGTERM);
 			n++;

@@ -92,8 +92,8 @@ agent_est_count() {
 	local m sel
 	case $1 in cacerts) m="GET /.well-known/est/cacerts" ;;
 	*) m="POST /.well-known/est/$1" ;; esac
-	# The mTLS listener logs the path alone as the method.
-	sel="(.method == \"$m\" or .method == \"${m#* }\")"
+	# Both listeners log "METHOD PATH" as the method.
+	sel=".method == \"$m\""
 	[ -z "${2:-}" ] || sel="$sel and .status == $2"
 	[ -f "$AUDIT" ] || { echo 0; return 0; }
 	jq -s "[.[] | select($sel)] | length" "$AUDIT"

@@ -93,7 +93,7 @@ e2e_any "$CA_AUDIT" ".what == \"enroll\" and .agent == \"hsm-bot\" and .serial =
 	cg_fail "ca-audit.jsonl has no enrollment of hsm-bot with serial $S1"
 e2e_any "$CA_AUDIT" ".what == \"renew\" and .agent == \"hsm-bot\" and .old_serial == \"$S1\" and .serial == \"$S2\"" ||
 	cg_fail "ca-audit.jsonl has no renewal of hsm-bot from $S1 to $S2"
-e2e_any "$AUDIT" ".method == \"/.well-known/est/simplereenroll\" and .agent == \"hsm-bot\" and .status == 200 and (.serial | ascii_upcase) == \"$S1\"" ||
+e2e_any "$AUDIT" ".method == \"POST /.well-known/est/simplereenroll\" and .agent == \"hsm-bot\" and .status == 200 and (.serial | ascii_upcase) == \"$S1\"" ||
 	cg_fail "the gateway did not log the renewal on its mTLS listener with serial $S1"
 NEWURI=$(cat "$T/a/key.uri")
 [[ "$NEWURI" =~ object=hsm-bot-[0-9]{8}T[0-9]{6}Z\? ]] || cg_fail "renewed key.uri: $NEWURI"

@@ -1,0 +1,250 @@
+/* Session bindings and rate budgets shared through Redis (cluster.h). */
+#include "cluster.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "rconn.h"
+
+struct cluster_worker {
+	struct rconn *rc;
+	const struct config *cfg;
+};
+
+/* The caller's side of a pending operation. The rconn op always answers (a reply,
+ * or NULL on timeout, disconnect or shutdown) and frees it; a cancelled one answers
+ * nobody. */
+struct cluster_op {
+	cluster_session_fn sfn;
+	cluster_rate_fn rfn;
+	void *arg;
+	int cancelled;
+	char agent[];
+};
+
+static atomic_long cl_lookup[4];        /* by -answer + 1: mine, other, unknown, down */
+static atomic_long cl_refused_unavail, cl_bind_lost, cl_rate_global_refused,
+    cl_rate_fallback;
+static pthread_once_t cl_once = PTHREAD_ONCE_INIT;
+
+/* One token bucket on Redis's clock: refill by elapsed time, take one when there
+ * is one. Returns {1, 0} or {0, ms until a token}. The key expires once the bucket
+ * would be full again (plus a second), so idle agents cost nothing. */
+static const char cl_rate_lua[] =
+	"local k=KEYS[1] local rate=tonumber(ARGV[1]) local burst=tonumber(ARGV[2]) "
+	"local t=redis.call('TIME') local now=tonumber(t[1])+tonumber(t[2])/1e6 "
+	"local v=redis.call('HMGET',k,'t','ts') "
+	"local tok=tonumber(v[1]) or burst local ts=tonumber(v[2]) or now "
+	"if now>ts then tok=math.min(burst,tok+(now-ts)*rate) end "
+	"local ok=0 local wait=0 "
+	"if tok>=1 then tok=tok-1 ok=1 else wait=math.ceil((1-tok)/rate*1000) end "
+	"redis.call('HSET',k,'t',tostring(tok),'ts',tostring(now)) "
+	"redis.call('PEXPIRE',k,math.ceil(burst/rate*1000)+1000) "
+	"return {ok,wait}";
+
+static void
+cl_metrics(FILE *f)
+{
+	static const char *names[4] = { "mine", "other_agent", "unknown", "unavailable" };
+	int i;
+
+	rconn_metrics(f);
+	metrics_put_head(f, "cluster_session_lookups_total", "counter",
+	    "Session ids not held here, looked up in Redis, by answer.");
+	for (i = 0; i < 4; i++)
+		fprintf(f, "certgate_cluster_session_lookups_total{result=\"%s\"} %ld\n", names[i],
+		    atomic_load(&cl_lookup[i]));
+	metrics_put_head(f, "cluster_refused_unavailable_total", "counter",
+	    "Requests refused (503) because Redis could not answer for their session.");
+	fprintf(f, "certgate_cluster_refused_unavailable_total %ld\n",
+	    atomic_load(&cl_refused_unavail));
+	metrics_put_head(f, "cluster_session_bind_lost_total", "counter",
+	    "Session bindings kept locally only because Redis was unreachable.");
+	fprintf(f, "certgate_cluster_session_bind_lost_total %ld\n", atomic_load(&cl_bind_lost));
+	metrics_put_head(f, "cluster_rate_refused_total", "counter",
+	    "Requests over an agent's budget shared by every instance.");
+	fprintf(f, "certgate_cluster_rate_refused_total %ld\n",
+	    atomic_load(&cl_rate_global_refused));
+	metrics_put_head(f, "cluster_rate_fallback_total", "counter",
+	    "Rate checks decided by this instance's bucket alone because Redis could not "
+	    "answer.");
+	fprintf(f, "certgate_cluster_rate_fallback_total %ld\n", atomic_load(&cl_rate_fallback));
+}
+
+static void
+cl_init(void)
+{
+	(void)metrics_add_renderer(cl_metrics);
+}
+
+struct cluster_worker *
+cluster_worker_new(struct event_base *base, const struct config *cfg, int *err)
+{
+	struct cluster_worker *cw;
+
+	*err = 0;
+	if (cfg->cluster.redis == NULL)
+		return NULL;
+	pthread_once(&cl_once, cl_init);
+	if ((cw = calloc(1, sizeof(*cw))) == NULL ||
+	    (cw->rc = rconn_new(base, &cfg->cluster, "a worker", NULL, NULL)) == NULL) {
+		free(cw);
+		*err = 1;
+		return NULL;
+	}
+	cw->cfg = cfg;
+	return cw;
+}
+
+void
+cluster_worker_free(struct cluster_worker *cw)
+{
+	if (cw == NULL)
+		return;
+	rconn_free(cw->rc);
+	free(cw);
+}
+
+static struct cluster_op *
+cl_op_new(const char *agent, void *arg)
+{
+	size_t n = strlen(agent);
+	struct cluster_op *op;
+
+	if ((op = calloc(1, sizeof(*op) + n + 1)) == NULL)
+		return NULL;
+	op->arg = arg;
+	memcpy(op->agent, agent, n + 1);
+	return op;
+}
+
+static void
+cl_session_reply(void *arg, redisReply *r)
+{
+	struct cluster_op *op = arg;
+	enum cluster_session a;
+
+	if (r == NULL || r->type == REDIS_REPLY_ERROR)
+		a = CLUSTER_SESSION_DOWN;
+	else if (r->type == REDIS_REPLY_NIL)
+		a = CLUSTER_SESSION_UNKNOWN;
+	else if (r->type == REDIS_REPLY_STRING && r->len == strlen(op->agent) &&
+	    memcmp(r->str, op->agent, r->len) == 0)
+		a = CLUSTER_SESSION_MINE;
+	else
+		a = CLUSTER_SESSION_OTHER;
+	atomic_fetch_add(&cl_lookup[1 - (int)a], 1);
+	if (!op->cancelled)
+		op->sfn(op->arg, a);
+	free(op);
+}
+
+int
+cluster_session_lookup(struct cluster_worker *cw, const char *sid, const char *agent,
+    cluster_session_fn fn, void *arg, struct cluster_op **opp)
+{
+	struct cluster_op *op;
+
+	*opp = NULL;
+	if (!rconn_is_up(cw->rc) || (op = cl_op_new(agent, arg)) == NULL) {
+		atomic_fetch_add(&cl_lookup[3], 1);
+		return -1;
+	}
+	op->sfn = fn;
+	if (rconn_command(cw->rc, cl_session_reply, op, NULL, "GET certgate:s:%s",
+	    sid) == -1) {
+		free(op);
+		atomic_fetch_add(&cl_lookup[3], 1);
+		return -1;
+	}
+	*opp = op;
+	return 0;
+}
+
+void
+cluster_session_bind(struct cluster_worker *cw, const char *sid, const char *agent)
+{
+	if (rconn_send(cw->rc, "SET certgate:s:%s %s NX EX %d", sid, agent,
+	    cw->cfg->cluster.session_ttl_s) == -1) {
+		atomic_fetch_add(&cl_bind_lost, 1);
+		log_warn("cluster: Redis unreachable: a new session is known to this instance "
+		    "only");
+	}
+}
+
+void
+cluster_session_touch(struct cluster_worker *cw, const char *sid)
+{
+	(void)rconn_send(cw->rc, "EXPIRE certgate:s:%s %d", sid, cw->cfg->cluster.session_ttl_s);
+}
+
+void
+cluster_session_forget(struct cluster_worker *cw, const char *sid)
+{
+	(void)rconn_send(cw->rc, "DEL certgate:s:%s", sid);
+}
+
+static void
+cl_rate_reply(void *arg, redisReply *r)
+{
+	struct cluster_op *op = arg;
+	int allowed = -1;
+	double retry = 1;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_INTEGER) {
+		allowed = r->element[0]->integer == 1;
+		retry = (double)r->element[1]->integer / 1000.0;
+	}
+	if (allowed == -1)
+		atomic_fetch_add(&cl_rate_fallback, 1);
+	else if (allowed == 0)
+		atomic_fetch_add(&cl_rate_global_refused, 1);
+	if (!op->cancelled)
+		op->rfn(op->arg, allowed, retry);
+	free(op);
+}
+
+int
+cluster_rate_take(struct cluster_worker *cw, const char *agent, double per_second,
+    double burst, cluster_rate_fn fn, void *arg, struct cluster_op **opp)
+{
+	struct cluster_op *op;
+	char rate[32], cap[32];
+
+	*opp = NULL;
+	if (!rconn_is_up(cw->rc) || (op = cl_op_new(agent, arg)) == NULL) {
+		atomic_fetch_add(&cl_rate_fallback, 1);
+		return -1;
+	}
+	op->rfn = fn;
+	snprintf(rate, sizeof(rate), "%.6g", per_second);
+	snprintf(cap, sizeof(cap), "%.6g", burst < 1 ? 1 : burst);
+	if (rconn_command(cw->rc, cl_rate_reply, op, NULL, "EVAL %s 1 certgate:r:%s %s %s",
+	    cl_rate_lua, agent, rate, cap) == -1) {
+		free(op);
+		atomic_fetch_add(&cl_rate_fallback, 1);
+		return -1;
+	}
+	*opp = op;
+	return 0;
+}
+
+void
+cluster_cancel(struct cluster_op *op)
+{
+	/* The reply (or its absence) still arrives and frees op. */
+	if (op != NULL)
+		op->cancelled = 1;
+}
+
+void
+cluster_count_refused_unavailable(void)
+{
+	atomic_fetch_add(&cl_refused_unavail, 1);
+}
