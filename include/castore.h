@@ -104,8 +104,10 @@ struct castore_issue {
 	EVP_PKEY *pubkey;                /* borrowed */
 	long seconds;                    /* CASTORE_MIN_LIFETIME..CASTORE_MAX_LIFETIME */
 	const struct mapedit_agent *map; /* add/update the agent in the map, or NULL */
-	/* `ca issue` / `ca renew`: write OUT/cert.pem and OUT/ca.pem; OUT/key.pem from
-	 * out_key, else a stale key.pem is removed unless keep_key. */
+	/* `ca issue` / `ca renew`: write OUT/cert.pem (the leaf and the CA certificates
+	 * up to the root, cabundle.h chain) and OUT/ca.pem (the roots: every trusted one
+	 * during a rollover); OUT/key.pem from out_key, else a stale key.pem is removed
+	 * unless keep_key. */
 	const char *out_dir;
 	EVP_PKEY *out_key;
 	int keep_key;

@@ -1,7 +1,9 @@
-/* `certgate ca init|server|issue|renew|revoke|crl|list|token|serve`: the command table,
- * argument parsing and dispatch, and the two commands that only read or re-sign
- * (crl, list). The others live in casetup.c (init, server) and caagent.c (issue,
- * renew, revoke, token); caserve.c is the CA service. The work is done by castore.c
+/* `certgate ca init|server|issue|renew|revoke|crl|list|token|import|rollover|retire|
+ * serve`: the command table, argument parsing and dispatch, and the two commands that
+ * only read or re-sign (crl, list). The others live in casetup.c (init, server),
+ * caagent.c (issue, renew, revoke, token), caimport.c (import) and caroll.c
+ * (rollover, retire); caserve.c is the CA service. cabundle.c reads ca.cert as a
+ * bundle (the active CA, CAs still trusted after a rollover, a corporate chain). The work is done by castore.c
  * (the CA's files, changed under the CA lock, crash-safe), certify.c (what is
  * signed), cadb.c (the database) and catoken.c (enrollment tokens). */
 #include <errno.h>

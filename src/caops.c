@@ -216,8 +216,8 @@ caops_spki(const unsigned char *der, size_t len, char *err, size_t errlen)
 	return k;
 }
 
-/* The leaf, then the CA certificates above it and the active root: an agent whose
- * ca.pem predates a rollover learns the new root from its renewal (it arrives over
+/* After the leaf: the CA certificates above it and, during a rollover, the new root:
+ * an agent whose ca.pem predates the rollover learns the new root from its renewal (it arrives over
  * the connection its current ca.pem authenticated, as /cacerts would). */
 static int
 caops_reply_chain(struct caops *o, struct caproto_reply *rep)
@@ -225,7 +225,12 @@ caops_reply_chain(struct caops *o, struct caproto_reply *rep)
 	STACK_OF(X509) *up = o->store.b.chain;
 	unsigned char *der;
 	X509 *x;
-	int i, n, total = sk_X509_num(up) + (cabundle_self_signed(o->store.cert) ? 1 : 0);
+	int i, n, total;
+
+	/* The root only while a rollover is under way: otherwise the answer stays the
+	 * leaf (and a corporate chain), as EST clients that take one certificate expect. */
+	total = sk_X509_num(up) + (cabundle_self_signed(o->store.cert) &&
+	    sk_X509_num(o->store.b.ours) > 1 ? 1 : 0);
 
 	for (i = 0; i < total && rep->nchain < CAPROTO_MAX_CHAIN; i++) {
 		x = i < sk_X509_num(up) ? sk_X509_value(up, i) : o->store.cert;

@@ -123,7 +123,7 @@ until_status 200 "$D/ca.pem" "$D/cert.pem" "$D/key.pem"
 "$CERTGATE_BIN" ca revoke -c "$CFG" --serial "$(openssl x509 -in "$T/alice-old.pem" -noout -serial | cut -d= -f2)" \
     >/dev/null 2>"$T/revoke.err" || { cat "$T/revoke.err" >&2; cg_fail "revoke alice's old certificate"; }
 until_status 000 "$T/old-ca.pem" "$T/alice-old.pem" "$T/alice-old.key"
-gw_log_contains "handshake failed from .*certificate revoked" || cg_fail "alice's old certificate not refused as revoked"
+gw_wait_log "handshake failed from .*certificate revoked" 5 || cg_fail "alice's old certificate not refused as revoked"
 echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL in force"
 
 # --- retire ---
@@ -141,7 +141,7 @@ until_status 200 "$T/new-ca.pem" "$T/bob2.pem" "$T/bob2.key"
 # then bob's old certificate (never revoked, not expired) is refused by the gateway
 # (the server verified fine with the same CA file a moment ago)
 cg_assert_eq "$(get "$T/new-ca.pem" "$B.pem" "$B.key")" 000 "bob's old-CA certificate after the retirement"
-gw_log_contains "handshake failed from .*unable to get local issuer certificate" ||
+gw_wait_log "handshake failed from .*unable to get local issuer certificate" 5 ||
     cg_fail "the gateway did not refuse bob's old-CA certificate as from an untrusted issuer"
 # the renewed agents verify the new server certificate with their ca.pem and are served
 cg_assert_eq "$(get "$A/ca.pem" "$A/cert.pem" "$A/key.pem")" 200 "alice after the retirement"
