@@ -350,7 +350,7 @@ caops_redeliver(struct caops *o, const struct catoken_rec *rec, struct caproto_r
 		goto out;
 	}
 	snprintf(is.serial, sizeof(is.serial), "%s", row->serial);
-	if (caops_reply_cert(rep, &is, rec->agent) == -1) {
+	if (caops_reply_cert(o, rep, &is, rec->agent) == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
