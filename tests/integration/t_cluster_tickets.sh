@@ -9,6 +9,8 @@
 #   ticket does;
 # - a revoked certificate's ticket does not resume on either instance (the ticket
 #   decrypts, the session is refused, the full handshake fails on the CRL);
+# - Redis restarted (empty) while the keys live: the instances offer theirs back, a
+#   ticket from before still resumes on the other instance;
 # - Redis stopped: the keys held keep working until they age out (2 rotations at
 #   most), then no ticket is issued or accepted; Redis restarted: tickets again;
 # - the key bytes (hex, base64 or raw) never appear in a log.
@@ -163,6 +165,24 @@ done
     cg_fail "gw1 did not refuse bob's ticket itself (certgate_cluster_tickets_refused_total)"
 client alice 1 "$T/alice_after.out"
 cg_assert_contains "$T/alice_after.out" "response: HTTP/1.1 200"
+
+# --- Redis restarted (empty) while the keys live: they are offered back -------------
+key_hex() { redis-cli -p "$RPORT" eval "local v=redis.call('GET',KEYS[1]) if not v then return '' end \
+local h='' for i=1,#v do h=h..string.format('%02x',v:byte(i)) end return h" 1 "certgate:tk:$1"; }
+EQ=$(sleep_into_epoch 0.2)
+client alice 0 "$T/q.out" --sess-out "$T/q.sess"
+KQ=$(key_hex "$EQ")
+[ -n "$KQ" ] || cg_fail "no key for epoch $EQ"
+redis_stop
+redis_start
+for _ in $(seq 1 30); do
+	[ -n "$(key_hex "$EQ")" ] && break
+	sleep 0.1
+done
+cg_assert_eq "$(key_hex "$EQ")" "$KQ" "the key of epoch $EQ after Redis restarted (the held one, not a new one)"
+client alice 1 "$T/q1.out" --sess-in "$T/q.sess" --expect-resumed
+cg_assert_contains "$T/q1.out" "resumed: yes"
+echo "Redis restarted: the key of epoch $EQ came back from the instances"
 
 # --- Redis stopped: held keys work until they age out, then no tickets ----------------
 client alice 0 "$T/pre_down.out" --sess-out "$T/d.sess"
