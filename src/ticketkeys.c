@@ -225,8 +225,11 @@ tk_dec_cb(SSL *s, SSL_SESSION *ss, const unsigned char *keyname, size_t keyname_
 			atomic_fetch_add(&tk_n_unusable, 1);
 			return SSL_TICKET_RETURN_IGNORE_RENEW;
 		}
-		return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE :
-		    SSL_TICKET_RETURN_USE_RENEW;
+		/* Renewed even under the current key: TLS 1.3 sends no new ticket after
+		 * a resumption otherwise, and a client that uses each ticket once (as
+		 * RFC 8446 advises, and as our single-instance cache works) could not
+		 * resume again. */
+		return SSL_TICKET_RETURN_USE_RENEW;
 	case SSL_TICKET_EMPTY:
 	case SSL_TICKET_NO_DECRYPT:
 		return SSL_TICKET_RETURN_IGNORE_RENEW;

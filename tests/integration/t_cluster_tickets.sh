@@ -3,7 +3,8 @@
 # instances", src/ticketkeys.c): two instances sharing ticket keys through Redis,
 # cluster.ticket_rotate_s 4. Checked:
 # - a ticket from one instance resumes on the other (TLS 1.3 and 1.2; tlsclient and
-#   openssl s_client -sess_out/-sess_in, "Reused, TLSv1.3");
+#   openssl s_client -sess_out/-sess_in, "Reused, TLSv1.3"), and the ticket the
+#   resumption renewed resumes again on the first;
 # - after one rotation a ticket from before still resumes (previous key, renewed);
 #   after two it does not (full handshake, the request still served); the renewed
 #   ticket does;
@@ -96,6 +97,12 @@ sclient 0 "$T/s0.out" -sess_out "$T/s.pem"
 sclient 1 "$T/s1.out" -sess_in "$T/s.pem"
 cg_assert_contains "$T/s0.out" "New, TLSv1.3"
 cg_assert_contains "$T/s1.out" "Reused, TLSv1.3"
+# a ticket renewed by a resumption resumes again (a client uses each ticket once)
+client alice 0 "$T/ch1.out" --sess-out "$T/c1.sess"
+client alice 1 "$T/ch2.out" --sess-in "$T/c1.sess" --sess-out "$T/c2.sess" --expect-resumed
+client alice 0 "$T/ch3.out" --sess-in "$T/c2.sess" --expect-resumed
+cg_assert_contains "$T/ch2.out" "resumed: yes"
+cg_assert_contains "$T/ch3.out" "resumed: yes"
 
 # --- across instances, within one epoch ----------------------------------------------
 E=
