@@ -437,8 +437,8 @@ tk_reply(void *arg, redisReply *r)
 static void
 tk_fetch(void)
 {
-	const char *argv[9];
-	size_t lens[9];
+	const char *argv[6 + 2 * 2];    /* EVAL, script, 1, prefix, rotation, fresh, 2 held */
+	size_t lens[6 + 2 * 2];
 	char rot[16], ep[2][24];
 	unsigned char fresh[TK_BLOB_LEN], held[2][TK_BLOB_LEN];
 	int argc = 0, i, n = 0;
