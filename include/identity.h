@@ -7,11 +7,14 @@
 #include <stddef.h>
 
 struct argrule_set;   /* argrule.h */
+struct identity_parse; /* identity.c */
 
 struct identity_agent {
 	char *id;
 	char *uri;            /* SAN URI to match, or NULL */
-	char *subject;        /* RFC 4514 subject to match, or NULL */
+	char *subject;        /* RFC 4514 subject to match (normalized, dn.h), or NULL */
+	char *issuer;         /* "issuer": only certificates from that issuer (normalized
+	                       * RFC 4514) match; NULL: only those of certgate's own CA */
 	char **roles;
 	size_t nroles;
 	char **scopes;        /* effective: own scopes plus every role's, deduplicated */
@@ -35,6 +38,8 @@ struct identity_map {
 	/* private: every compiled argument-rule set (roles' and agents'), owned */
 	struct argrule_set **rulesets;
 	size_t nrulesets;
+	/* private: the text being parsed (NULL once parsed) */
+	struct identity_parse *parse;
 };
 
 /* Parses an identity map. Validates: roles is an object whose values are scope arrays
@@ -42,7 +47,9 @@ struct identity_map {
  * array of objects with a unique non-empty id, at least one of uri/subject, roles
  * that exist, scopes that are well-formed (see policy.h), rate numbers > 0, argument
  * rules that compile (argrule_set_parse; the message names the role or agent, the
- * tool glob and the argument); uri and subject values unique across agents. Returns 0
+ * tool glob and the argument); "subject" and "issuer" strict RFC 4514 (dn_parse; the
+ * message names the agent and the line); uri and subject values unique across the
+ * agents of one issuer. Returns 0
  * and *out, or -1 with a message (including the JSON line when jansson knows it) in err.
  * Strict: unknown keys (top level, role, agent, rate) and duplicate JSON keys are errors.
  * An id is 1-128 printable ASCII characters without space / \ " , ; =.
@@ -58,6 +65,8 @@ void identity_map_free(struct identity_map *m);
 struct identity_peer {
 	char serial[80];      /* uppercase hex, no separators */
 	char *subject;        /* RFC 4514, e.g. "CN=research-bot,O=Example" */
+	char *issuer;         /* the certificate's issuer DN, RFC 4514 */
+	int own_ca;           /* issued by certgate's own CA (identity_peer_own_ca) */
 	char **uris;          /* SAN URIs */
 	size_t nuris;
 	char hash[65];        /* SHA-256 of the DER certificate, lowercase hex (XFCC Hash) */
@@ -77,8 +86,17 @@ char *identity_name_rfc4514(const X509_NAME *name);
 int identity_peer_from_cert(X509 *cert, struct identity_peer *p);
 void identity_peer_clear(struct identity_peer *p);
 
+/* Sets p->own_ca: 1 when cert was issued (issuer name, key identifier and signature)
+ * by one of the CA certificates own (certgate's own CA; during a rollover there may
+ * be several). The signature check costs one verification: call once per
+ * certificate, not per lookup. Returns p->own_ca. */
+int identity_peer_own_ca(struct identity_peer *p, X509 *cert, STACK_OF(X509) *own);
+
 /* The agent whose uri equals one of the peer's SAN URIs, else whose subject equals
- * the peer's subject; NULL when none. The pointer lives as long as the map. */
+ * the peer's subject; NULL when none. Issuer binding: an agent with "issuer" matches
+ * only a peer whose issuer DN equals it; an agent without matches only a peer with
+ * own_ca set. When both kinds would match, the one with "issuer" wins. The pointer
+ * lives as long as the map. */
 const struct identity_agent *identity_lookup(const struct identity_map *m,
     const struct identity_peer *p);
 /* The agent with that id, or NULL (the admin status page). */

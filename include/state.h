@@ -18,9 +18,13 @@ struct gw_state {
 	SSL_CTX *ssl_ctx;               /* for new handshakes */
 	SSL_CTX *enroll_ctx;            /* the enrollment listener's, or NULL */
 	struct identity_map *map;
-	char **revoked;                 /* sorted uppercase hex serials from the CRL */
+	char **revoked;                 /* sorted "ISSUER\nSERIAL" keys from the CRLs */
 	size_t nrevoked;
-	time_t crl_next_update;         /* 0 when no CRL */
+	STACK_OF(X509_CRL) *crls;       /* in force, one per CA of tls.ca (tlscrl.h); NULL
+	                                 * without crl_check */
+	STACK_OF(X509) *own_ca;         /* certgate's own CA certificate(s) (ca.cert) for
+	                                 * issuer binding (identity_peer_own_ca) */
+	time_t crl_next_update;         /* earliest nextUpdate of the CRLs, 0 when none */
 	time_t server_not_after;        /* the server certificate's notAfter */
 	time_t ca_not_after;            /* earliest notAfter of the trusted CA certificates */
 	unsigned nca;                   /* trusted CA certificates (tls.ca) */
@@ -40,8 +44,11 @@ void state_check_files(void);
 struct gw_state *state_get(void);
 void state_put(struct gw_state *st);
 
-/* 1 when serial (uppercase hex) is in the state's CRL. */
-int state_is_revoked(const struct gw_state *st, const char *serial);
+/* 1 when the certificate of that issuer (RFC 4514 DN, identity_peer.issuer) and
+ * serial (hex, any case and leading zeros) is revoked by the issuer's CRL in force.
+ * Serials are unique per issuer only: another CA's CRL listing the same serial does
+ * not revoke it. */
+int state_is_revoked(const struct gw_state *st, const char *issuer, const char *serial);
 
 /* The current state's generation (0 before state_init); lock-free, for workers
  * that only need to know whether something changed. */

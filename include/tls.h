@@ -11,13 +11,14 @@
 int tls_load_server_key(const struct config *cfg, EVP_PKEY **out);
 
 /* Builds a server SSL_CTX from the config files and the (borrowed) key: certificate
- * chain, key match check, client verification against tls.ca with the CRL when
- * crl_check, TLS >= 1.2, AEAD suites only, no renegotiation/compression, session
- * tickets. *crl_out (may be NULL) receives a new reference to the CRL loaded.
+ * chain, key match check, client verification against tls.ca with the CRLs crls
+ * (borrowed; from tlscrl_load, required when crl_check) at every level of the chain,
+ * TLS >= 1.2, AEAD suites only, no renegotiation/compression, session tickets.
  * Returns NULL on failure (logged, file names included). */
 #define TLS_CTX_OPTIONAL_CERT 0x1   /* the enrollment listener: a certificate may be
                                      * absent (one presented is still verified) */
-SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, X509_CRL **crl_out);
+SSL_CTX *tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags,
+    STACK_OF(X509_CRL) *crls);
 
 /* Writes cert's serial number as uppercase hex without separators (BN_bn2hex, the
  * format identity_peer_from_cert uses) into buf. Returns 0/-1. */
@@ -25,9 +26,9 @@ int tls_serial_hex(X509 *cert, char *buf, size_t len);
 
 /* The revocation check a cached session must pass before it may resume (the
  * current revocation list lives in the state, above this file): fn returns 1 when
- * the serial (uppercase hex) is revoked. Set by state.c; NULL checks nothing.
- * Thread-safe. */
-typedef int (*tls_revoked_check)(const char *serial);
+ * the certificate (its issuer and serial) is revoked. Set by state.c; NULL checks
+ * nothing. Thread-safe. */
+typedef int (*tls_revoked_check)(X509 *cert);
 void tls_set_revoked_check(tls_revoked_check fn);
 
 /* The chain from leaf to a trust anchor of ctx's store, with untrusted (may be NULL)

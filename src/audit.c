@@ -94,19 +94,54 @@ put_field(struct buf *b, const char *key, const char *val)
 	put_jstr(b, val);
 }
 
+/* Decimal digits of v into p (no terminator); returns the count. printf is the
+ * largest cost of a line otherwise (one line per request). */
+static size_t
+put_u64(char *p, unsigned long long v)
+{
+	char t[20];
+	size_t n = 0, i;
+
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	for (i = 0; i < n; i++)
+		p[i] = t[n - 1 - i];
+	return n;
+}
+
+static void
+put_2(char *p, int v)
+{
+	p[0] = (char)('0' + v / 10 % 10);
+	p[1] = (char)('0' + v % 10);
+}
+
 static void
 put_ts(struct buf *b)
 {
+	/* The date and time of the current second, per thread: gmtime once a second. */
+	static _Thread_local time_t sec = (time_t)-1;
+	static _Thread_local char day[32];
 	struct timespec ts;
 	struct tm tm;
-	char t[64];
-	size_t n;
+	char t[48];
+	long ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(t, sizeof(t), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(t + n, sizeof(t) - n, ".%03ldZ\"", ts.tv_nsec / 1000000);
-	buf_adds(b, t);
+	if (ts.tv_sec != sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		if (strftime(day, sizeof(day), "{\"ts\":\"%Y-%m-%dT%H:%M:%S.", &tm) == 0)
+			day[0] = '\0';
+		sec = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	buf_adds(b, day);
+	t[0] = (char)('0' + ms / 100);
+	put_2(t + 1, (int)(ms % 100));
+	memcpy(t + 3, "Z\"", 2);
+	buf_add(b, t, 5);
 }
 
 /* A JSON-RPC id: a string, a number or null (anything else is not an id). */
@@ -118,8 +153,13 @@ put_rpc_id_value(struct buf *b, const json_t *id)
 	if (json_is_string(id))
 		put_jstr(b, json_string_value(id));
 	else if (json_is_integer(id)) {
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
-		buf_adds(b, num);
+		json_int_t v = json_integer_value(id);
+		size_t n = 0;
+
+		if (v < 0)
+			num[n++] = '-';
+		n += put_u64(num + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+		buf_add(b, num, n);
 	} else if (json_is_real(id) && isfinite(json_real_value(id))) {
 		snprintf(num, sizeof(num), "%.17g", json_real_value(id));
 		buf_adds(b, num);
@@ -167,7 +207,25 @@ audit_request_id(char *buf, size_t len, uint64_t conn_id, unsigned nreq)
 		atomic_compare_exchange_strong(&instance, &v, r);
 		v = atomic_load(&instance);
 	}
-	snprintf(buf, len, "%08x-%llu-%u", v, (unsigned long long)conn_id, nreq);
+	{
+		static const char hex[] = "0123456789abcdef";
+		char t[64];
+		size_t n = 0;
+		int i;
+
+		for (i = 7; i >= 0; i--)
+			t[n++] = hex[(v >> (i * 4)) & 0xf];
+		t[n++] = '-';
+		n += put_u64(t + n, (unsigned long long)conn_id);
+		t[n++] = '-';
+		n += put_u64(t + n, nreq);
+		if (len == 0)
+			return;
+		if (n >= len)
+			n = len - 1;
+		memcpy(buf, t, n);
+		buf[n] = '\0';
+	}
 }
 
 /* Builds the whole line (with its newline) into b. */
@@ -190,8 +248,27 @@ audit_format(struct buf *b, const struct audit_rec *r)
 		put_field(b, "detail", r->detail);
 	if (!(d >= 0) || d > 1e12)	/* NaN and infinities are not JSON */
 		d = 0;
-	snprintf(num, sizeof(num), ",\"status\":%d,\"duration_ms\":%.3f", r->status, d);
-	buf_adds(b, num);
+	{
+		/* ",\"status\":%d,\"duration_ms\":%.3f" without printf */
+		unsigned long long us = (unsigned long long)(d * 1000.0 + 0.5);
+		size_t n = 0;
+
+		memcpy(num, ",\"status\":", 10);
+		n = 10;
+		if (r->status < 0) {
+			num[n++] = '-';
+			n += put_u64(num + n, (unsigned long long)-(long long)r->status);
+		} else
+			n += put_u64(num + n, (unsigned long long)r->status);
+		memcpy(num + n, ",\"duration_ms\":", 15);
+		n += 15;
+		n += put_u64(num + n, us / 1000);
+		num[n++] = '.';
+		num[n++] = (char)('0' + us % 1000 / 100);
+		put_2(num + n, (int)(us % 100));
+		n += 2;
+		buf_add(b, num, n);
+	}
 	if (r->session != NULL)
 		put_field(b, "session", r->session);
 	if (r->request_id != NULL)

@@ -26,6 +26,7 @@
 #include "catime.h"
 #include "certify.h"
 #include "config.h"
+#include "dn.h"
 #include "identity.h"
 #include "p11.h"
 
@@ -382,6 +383,11 @@ ca_row_subject(const struct config *cfg, const struct cadb_row *r)
 		*p = '\0';
 	}
 	free(copy);
+	/* the database's oneline form has no escapes: normalize what parses (dn.h) */
+	if (dn_parse(s, strlen(s), &copy, err, sizeof(err)) == 0) {
+		free(s);
+		s = copy;
+	}
 	return s;
 }
 

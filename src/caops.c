@@ -357,6 +357,7 @@ caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply
 		    "the certificate was not issued by this CA");
 		goto out;
 	}
+	peer.own_ca = 1;        /* verified with this CA's key just above */
 	if (caops_cert_agent(cfg, old, &peer, id, sizeof(id)) == -1) {
 		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
 		    "the certificate is not an agent certificate (CN=ID with SAN "

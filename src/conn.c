@@ -161,7 +161,7 @@ conn_hs_refused(struct conn *c, enum conn_end why)
 	struct gw_state *st = NULL;
 	struct audit_rec r;
 	char rid[64], what[160];
-	X509 *x;
+	X509 *x = NULL;
 
 	if ((unsigned)why < CONN_END_COUNT)
 		atomic_fetch_add_explicit(&conn_hs_failed[why], 1, memory_order_relaxed);
@@ -173,8 +173,11 @@ conn_hs_refused(struct conn *c, enum conn_end why)
 	if (p->serial[0] == '\0' && c->ssl != NULL && (x = tls_refused_cert(c->ssl)) != NULL &&
 	    identity_peer_from_cert(x, &tmp) == 0)
 		p = &tmp;
-	if (p->serial[0] != '\0' && (st = state_get()) != NULL && st->map != NULL)
+	if (p->serial[0] != '\0' && (st = state_get()) != NULL && st->map != NULL) {
+		if (p == &tmp)
+			identity_peer_own_ca(p, x, st->own_ca);
 		a = identity_lookup(st->map, p);
+	}
 	memset(&r, 0, sizeof(r));
 	audit_request_id(rid, sizeof(rid), c->id, 0);
 	r.agent = a ? a->id : NULL;
@@ -392,7 +395,7 @@ conn_peer_refusal(const struct conn *c, const struct gw_state *st, int check_map
 		return CONN_END_EXPIRED;
 	if (st == NULL)
 		return CONN_END_NONE;
-	if (state_is_revoked(st, c->peer_id.serial))
+	if (state_is_revoked(st, c->peer_id.issuer, c->peer_id.serial))
 		return CONN_END_REVOKED;
 	if (check_map && st->map != NULL && identity_lookup(st->map, &c->peer_id) == NULL)
 		return CONN_END_UNMAPPED;
@@ -513,6 +516,9 @@ conn_hs_done(struct conn *c)
 	/* Resumed sessions skipped chain and CRL verification: check the serial
 	 * against the current revocation list whatever the handshake was. */
 	st = state_get();
+	/* issuer binding (identity.h): once per connection, lookups reuse it */
+	if (st != NULL)
+		identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
 	refusal = conn_peer_refusal(c, st, 0, time(NULL));
 	state_put(st);
 	if (refusal != CONN_END_NONE) {

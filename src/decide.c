@@ -113,7 +113,7 @@ decide_request(const struct decide_ctx *x, const struct http_msg *m,
 		decide_deny(out, 503, "gateway state unavailable", NULL);
 		return 0;
 	}
-	if (state_is_revoked(x->st, x->peer->serial)) {
+	if (state_is_revoked(x->st, x->peer->issuer, x->peer->serial)) {
 		decide_deny(out, DECIDE_CLOSE, "revoked", NULL);
 		return 0;
 	}

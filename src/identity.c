@@ -1,10 +1,14 @@
-/* Identity map (agents.json) parsing, certificate -> peer facts, peer -> agent lookup. */
+/* Identity map (agents.json) parsing, certificate -> peer facts, peer -> agent lookup.
+ * Slightly over 1000 lines: the map parser, its index and the peer lookup share the
+ * private index layout (issuer-qualified keys), so they stay together; the DN
+ * grammar is in dn.c and the argument rules in argrule.c. */
 #include "identity.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
@@ -15,8 +19,10 @@
 #include <time.h>
 
 #include "argrule.h"
+#include "dn.h"
 #include "file.h"
 #include "hash.h"
+#include "jsonpos.h"
 #include "policy.h"
 #include "text.h"
 
@@ -30,10 +36,21 @@ struct identity_hash {
 	size_t *vals;
 };
 
+/* by_uri and by_subject are keyed by "ISSUER\nVALUE": ISSUER is the agent's "issuer"
+ * (normalized RFC 4514, which never holds a newline) or "" for certgate's own CA. */
 struct identity_index {
 	struct identity_hash by_id;
 	struct identity_hash by_uri;
 	struct identity_hash by_subject;
+	char **keys;          /* the composite keys, owned */
+	size_t nkeys;
+};
+
+/* While parsing: the text, for line numbers in messages (positions built on demand). */
+struct identity_parse {
+	const char *text;
+	size_t len;
+	struct jsonpos *pos;
 };
 
 /* Roles while parsing: name -> scope list (borrowed from the JSON document) and
@@ -99,6 +116,9 @@ identity_index_free(struct identity_index *ix)
 	identity_hash_free(&ix->by_id);
 	identity_hash_free(&ix->by_uri);
 	identity_hash_free(&ix->by_subject);
+	while (ix->nkeys > 0)
+		free(ix->keys[--ix->nkeys]);
+	free(ix->keys);
 	free(ix);
 }
 
@@ -110,6 +130,7 @@ identity_agent_clear(struct identity_agent *a)
 	free(a->id);
 	free(a->uri);
 	free(a->subject);
+	free(a->issuer);
 	for (i = 0; i < a->nroles; i++)
 		free(a->roles[i]);
 	free(a->roles);
@@ -394,6 +415,39 @@ identity_opt_string(json_t *obj, const char *key, char **out, const char *where,
 	return 0;
 }
 
+/* Optional RFC 4514 member, stored normalized (dn.h) so that it compares with what
+ * certificates give. A value in another form is refused rather than never matching;
+ * the message names the line (m->text, when known). */
+static int
+identity_opt_dn(struct identity_map *m, json_t *obj, size_t idx, const char *key, char **out,
+    const char *where, char *err, size_t errlen)
+{
+	struct identity_parse *ps = m->parse;
+	char why[384], path[64], *raw = NULL, line[32] = "";
+	int n;
+
+	*out = NULL;
+	if (identity_opt_string(obj, key, &raw, where, err, errlen) == -1)
+		return -1;
+	if (raw == NULL)
+		return 0;
+	if (dn_parse(raw, strlen(raw), out, why, sizeof(why)) == 0) {
+		free(raw);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "$.agents[%zu].%s", idx, key);
+	if (ps != NULL && ps->text != NULL) {
+		if (ps->pos == NULL)
+			(void)jsonpos_build(ps->text, ps->len, &ps->pos);
+		if ((n = jsonpos_line(ps->pos, path)) > 0)
+			snprintf(line, sizeof(line), "line %d: ", n);
+	}
+	text_seterr(err, errlen, "%s%s: \"%s\" \"%.120s\" is not an RFC 4514 DN: %s", line,
+	    where, key, raw, why);
+	free(raw);
+	return -1;
+}
+
 static int
 identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, char *err,
     size_t errlen)
@@ -434,7 +488,7 @@ identity_parse_rate(json_t *rate, struct identity_agent *a, const char *where, c
 }
 
 static const char *const identity_agent_keys[] = {
-	"id", "uri", "subject", "roles", "scopes", "rate", "arguments", NULL
+	"id", "uri", "subject", "issuer", "roles", "scopes", "rate", "arguments", NULL
 };
 
 static int
@@ -484,7 +538,8 @@ identity_parse_agent(struct identity_map *m, json_t *obj, size_t idx,
 	if ((a->id = strdup(json_string_value(id))) == NULL)
 		goto nomem;
 	if (identity_opt_string(obj, "uri", &a->uri, where, err, errlen) == -1 ||
-	    identity_opt_string(obj, "subject", &a->subject, where, err, errlen) == -1)
+	    identity_opt_dn(m, obj, idx, "subject", &a->subject, where, err, errlen) == -1 ||
+	    identity_opt_dn(m, obj, idx, "issuer", &a->issuer, where, err, errlen) == -1)
 		return -1;
 	if (a->uri == NULL && a->subject == NULL) {
 		text_seterr(err, errlen, "%s: needs \"uri\" or \"subject\"", where);
@@ -542,19 +597,49 @@ nomem:
 	return -1;
 }
 
+/* "ISSUER\nVALUE" (see identity_index), malloc'd. */
+static char *
+identity_key(const char *issuer, const char *value)
+{
+	char *k;
+
+	if (asprintf(&k, "%s\n%s", issuer ? issuer : "", value) < 0)
+		return NULL;
+	return k;
+}
+
+/* Puts the composite key for (a->issuer, value) into h; 1 when another agent has it. */
+static int
+identity_index_put(struct identity_index *ix, struct identity_hash *h, const char *issuer,
+    const char *value, size_t i, size_t *other)
+{
+	char *k;
+
+	if ((k = identity_key(issuer, value)) == NULL)
+		return -1;
+	ix->keys[ix->nkeys++] = k;
+	if (identity_hash_put(h, k, i) == -1) {
+		*other = identity_hash_get(h, k);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 identity_build_index(struct identity_map *m, char *err, size_t errlen)
 {
 	struct identity_index *ix;
 	struct identity_agent *a;
-	size_t i;
+	size_t i, other = 0;
+	int r;
 
 	if ((ix = calloc(1, sizeof(*ix))) == NULL)
 		goto nomem;
 	m->index = ix;
 	if (identity_hash_init(&ix->by_id, m->nagents) == -1 ||
 	    identity_hash_init(&ix->by_uri, m->nagents) == -1 ||
-	    identity_hash_init(&ix->by_subject, m->nagents) == -1)
+	    identity_hash_init(&ix->by_subject, m->nagents) == -1 ||
+	    (ix->keys = calloc(2 * m->nagents + 1, sizeof(*ix->keys))) == NULL)
 		goto nomem;
 	for (i = 0; i < m->nagents; i++) {
 		a = &m->agents[i];
@@ -562,17 +647,23 @@ identity_build_index(struct identity_map *m, char *err, size_t errlen)
 			text_seterr(err, errlen, "agent \"%s\": duplicate id", a->id);
 			return -1;
 		}
-		if (a->uri != NULL && identity_hash_put(&ix->by_uri, a->uri, i) == -1) {
+		/* the same uri or subject may belong to two agents of different issuers */
+		if (a->uri != NULL &&
+		    (r = identity_index_put(ix, &ix->by_uri, a->issuer, a->uri, i, &other)) != 0) {
+			if (r == -1)
+				goto nomem;
 			text_seterr(err, errlen, "agent \"%s\": uri \"%.200s\" already belongs "
-			    "to agent \"%s\"", a->id, a->uri,
-			    m->agents[identity_hash_get(&ix->by_uri, a->uri)].id);
+			    "to agent \"%s\"%s", a->id, a->uri, m->agents[other].id,
+			    a->issuer ? " with the same issuer" : "");
 			return -1;
 		}
-		if (a->subject != NULL &&
-		    identity_hash_put(&ix->by_subject, a->subject, i) == -1) {
+		if (a->subject != NULL && (r = identity_index_put(ix, &ix->by_subject, a->issuer,
+		    a->subject, i, &other)) != 0) {
+			if (r == -1)
+				goto nomem;
 			text_seterr(err, errlen, "agent \"%s\": subject \"%.200s\" already "
-			    "belongs to agent \"%s\"", a->id, a->subject,
-			    m->agents[identity_hash_get(&ix->by_subject, a->subject)].id);
+			    "belongs to agent \"%s\"%s", a->id, a->subject, m->agents[other].id,
+			    a->issuer ? " with the same issuer" : "");
 			return -1;
 		}
 	}
@@ -626,6 +717,7 @@ int
 identity_map_parse(const char *json, size_t len, struct identity_map **out, char *err,
     size_t errlen)
 {
+	struct identity_parse ps = { json, len, NULL };
 	struct identity_map *m = NULL;
 	json_error_t jerr;
 	json_t *root;
@@ -641,12 +733,16 @@ identity_map_parse(const char *json, size_t len, struct identity_map **out, char
 		text_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
+	m->parse = &ps;
 	if (identity_parse_doc(root, m, err, errlen) == -1)
 		goto fail;
+	m->parse = NULL;
+	jsonpos_free(ps.pos);
 	json_decref(root);
 	*out = m;
 	return 0;
 fail:
+	jsonpos_free(ps.pos);
 	identity_map_free(m);
 	json_decref(root);
 	return -1;
@@ -681,27 +777,7 @@ fail:
 char *
 identity_name_rfc4514(const X509_NAME *name)
 {
-	BIO *b = NULL;
-	char *s = NULL, *data;
-	long n;
-
-	if (name == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
-		return NULL;
-	if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) < 0)
-		goto fail;
-	n = BIO_get_mem_data(b, &data);
-	if (n < 0 || (s = malloc((size_t)n + 1)) == NULL)
-		goto fail;
-	memcpy(s, data, (size_t)n);
-	s[n] = '\0';
-	/* A NUL inside a name (escaping should prevent it) would truncate comparisons. */
-	if (strlen(s) != (size_t)n) {
-		free(s);
-		s = NULL;
-	}
-fail:
-	BIO_free(b);
-	return s;
+	return dn_format(name);
 }
 
 void
@@ -712,6 +788,7 @@ identity_peer_clear(struct identity_peer *p)
 	if (p == NULL)
 		return;
 	free(p->subject);
+	free(p->issuer);
 	for (i = 0; i < p->nuris; i++)
 		free(p->uris[i]);
 	free(p->uris);
@@ -795,7 +872,8 @@ identity_peer_from_cert(X509 *cert, struct identity_peer *p)
 		return -1;
 	if (identity_peer_serial(cert, p) == -1)
 		goto fail;
-	if ((p->subject = identity_name_rfc4514(X509_get_subject_name(cert))) == NULL)
+	if ((p->subject = identity_name_rfc4514(X509_get_subject_name(cert))) == NULL ||
+	    (p->issuer = identity_name_rfc4514(X509_get_issuer_name(cert))) == NULL)
 		goto fail;
 	if (identity_peer_uris(cert, p) == -1)
 		goto fail;
@@ -812,6 +890,39 @@ fail:
 	return -1;
 }
 
+/* The agent for (issuer, value) in h, or SIZE_MAX. */
+static size_t
+identity_get2(const struct identity_hash *h, const char *issuer, const char *value)
+{
+	char stack[512], *k = stack;
+	size_t li = strlen(issuer), lv = strlen(value), r;
+
+	if (li + lv + 2 > sizeof(stack) && (k = malloc(li + lv + 2)) == NULL)
+		return SIZE_MAX;
+	memcpy(k, issuer, li);
+	k[li] = '\n';
+	memcpy(k + li + 1, value, lv + 1);
+	r = identity_hash_get(h, k);
+	if (k != stack)
+		free(k);
+	return r;
+}
+
+/* An agent bound to the peer's issuer first, then (issued by certgate's CA) one
+ * without "issuer". */
+static size_t
+identity_get_peer(const struct identity_hash *h, const struct identity_peer *p,
+    const char *value)
+{
+	size_t k = SIZE_MAX;
+
+	if (p->issuer != NULL && *p->issuer != '\0')
+		k = identity_get2(h, p->issuer, value);
+	if (k == SIZE_MAX && p->own_ca)
+		k = identity_get2(h, "", value);
+	return k;
+}
+
 const struct identity_agent *
 identity_lookup(const struct identity_map *m, const struct identity_peer *p)
 {
@@ -821,11 +932,34 @@ identity_lookup(const struct identity_map *m, const struct identity_peer *p)
 	if (m == NULL || p == NULL || (ix = m->index) == NULL)
 		return NULL;
 	for (i = 0; i < p->nuris; i++)
-		if ((k = identity_hash_get(&ix->by_uri, p->uris[i])) != SIZE_MAX)
+		if ((k = identity_get_peer(&ix->by_uri, p, p->uris[i])) != SIZE_MAX)
 			return &m->agents[k];
-	if (p->subject != NULL && (k = identity_hash_get(&ix->by_subject, p->subject)) != SIZE_MAX)
+	if (p->subject != NULL && (k = identity_get_peer(&ix->by_subject, p, p->subject)) !=
+	    SIZE_MAX)
 		return &m->agents[k];
 	return NULL;
+}
+
+int
+identity_peer_own_ca(struct identity_peer *p, X509 *cert, STACK_OF(X509) *own)
+{
+	EVP_PKEY *pub;
+	X509 *ca;
+	int i;
+
+	p->own_ca = 0;
+	for (i = 0; cert != NULL && i < sk_X509_num(own); i++) {
+		ca = sk_X509_value(own, i);
+		if (X509_check_issued(ca, cert) != X509_V_OK ||
+		    (pub = X509_get0_pubkey(ca)) == NULL)
+			continue;
+		if (X509_verify(cert, pub) == 1) {
+			p->own_ca = 1;
+			break;
+		}
+	}
+	ERR_clear_error();
+	return p->own_ca;
 }
 
 const struct identity_agent *

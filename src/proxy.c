@@ -38,6 +38,7 @@
  * outermost one acts on a pending close (conn_close frees this structure). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -167,6 +168,7 @@ struct proxy_conn {
 	char *client_cert;              /* RFC 9440 Client-Cert, at first use */
 	char *client_cert_chain;        /* and Client-Cert-Chain ("" when none) */
 	struct activity_agent *act;     /* live connections per agent (activity.h) */
+	struct evbuffer *stage;         /* response bytes of this callback (proxy_flush) */
 	struct proxy_req q;
 };
 
@@ -181,6 +183,7 @@ static void proxy_leave(struct proxy_conn *);
 static void proxy_up_readcb(struct bufferevent *, void *);
 static void proxy_up_eventcb(struct bufferevent *, short, void *);
 static void proxy_up_read(struct proxy_conn *);
+static void proxy_up_eof(struct proxy_conn *);
 static int proxy_up_start(struct proxy_conn *);
 
 /* Without either table the gateway would serve without rate limits or session
@@ -238,10 +241,20 @@ proxy_timer(struct proxy_conn *px, int ms)
 	evtimer_add(px->timer, &tv);
 }
 
+/* Everything for the client is staged here during one callback and leaves at its
+ * end (proxy_flush), after the audit write of a completed request. */
 static struct evbuffer *
 proxy_client_out(struct proxy_conn *px)
 {
-	return bufferevent_get_output(conn_bev(px->c));
+	return px->stage;
+}
+
+/* Bytes owed to the client: staged plus queued in the bufferevent. */
+static size_t
+proxy_out_len(const struct proxy_conn *px)
+{
+	return evbuffer_get_length(px->stage) +
+	    evbuffer_get_length(bufferevent_get_output(conn_bev(px->c)));
 }
 
 /* ---- small helpers ---- */
@@ -354,7 +367,7 @@ proxy_close_after_flush(struct proxy_conn *px, enum conn_end reason)
 	px->phase = PH_UPSTREAM;        /* read nothing more; the timer bounds the flush */
 	proxy_timer(px, px->cfg->limits.idle_timeout_ms);
 	bufferevent_setwatermark(conn_bev(px->c), EV_WRITE, 0, 0);
-	if (evbuffer_get_length(proxy_client_out(px)) == 0 && px->close_reason == CONN_END_NONE)
+	if (proxy_out_len(px) == 0 && px->close_reason == CONN_END_NONE)
 		px->close_reason = reason;
 }
 
@@ -953,6 +966,41 @@ proxy_reader(struct proxy_conn *px)
 	return 0;
 }
 
+/* The client's TLS records already read from the socket but not decrypted. With
+ * read-ahead (proxy_start) one read(2) takes a whole record and whatever follows it,
+ * instead of a 5-byte header read and a body read; bufferevent_openssl only looks at
+ * SSL_pending (decrypted bytes), so records waiting in OpenSSL's buffer when the
+ * socket has nothing more are decrypted here. Returns the bytes added to the input,
+ * 0 when none wait, -1 when the connection ends. */
+static int
+proxy_read_ahead(struct proxy_conn *px)
+{
+	struct bufferevent *bev = conn_bev(px->c);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v;
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	int r, err;
+
+	if (ssl == NULL || !SSL_has_pending(ssl))
+		return 0;
+	if (evbuffer_reserve_space(in, 16384, &v, 1) < 1)
+		return -1;
+	ERR_clear_error();
+	if ((r = SSL_read(ssl, v.iov_base, (int)(v.iov_len > 16384 ? 16384 : v.iov_len))) > 0) {
+		v.iov_len = (size_t)r;
+		evbuffer_commit_space(in, &v, 1);
+		return r;
+	}
+	err = SSL_get_error(ssl, r);
+	ERR_clear_error();
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return 0;       /* a partial record: libevent reads the rest */
+	if (px->close_reason == CONN_END_NONE)
+		px->close_reason = err == SSL_ERROR_ZERO_RETURN ? CONN_END_CLIENT_EOF :
+		    CONN_END_CLIENT_ERROR;
+	return -1;
+}
+
 static void
 proxy_drive(struct proxy_conn *px)
 {
@@ -962,13 +1010,13 @@ proxy_drive(struct proxy_conn *px)
 
 	while (px->close_reason == CONN_END_NONE && !px->close_after_flush && px->phase != PH_UPSTREAM) {
 		in = bufferevent_get_input(conn_bev(px->c));
-		if (evbuffer_get_length(in) == 0)
+		if (evbuffer_get_length(in) == 0 && proxy_read_ahead(px) <= 0)
 			break;
 		/* A client that pipelines and never reads would make us queue answers
 		 * (refusals included) without bound: stop parsing while the answers it owes
 		 * are above the watermark; the input then fills to its own watermark and
 		 * libevent stops reading the socket. proxy_client_writecb resumes. */
-		if (evbuffer_get_length(proxy_client_out(px)) > PROXY_OUT_HIGH) {
+		if (proxy_out_len(px) > PROXY_OUT_HIGH) {
 			px->in_paused = 1;
 			break;
 		}
@@ -1174,7 +1222,7 @@ proxy_backpressure(struct proxy_conn *px)
 {
 	if (px->up_paused || px->q.up == NULL)
 		return;
-	if (evbuffer_get_length(proxy_client_out(px)) > PROXY_OUT_HIGH) {
+	if (proxy_out_len(px) > PROXY_OUT_HIGH) {
 		px->up_paused = 1;
 		bufferevent_disable(upstream_bev(px->q.up), EV_READ);
 		proxy_timer(px, px->cfg->limits.stream_idle_timeout_ms);
@@ -1375,9 +1423,76 @@ proxy_enter(struct proxy_conn *px)
 	px->depth++;
 }
 
+/* Hands the staged bytes to the connection: straight to SSL_write when nothing is
+ * queued before them (the usual keep-alive response: one write, and no write event
+ * armed and disarmed, which costs two epoll_ctl and a loop pass), else behind what is
+ * queued. Returns 1 when everything went out, 0 when bytes wait in the bufferevent.
+ * A refused or partial SSL_write leaves the bytes in one chain that is moved, not
+ * copied, into the output: libevent retries with the same buffer, as OpenSSL needs. */
+static int
+proxy_flush(struct proxy_conn *px)
+{
+	struct bufferevent *bev = conn_bev(px->c);
+	struct evbuffer *out = bufferevent_get_output(bev);
+	size_t n = evbuffer_get_length(px->stage);
+	SSL *ssl;
+	unsigned char *p;
+	int w;
+
+	if (n == 0)
+		return evbuffer_get_length(out) == 0;
+	if (evbuffer_get_length(out) == 0 && n <= INT_MAX &&
+	    (ssl = bufferevent_openssl_get_ssl(bev)) != NULL &&
+	    (p = evbuffer_pullup(px->stage, -1)) != NULL) {
+		ERR_clear_error();
+		if ((w = SSL_write(ssl, p, (int)n)) > 0 && (size_t)w == n) {
+			evbuffer_drain(px->stage, n);
+			return 1;
+		}
+		/* SSL_write writes all or nothing here (no partial-write mode); the
+		 * error (if any) shows again on libevent's retry and ends the connection
+		 * through the event callback. */
+		ERR_clear_error();
+	}
+	evbuffer_add_buffer(out, px->stage);
+	return 0;
+}
+
+/* The client's output went below the low watermark: resume what waited for it. */
+static void
+proxy_drained(struct proxy_conn *px)
+{
+	size_t len = proxy_out_len(px);
+
+	if (px->close_after_flush && len == 0 && px->close_reason == CONN_END_NONE)
+		px->close_reason = px->flush_reason;
+	if (px->depth == 1 && px->in_paused && len <= PROXY_OUT_LOW) {
+		px->in_paused = 0;
+		if (px->phase != PH_UPSTREAM)
+			proxy_drive(px);
+	}
+	if (px->depth == 1 && px->up_paused && len <= PROXY_OUT_LOW && px->q.up) {
+		px->up_paused = 0;
+		proxy_timer(px, 0);
+		if (px->q.up_eof)
+			proxy_up_eof(px);
+		else {
+			bufferevent_enable(upstream_bev(px->q.up), EV_READ);
+			proxy_up_read(px);
+		}
+		if (px->phase == PH_IDLE)
+			proxy_drive(px);
+	}
+}
+
 static void
 proxy_leave(struct proxy_conn *px)
 {
+	/* The outermost entry point releases what its callbacks staged; a direct
+	 * write that emptied everything stands in for the write callback. */
+	while (px->depth == 1 && px->close_reason == CONN_END_NONE &&
+	    evbuffer_get_length(px->stage) > 0 && proxy_flush(px) == 1)
+		proxy_drained(px);
 	if (--px->depth == 0 && px->close_reason != CONN_END_NONE)
 		conn_close(px->c, px->close_reason);       /* frees px */
 }
@@ -1471,28 +1586,9 @@ static void
 proxy_client_writecb(struct bufferevent *bev, void *arg)
 {
 	struct proxy_conn *px = arg;
-	size_t len = evbuffer_get_length(proxy_client_out(px));
 
 	proxy_enter(px);
-	if (px->close_after_flush && len == 0 && px->close_reason == CONN_END_NONE)
-		px->close_reason = px->flush_reason;
-	if (px->depth == 1 && px->in_paused && len <= PROXY_OUT_LOW) {
-		px->in_paused = 0;
-		if (px->phase != PH_UPSTREAM)
-			proxy_drive(px);
-	}
-	if (px->depth == 1 && px->up_paused && len <= PROXY_OUT_LOW && px->q.up) {
-		px->up_paused = 0;
-		proxy_timer(px, 0);
-		if (px->q.up_eof)
-			proxy_up_eof(px);
-		else {
-			bufferevent_enable(upstream_bev(px->q.up), EV_READ);
-			proxy_up_read(px);
-		}
-		if (px->phase == PH_IDLE)
-			proxy_drive(px);
-	}
+	proxy_drained(px);
 	proxy_leave(px);
 }
 
@@ -1580,7 +1676,10 @@ proxy_start(struct conn *c)
 	px->ew = ((struct proxy_worker *)conn_worker_data(c))->ew;
 	px->cw = ((struct proxy_worker *)conn_worker_data(c))->cw;
 	px->cfg = cfg;
-	if ((px->timer = evtimer_new(conn_base(c), proxy_timer_cb, px)) == NULL) {
+	if ((px->timer = evtimer_new(conn_base(c), proxy_timer_cb, px)) == NULL ||
+	    (px->stage = evbuffer_new()) == NULL) {
+		if (px->timer)
+			event_free(px->timer);
 		free(px);
 		return -1;
 	}
@@ -1593,7 +1692,11 @@ proxy_start(struct conn *c)
 	bufferevent_setwatermark(bev, EV_WRITE, PROXY_OUT_LOW, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	proxy_timer(px, cfg->limits.header_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+	if (bufferevent_openssl_get_ssl(bev) != NULL)
+		SSL_set_read_ahead(bufferevent_openssl_get_ssl(bev), 1);
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0 ||
+	    (bufferevent_openssl_get_ssl(bev) != NULL &&
+	    SSL_has_pending(bufferevent_openssl_get_ssl(bev))))
 		bufferevent_trigger(bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
 	return 0;
 }
@@ -1620,6 +1723,8 @@ proxy_end(struct conn *c, enum conn_end why)
 	http_reader_free(px->rd);
 	if (px->timer)
 		event_free(px->timer);
+	if (px->stage)
+		evbuffer_free(px->stage);
 	activity_conn_close(px->act);
 	free(px->xfcc);
 	free(px->client_cert);
@@ -1651,7 +1756,7 @@ proxy_busy(const struct conn *c)
 	if (px->q.active && !px->q.audited)
 		return 1;
 	return px->close_after_flush && conn_bev(c) != NULL &&
-	    evbuffer_get_length(bufferevent_get_output(conn_bev(c))) > 0;
+	    proxy_out_len(px) > 0;
 }
 
 const struct conn_app proxy_app = {

@@ -14,12 +14,16 @@
 #include <time.h>
 
 #include <openssl/bn.h>
+#include <ctype.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "dn.h"
 #include "tls.h"
+#include "tlscrl.h"
 
 /* What a file looked like when it was last loaded. */
 struct state_fsig {
@@ -87,34 +91,40 @@ state_fsig_eq(const struct state_fsig *a, const struct state_fsig *b)
 	    a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
-/* Serial comparison that ignores leading zeros and case, so "0A1B", "a1b" and
- * "A1B" are the same serial whoever formatted them. */
-static int
-state_serial_cmp(const char *a, const char *b)
+/* The revoked-set key: "ISSUER\nSERIAL", ISSUER the RFC 4514 DN (dn.h, no newline in
+ * it), SERIAL hex without leading zeros in upper case, so "0A1B", "a1b" and "A1B" are
+ * the same serial whoever formatted them. Serials are unique per issuer only: a CRL
+ * of one CA never revokes another CA's certificate of the same serial. Returns a
+ * malloc'd key or NULL. */
+static char *
+state_revoked_key(const char *issuer, const char *serial)
 {
-	size_t la, lb;
+	size_t li = strlen(issuer), ls, i;
+	char *k;
 
-	while (*a == '0' && a[1] != '\0')
-		a++;
-	while (*b == '0' && b[1] != '\0')
-		b++;
-	la = strlen(a);
-	lb = strlen(b);
-	if (la != lb)
-		return la < lb ? -1 : 1;
-	return strcasecmp(a, b);
+	while (*serial == '0' && serial[1] != '\0')
+		serial++;
+	ls = strlen(serial);
+	if ((k = malloc(li + ls + 2)) == NULL)
+		return NULL;
+	memcpy(k, issuer, li);
+	k[li] = '\n';
+	for (i = 0; i < ls; i++)
+		k[li + 1 + i] = (char)toupper((unsigned char)serial[i]);
+	k[li + 1 + ls] = '\0';
+	return k;
 }
 
 static int
-state_serial_qcmp(const void *a, const void *b)
+state_key_qcmp(const void *a, const void *b)
 {
-	return state_serial_cmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int
-state_serial_bcmp(const void *key, const void *elem)
+state_key_bcmp(const void *key, const void *elem)
 {
-	return state_serial_cmp(key, *(char *const *)elem);
+	return strcmp(key, *(char *const *)elem);
 }
 
 static void
@@ -130,6 +140,8 @@ state_free(struct gw_state *st)
 	for (i = 0; i < st->nrevoked; i++)
 		free(st->revoked[i]);
 	free(st->revoked);
+	sk_X509_CRL_pop_free(st->crls, X509_CRL_free);
+	sk_X509_pop_free(st->own_ca, X509_free);
 	free(st);
 }
 
@@ -143,43 +155,115 @@ state_asn1_time(const ASN1_TIME *t)
 	return timegm(&tm);
 }
 
-/* Fills st->revoked (sorted) and st->crl_next_update from crl. */
+/* Adds crl's revoked serials to st->revoked (sized by the caller). */
 static int
-state_revoked_from_crl(struct gw_state *st, X509_CRL *crl)
+state_revoked_add(struct gw_state *st, X509_CRL *crl)
 {
-	STACK_OF(X509_REVOKED) *rv;
-	X509_REVOKED *r;
+	STACK_OF(X509_REVOKED) *rv = X509_CRL_get_REVOKED(crl);
+	char *hex, *issuer;
 	BIGNUM *bn;
-	char *hex;
-	int i, n;
+	int i, rc = -1;
 
-	st->crl_next_update = state_asn1_time(X509_CRL_get0_nextUpdate(crl));
-	rv = X509_CRL_get_REVOKED(crl);
-	n = rv ? sk_X509_REVOKED_num(rv) : 0;
-	if (n == 0)
-		return 0;
-	if ((st->revoked = calloc((size_t)n, sizeof(char *))) == NULL) {
-		log_err("calloc: %s", strerror(errno));
+	if ((issuer = dn_format(X509_CRL_get_issuer(crl))) == NULL) {
+		log_err("cannot format the issuer of a CRL");
 		return -1;
 	}
-	for (i = 0; i < n; i++) {
-		r = sk_X509_REVOKED_value(rv, i);
-		bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(r), NULL);
+	for (i = 0; rv != NULL && i < sk_X509_REVOKED_num(rv); i++) {
+		bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rv,
+		    i)), NULL);
 		hex = bn ? BN_bn2hex(bn) : NULL;
 		BN_free(bn);
 		if (hex == NULL) {
 			log_sslerr("cannot read a revoked serial from the CRL");
-			return -1;
+			goto out;
 		}
-		st->revoked[st->nrevoked] = strdup(hex);
+		st->revoked[st->nrevoked] = state_revoked_key(issuer, hex);
 		OPENSSL_free(hex);
 		if (st->revoked[st->nrevoked] == NULL) {
-			log_err("strdup: %s", strerror(errno));
-			return -1;
+			log_err("malloc: %s", strerror(errno));
+			goto out;
 		}
 		st->nrevoked++;
 	}
-	qsort(st->revoked, st->nrevoked, sizeof(char *), state_serial_qcmp);
+	rc = 0;
+out:
+	free(issuer);
+	return rc;
+}
+
+/* Fills st->revoked (sorted issuer+serial keys) and st->crl_next_update (the earliest
+ * nextUpdate) from st->crls. */
+static int
+state_revoked_from_crls(struct gw_state *st)
+{
+	STACK_OF(X509_REVOKED) *rv;
+	size_t n = 0;
+	time_t t;
+	int i;
+
+	for (i = 0; i < sk_X509_CRL_num(st->crls); i++) {
+		rv = X509_CRL_get_REVOKED(sk_X509_CRL_value(st->crls, i));
+		n += rv ? (size_t)sk_X509_REVOKED_num(rv) : 0;
+		t = state_asn1_time(X509_CRL_get0_nextUpdate(sk_X509_CRL_value(st->crls, i)));
+		if (t != 0 && (st->crl_next_update == 0 || t < st->crl_next_update))
+			st->crl_next_update = t;
+	}
+	if (n == 0)
+		return 0;
+	if ((st->revoked = calloc(n, sizeof(char *))) == NULL) {
+		log_err("calloc: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < sk_X509_CRL_num(st->crls); i++)
+		if (state_revoked_add(st, sk_X509_CRL_value(st->crls, i)) == -1)
+			return -1;
+	qsort(st->revoked, st->nrevoked, sizeof(char *), state_key_qcmp);
+	return 0;
+}
+
+/* certgate's own CA (identity.h, issuer binding): the certificates of ca.cert (a
+ * bundle during a rollover). Without that file (a gateway that is not next to its
+ * CA) every CA of tls.ca counts as certgate's, as before issuers could be bound. */
+static int
+state_own_ca(struct gw_state *st)
+{
+	STACK_OF(X509_OBJECT) *objs;
+	const char *path = state_cfg->ca.cert;
+	unsigned long e;
+	X509 *x;
+	BIO *b;
+	int i;
+
+	if ((st->own_ca = sk_X509_new_null()) == NULL)
+		return -1;
+	if (path == NULL || (b = BIO_new_file(path, "r")) == NULL) {
+		ERR_clear_error();
+		log_warn("certgate's CA certificate %s (ca.cert) is missing: agents without "
+		    "\"issuer\" match certificates of every CA in tls.ca %s",
+		    path ? path : "(unset)", state_cfg->tls.ca);
+		objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(st->ssl_ctx));
+		for (i = 0; i < sk_X509_OBJECT_num(objs); i++)
+			if ((x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i))) != NULL &&
+			    X509_up_ref(x) == 1 && sk_X509_push(st->own_ca, x) == 0) {
+				X509_free(x);
+				return -1;
+			}
+		return 0;
+	}
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		if (sk_X509_push(st->own_ca, x) == 0) {
+			X509_free(x);
+			BIO_free(b);
+			return -1;
+		}
+	BIO_free(b);
+	e = ERR_peek_last_error();
+	ERR_clear_error();
+	if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE ||
+	    sk_X509_num(st->own_ca) == 0) {
+		log_err("cannot read certgate's CA certificate %s (ca.cert)", path);
+		return -1;
+	}
 	return 0;
 }
 
@@ -210,19 +294,29 @@ state_expiry_from_ctx(struct gw_state *st)
 static struct gw_state *
 state_build(void)
 {
-	struct gw_state *st;
-	X509_CRL *crl = NULL;
+	struct gw_state *st, *cur;
 	char err[512];
+	int rc = 0;
 
 	if ((st = calloc(1, sizeof(*st))) == NULL) {
 		log_err("calloc: %s", strerror(errno));
 		return NULL;
 	}
 	st->refs = 1;
-	if ((st->ssl_ctx = tls_ctx_new(state_cfg, state_key, 0, &crl)) == NULL)
+	if (state_cfg->tls.crl_check) {
+		/* the CRLs in force: a reload never takes an older one */
+		cur = state_get();
+		rc = tlscrl_load(state_cfg, cur ? cur->crls : NULL, &st->crls);
+		state_put(cur);
+		if (rc == -1)
+			goto fail;
+	}
+	if ((st->ssl_ctx = tls_ctx_new(state_cfg, state_key, 0, st->crls)) == NULL)
 		goto fail;
 	if (state_cfg->enroll.listen_host != NULL && (st->enroll_ctx = tls_ctx_new(state_cfg,
-	    state_key, TLS_CTX_OPTIONAL_CERT, NULL)) == NULL)
+	    state_key, TLS_CTX_OPTIONAL_CERT, st->crls)) == NULL)
+		goto fail;
+	if (state_own_ca(st) == -1)
 		goto fail;
 	err[0] = '\0';
 	if (identity_map_load(state_cfg->identity_map, &st->map, err, sizeof(err)) == -1) {
@@ -231,13 +325,11 @@ state_build(void)
 		st->map = NULL;
 		goto fail;
 	}
-	if (crl != NULL && state_revoked_from_crl(st, crl) == -1)
+	if (state_revoked_from_crls(st) == -1)
 		goto fail;
-	X509_CRL_free(crl);
 	state_expiry_from_ctx(st);
 	return st;
 fail:
-	X509_CRL_free(crl);
 	state_free(st);
 	return NULL;
 }
@@ -269,15 +361,20 @@ state_swap(struct gw_state *st)
 
 /* For the TLS session cache (tls.h): revoked in the state in force now? */
 static int
-state_serial_revoked_now(const char *serial)
+state_cert_revoked_now(X509 *cert)
 {
 	struct gw_state *st;
+	char serial[80], *issuer;
 	int revoked = 0;
 
+	if (tls_serial_hex(cert, serial, sizeof(serial)) == -1 ||
+	    (issuer = dn_format(X509_get_issuer_name(cert))) == NULL)
+		return 1;       /* unreadable: a full handshake decides */
 	if ((st = state_get()) != NULL) {
-		revoked = state_is_revoked(st, serial);
+		revoked = state_is_revoked(st, issuer, serial);
 		state_put(st);
 	}
+	free(issuer);
 	return revoked;
 }
 
@@ -359,8 +456,10 @@ state_metrics(FILE *f)
 			    (long long)st->ca_not_after);
 		state_put_gauge(f, "identity_map_agents", "Agents in the identity map in force.",
 		    st->map ? (long long)st->map->nagents : 0);
-		state_put_gauge(f, "crl_revoked_serials", "Serials revoked by the CRL in force.",
+		state_put_gauge(f, "crl_revoked_serials", "Serials revoked by the CRLs in force.",
 		    (long long)st->nrevoked);
+		state_put_gauge(f, "crls", "CRLs in force (one per CA of tls.ca).",
+		    (long long)sk_X509_CRL_num(st->crls));
 		state_put(st);
 	}
 	pthread_mutex_lock(&state_hist_lock);
@@ -368,6 +467,9 @@ state_metrics(FILE *f)
 	last_ok = state_last_ok_reload;
 	ok = state_last_ok;
 	pthread_mutex_unlock(&state_hist_lock);
+	metrics_put_head(f, "crl_older_refused_total", "counter",
+	    "CRLs not taken on a reload because they were older than the one in force.");
+	fprintf(f, "certgate_crl_older_refused_total %ld\n", tlscrl_older_refused());
 	state_put_gauge(f, "last_reload_successful",
 	    "1 when the last reload of the identity map, CRL and certificates succeeded.", ok);
 	state_put_gauge(f, "last_reload_timestamp_seconds",
@@ -394,7 +496,7 @@ state_init(const struct config *cfg, EVP_PKEY *server_key)
 	if ((st = state_build()) == NULL)
 		return -1;
 	state_swap(st);
-	tls_set_revoked_check(state_serial_revoked_now);
+	tls_set_revoked_check(state_cert_revoked_now);
 	pthread_once(&state_metrics_once, state_metrics_init);
 	state_reloaded(1, "start-up");
 	log_info("state loaded: %zu agents, %zu revoked serials",
@@ -477,15 +579,38 @@ state_put(struct gw_state *st)
 		state_free(st);
 }
 
-int
-state_is_revoked(const struct gw_state *st, const char *serial)
+/* The serial revoked by any of the CRLs (linear; only for a peer without issuer). */
+static int
+state_is_revoked_any(const struct gw_state *st, const char *serial)
 {
-	if (st == NULL || serial == NULL || serial[0] == '\0')
+	char *k, *tail;
+	size_t i;
+	int r = 0;
+
+	if ((k = state_revoked_key("", serial)) == NULL)
+		return 1;
+	for (i = 0; i < st->nrevoked && !r; i++)
+		r = (tail = strchr(st->revoked[i], '\n')) != NULL && strcmp(tail, k) == 0;
+	free(k);
+	return r;
+}
+
+int
+state_is_revoked(const struct gw_state *st, const char *issuer, const char *serial)
+{
+	char *k;
+	int r;
+
+	if (st == NULL || serial == NULL || serial[0] == '\0' || st->nrevoked == 0)
 		return 0;
-	if (st->nrevoked == 0)
-		return 0;
-	return bsearch(serial, st->revoked, st->nrevoked, sizeof(char *),
-	    state_serial_bcmp) != NULL;
+	/* no issuer (cannot happen for a verified certificate): revoked by any CA */
+	if (issuer == NULL)
+		return state_is_revoked_any(st, serial);
+	if ((k = state_revoked_key(issuer, serial)) == NULL)
+		return 1;       /* out of memory: refuse rather than let it through */
+	r = bsearch(k, st->revoked, st->nrevoked, sizeof(char *), state_key_bcmp) != NULL;
+	free(k);
+	return r;
 }
 
 int

@@ -56,17 +56,21 @@
  * most its timeout. The cached session is the one the connection uses (shared
  * reference), so an open connection costs the cache one entry, not a copy.
  *
- * The price is memory: a closed connection's session keeps its client certificate,
- * about 11 KiB of RSS per cached session measured here (OpenSSL 3.0), hence a
- * cache of TLS_CACHE_SIZE sessions (~45 MiB at most). Measured against stateless
- * tickets (one per handshake, with tls_legacy_ec): -20 % CPU per resumption,
- * -7 % per full handshake. */
+ * Sessions are kept serialised (i2d_SSL_SESSION: the master secret, parameters and
+ * the client certificate's DER, ~1 KiB), not as the decoded SSL_SESSION with its
+ * certificate, decoded key and ASN.1 objects (~11 KiB of RSS each in OpenSSL 3.0).
+ * A resumption decodes its session once (d2i_SSL_SESSION, with tls_legacy_ec's EC
+ * decoding); a full handshake encodes once. OpenSSL 3.0 has no setter for a session's
+ * peer certificate, so the certificate cannot be kept apart and shared by hash. */
 struct tls_cent {
-	SSL_SESSION *sess;		/* NULL: free slot */
+	unsigned char *der;		/* NULL: free slot */
+	uint32_t derlen;
 	uint32_t next;			/* hash chain */
 	unsigned int idlen;
 	unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 };
+
+#define TLS_SESS_DER_MAX 8192		/* larger sessions (huge certificates) are not kept */
 
 static struct {
 	pthread_mutex_t mtx;
@@ -247,13 +251,13 @@ tls_cache_find(const unsigned char *id, unsigned int len)
 	return TLS_CACHE_NIL;
 }
 
-/* Empties slot i and returns its session reference for the caller to free
+/* Empties slot i and returns its serialised session for the caller to free
  * (outside the lock). Caller holds the lock. */
-static SSL_SESSION *
+static unsigned char *
 tls_cache_unlink(uint32_t i)
 {
 	struct tls_cent *e = &tls_cache.ent[i];
-	SSL_SESSION *sess = e->sess;
+	unsigned char *der = e->der;
 	uint32_t *pp;
 
 	pp = &tls_cache.bucket[tls_cache_hash(e->id, e->idlen)];
@@ -261,61 +265,83 @@ tls_cache_unlink(uint32_t i)
 		pp = &tls_cache.ent[*pp].next;
 	if (*pp == i)
 		*pp = e->next;
-	e->sess = NULL;
+	e->der = NULL;
+	e->derlen = 0;
 	metrics_dec(M_TLS_CACHE_SESSIONS);
 	e->idlen = 0;
 	e->next = TLS_CACHE_NIL;
-	return sess;
+	return der;
 }
 
-/* Drops sess from the cache if it is there. */
+/* Drops the session with this id from the cache if it is there. */
 static void
-tls_cache_remove(SSL_SESSION *sess)
+tls_cache_remove_id(const unsigned char *id, unsigned int len)
 {
-	SSL_SESSION *old = NULL;
-	const unsigned char *id;
-	unsigned int len;
+	unsigned char *old = NULL;
 	uint32_t i;
 
-	id = SSL_SESSION_get_id(sess, &len);
 	if (!tls_cache.ok || len == 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
 		return;
 	pthread_mutex_lock(&tls_cache.mtx);
-	if ((i = tls_cache_find(id, len)) != TLS_CACHE_NIL && tls_cache.ent[i].sess == sess)
+	if ((i = tls_cache_find(id, len)) != TLS_CACHE_NIL)
 		old = tls_cache_unlink(i);
 	pthread_mutex_unlock(&tls_cache.mtx);
-	SSL_SESSION_free(old);
+	free(old);
 }
 
-/* OpenSSL hands over a new reference to a session it just made resumable. */
+static void
+tls_cache_remove(SSL_SESSION *sess)
+{
+	const unsigned char *id;
+	unsigned int len;
+
+	id = SSL_SESSION_get_id(sess, &len);
+	tls_cache_remove_id(id, len);
+}
+
+/* OpenSSL made a session resumable: keep its serialised form. Returns 0, so
+ * OpenSSL keeps its reference (the connection's session) and the cache none. */
 static int
 tls_sess_new_cb(SSL *s, SSL_SESSION *sess)
 {
-	SSL_SESSION *old = NULL;
+	unsigned char *der, *p, *old = NULL;
 	struct tls_cent *e;
 	const unsigned char *id;
 	unsigned int len;
 	uint32_t i, h;
+	int n;
 
 	id = SSL_SESSION_get_id(sess, &len);
 	if (!tls_cache.ok || len == 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
-		return 0;		/* not kept: OpenSSL drops its reference */
+		return 0;
+	if ((n = i2d_SSL_SESSION(sess, NULL)) <= 0 || n > TLS_SESS_DER_MAX ||
+	    (der = malloc((size_t)n)) == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	p = der;
+	if (i2d_SSL_SESSION(sess, &p) != n) {
+		free(der);
+		ERR_clear_error();
+		return 0;
+	}
 	h = tls_cache_hash(id, len);
 	pthread_mutex_lock(&tls_cache.mtx);
 	i = tls_cache.next;
 	tls_cache.next = (i + 1) % TLS_CACHE_SIZE;
 	e = &tls_cache.ent[i];
-	if (e->sess != NULL)
+	if (e->der != NULL)
 		old = tls_cache_unlink(i);
-	e->sess = sess;
+	e->der = der;
+	e->derlen = (uint32_t)n;
 	metrics_inc(M_TLS_CACHE_SESSIONS);
 	e->idlen = len;
 	memcpy(e->id, id, len);
 	e->next = tls_cache.bucket[h];
 	tls_cache.bucket[h] = i;
 	pthread_mutex_unlock(&tls_cache.mtx);
-	SSL_SESSION_free(old);
-	return 1;
+	free(old);
+	return 0;
 }
 
 /* OpenSSL gave up on a session (e.g. a fatal alert on its connection). */
@@ -354,7 +380,7 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 	if (X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0)
 		return 0;
 	if ((check = __atomic_load_n(&tls_revoked_fn, __ATOMIC_ACQUIRE)) != NULL)
-		revoked = check(serial);
+		revoked = check(peer);
 	if (revoked) {
 		log_debug("session not resumed: certificate %s revoked", serial);
 		return 0;
@@ -363,26 +389,39 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 }
 
 /* The client offered a session id (TLS 1.2) or a stateful ticket (TLS 1.3). The
- * reference returned is OpenSSL's (*copy = 0). */
+ * session returned is decoded for this handshake; OpenSSL owns it (*copy = 0). */
 static SSL_SESSION *
 tls_sess_get_cb(SSL *s, const unsigned char *id, int len, int *copy)
 {
-	SSL_SESSION *sess = NULL;
-	uint32_t i;
+	/* on the heap: this may run on an async job's small stack (signer.h) */
+	unsigned char *buf = NULL;
+	const unsigned char *p;
+	SSL_SESSION *sess;
+	uint32_t i, n = 0;
 
 	*copy = 0;
 	if (!tls_cache.ok || len <= 0 || len > SSL_MAX_SSL_SESSION_ID_LENGTH)
 		return NULL;
+	/* copied out under the lock, decoded outside it */
 	pthread_mutex_lock(&tls_cache.mtx);
 	if ((i = tls_cache_find(id, (unsigned int)len)) != TLS_CACHE_NIL) {
-		sess = tls_cache.ent[i].sess;
-		SSL_SESSION_up_ref(sess);
+		n = tls_cache.ent[i].derlen;
+		if ((buf = malloc(n)) != NULL)
+			memcpy(buf, tls_cache.ent[i].der, n);
 	}
 	pthread_mutex_unlock(&tls_cache.mtx);
-	if (sess == NULL)
+	if (buf == NULL)
 		return NULL;
+	p = buf;
+	sess = d2i_SSL_SESSION(NULL, &p, (long)n);
+	free(buf);
+	if (sess == NULL) {
+		tls_cache_remove_id(id, (unsigned int)len);
+		ERR_clear_error();
+		return NULL;
+	}
 	if (!tls_sess_usable(s, sess)) {
-		tls_cache_remove(sess);
+		tls_cache_remove_id(id, (unsigned int)len);
 		SSL_SESSION_free(sess);
 		ERR_clear_error();
 		return NULL;
@@ -393,16 +432,16 @@ tls_sess_get_cb(SSL *s, const unsigned char *id, int len, int *copy)
 void
 tls_shutdown(void)
 {
-	SSL_SESSION *sess;
+	unsigned char *der;
 	uint32_t i;
 
 	if (!tls_cache.ok)
 		return;
 	for (i = 0; i < TLS_CACHE_SIZE; i++) {
 		pthread_mutex_lock(&tls_cache.mtx);
-		sess = tls_cache.ent[i].sess != NULL ? tls_cache_unlink(i) : NULL;
+		der = tls_cache.ent[i].der != NULL ? tls_cache_unlink(i) : NULL;
 		pthread_mutex_unlock(&tls_cache.mtx);
-		SSL_SESSION_free(sess);
+		free(der);
 	}
 }
 
@@ -474,84 +513,6 @@ tls_load_server_key(const struct config *cfg, EVP_PKEY **out)
 	return 0;
 }
 
-/* Loads the first CRL from path. Returns NULL on failure (logged). */
-static X509_CRL *
-tls_read_crl(const char *path)
-{
-	X509_CRL *crl;
-	FILE *f;
-
-	if ((f = fopen(path, "r")) == NULL) {
-		log_err("cannot open CRL %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
-	fclose(f);
-	if (crl == NULL)
-		log_sslerr("cannot parse CRL %s (PEM X509 CRL expected)", path);
-	return crl;
-}
-
-/* The CRL must be signed by one of the CAs in the store: a CRL from elsewhere
- * would make OpenSSL refuse every client ("unable to get CRL issuer"). */
-static int
-tls_crl_check_issuer(X509_STORE *store, X509_CRL *crl, const char *path)
-{
-	STACK_OF(X509_OBJECT) *objs;
-	X509_OBJECT *o;
-	X509 *ca;
-	EVP_PKEY *pub;
-	int i, found = 0;
-
-	objs = X509_STORE_get0_objects(store);
-	for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
-		o = sk_X509_OBJECT_value(objs, i);
-		if ((ca = X509_OBJECT_get0_X509(o)) == NULL)
-			continue;
-		if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) != 0)
-			continue;
-		found = 1;
-		if ((pub = X509_get0_pubkey(ca)) != NULL && X509_CRL_verify(crl, pub) == 1)
-			return 0;
-	}
-	ERR_clear_error();
-	if (found)
-		log_err("CRL %s: signature does not verify with the CA certificate", path);
-	else
-		log_err("CRL %s: issuer is not one of the CAs in tls.ca", path);
-	return -1;
-}
-
-/* Logs the CRL's validity window: an expired CRL fails every verification. */
-static void
-tls_crl_report(X509_CRL *crl, const char *path)
-{
-	const ASN1_TIME *next, *last;
-	char buf[64];
-	BIO *b;
-	int n;
-
-	last = X509_CRL_get0_lastUpdate(crl);
-	if (last != NULL && X509_cmp_current_time(last) > 0)
-		log_err("CRL %s: thisUpdate is in the future (clock skew?); every client "
-		    "will be refused until then", path);
-	if ((next = X509_CRL_get0_nextUpdate(crl)) == NULL)
-		return;
-	buf[0] = '\0';
-	if ((b = BIO_new(BIO_s_mem())) != NULL) {
-		if (ASN1_TIME_print(b, next) == 1 &&
-		    (n = BIO_read(b, buf, sizeof(buf) - 1)) > 0)
-			buf[n] = '\0';
-		BIO_free(b);
-	}
-	if (X509_cmp_current_time(next) <= 0)
-		log_err("CRL %s expired at %s; every client will be refused; run "
-		    "scripts/agent-list or certgate ca crl to re-sign", path, buf);
-	else if (X509_cmp_time(next, &(time_t){ time(NULL) + 86400 }) <= 0)
-		log_warn("CRL %s expires at %s (within 24 h); run certgate ca crl to re-sign",
-		    path, buf);
-}
-
 /* Session id context: a hash of the CA bundle, so sessions made under another CA
  * never resume after tls.ca changes. */
 static int
@@ -603,31 +564,13 @@ fail:
 	return rc;
 }
 
-/* 1 when the bundle holds a certificate that is not self-issued (an intermediate
- * CA), whose revocation must be checked too. */
-static int
-tls_store_has_intermediate(X509_STORE *store)
-{
-	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
-	X509 *x;
-	int i;
-
-	for (i = 0; i < sk_X509_OBJECT_num(objs); i++) {
-		if ((x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i))) == NULL)
-			continue;
-		if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) != 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* Builds the verification store: the CA bundle and, when checking, the CRL. */
+/* Builds the verification store: the CA bundle and, when checking, the CRLs (one per
+ * CA, tlscrl_load). */
 static X509_STORE *
-tls_store_new(const struct config *cfg, X509_CRL **crl_out)
+tls_store_new(const struct config *cfg, STACK_OF(X509_CRL) *crls)
 {
 	X509_STORE *store;
-	X509_CRL *crl = NULL;
-	unsigned long flags;
+	int i;
 
 	if ((store = X509_STORE_new()) == NULL) {
 		log_sslerr("X509_STORE_new");
@@ -642,34 +585,22 @@ tls_store_new(const struct config *cfg, X509_CRL **crl_out)
 		goto fail;
 	}
 	if (cfg->tls.crl_check) {
-		if (cfg->tls.crl == NULL) {
-			log_err("tls.crl_check is on but tls.crl is not set");
+		if (sk_X509_CRL_num(crls) <= 0) {
+			log_err("tls.crl_check is on but no CRL was loaded");
 			goto fail;
 		}
-		if ((crl = tls_read_crl(cfg->tls.crl)) == NULL)
-			goto fail;
-		if (tls_crl_check_issuer(store, crl, cfg->tls.crl) == -1)
-			goto fail;
-		if (X509_STORE_add_crl(store, crl) != 1) {
-			log_sslerr("cannot add CRL %s", cfg->tls.crl);
-			goto fail;
-		}
-		/* Leaf-only suffices while the CA issues agents directly; a bundle with
-		 * intermediates needs every level checked. */
-		flags = X509_V_FLAG_CRL_CHECK;
-		if (tls_store_has_intermediate(store))
-			flags |= X509_V_FLAG_CRL_CHECK_ALL;
-		X509_STORE_set_flags(store, flags);
-		tls_crl_report(crl, cfg->tls.crl);
+		for (i = 0; i < sk_X509_CRL_num(crls); i++)
+			if (X509_STORE_add_crl(store, sk_X509_CRL_value(crls, i)) != 1) {
+				log_sslerr("cannot add a CRL of %s", cfg->tls.crl);
+				goto fail;
+			}
+		/* Every level: an issuing CA under a root is itself checked against the
+		 * root's CRL (for a single self-signed CA this is the leaf check). */
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	}
 	X509_STORE_set_depth(store, TLS_VERIFY_DEPTH);
-	if (crl_out != NULL)
-		*crl_out = crl;
-	else
-		X509_CRL_free(crl);
 	return store;
 fail:
-	X509_CRL_free(crl);
 	X509_STORE_free(store);
 	return NULL;
 }
@@ -725,12 +656,12 @@ tls_ctx_identity(SSL_CTX *ctx, const struct config *cfg, EVP_PKEY *key)
 }
 
 static int
-tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, X509_CRL **crl_out)
+tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, STACK_OF(X509_CRL) *crls)
 {
 	STACK_OF(X509_NAME) *names;
 	X509_STORE *store;
 
-	if ((store = tls_store_new(cfg, crl_out)) == NULL)
+	if ((store = tls_store_new(cfg, crls)) == NULL)
 		return -1;
 	SSL_CTX_set_cert_store(ctx, store);	/* ctx owns store now */
 	SSL_CTX_set_verify(ctx, (flags & TLS_CTX_OPTIONAL_CERT) ? SSL_VERIFY_PEER :
@@ -777,13 +708,10 @@ tls_ctx_sessions(SSL_CTX *ctx, const struct config *cfg)
 }
 
 SSL_CTX *
-tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, X509_CRL **crl_out)
+tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, STACK_OF(X509_CRL) *crls)
 {
-	X509_CRL *crl = NULL;
 	SSL_CTX *ctx;
 
-	if (crl_out != NULL)
-		*crl_out = NULL;
 	if (key == NULL) {
 		log_err("no server key");
 		return NULL;
@@ -794,15 +722,10 @@ tls_ctx_new(const struct config *cfg, EVP_PKEY *key, int flags, X509_CRL **crl_o
 		return NULL;
 	}
 	if (tls_ctx_protocol(ctx, cfg) == -1 || tls_ctx_identity(ctx, cfg, key) == -1 ||
-	    tls_ctx_verify(ctx, cfg, flags, &crl) == -1 || tls_ctx_sessions(ctx, cfg) == -1)
+	    tls_ctx_verify(ctx, cfg, flags, crls) == -1 || tls_ctx_sessions(ctx, cfg) == -1)
 		goto fail;
-	if (crl_out != NULL)
-		*crl_out = crl;
-	else
-		X509_CRL_free(crl);
 	return ctx;
 fail:
-	X509_CRL_free(crl);
 	SSL_CTX_free(ctx);
 	return NULL;
 }

@@ -1,4 +1,5 @@
-/* Fuzz target: identity map parsing, lookups and XFCC on whatever parsed. */
+/* Fuzz target: identity map parsing, lookups (issuer binding included) and XFCC on
+ * whatever parsed. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&p, 0, sizeof(p));
 		memcpy(p.hash, "00ff", 5);
 		p.subject = a->subject;
+		/* the agent's issuer, or certgate's own CA for an agent without one */
+		p.issuer = a->issuer;
+		p.own_ca = a->issuer == NULL;
 		if (a->uri != NULL) {
 			uris[0] = "\001";   /* no map uri can hold a control byte */
 			uris[1] = a->uri;
 			p.uris = uris;
 			p.nuris = 2;
 		}
-		/* uri and subject are unique, so the agent itself must come back */
+		/* uri and subject are unique per issuer, so the agent itself must come back */
 		if (identity_lookup(m, &p) != a)
 			abort();
 		x = identity_xfcc(&p);

@@ -5,8 +5,12 @@
 #   ent_pki DIR [OCSP_URL]   DIR/root and DIR/issuing; with OCSP_URL the certificates
 #                            the issuing CA signs name that responder in their AIA.
 #                            DIR/bundle.pem: issuing + root; DIR/crls.pem: both CRLs
-#   ent_issue DIR NAME       DIR/agents/NAME/{key,cert}.pem from the issuing CA, SAN URI
-#                            spiffe://corp.example/agent/NAME; chain.pem = leaf+issuing
+#   ent_issue DIR NAME [URI [CN]]
+#                            DIR/agents/NAME/{key,cert}.pem from the issuing CA, SAN URI
+#                            (default spiffe://corp.example/agent/NAME), subject
+#                            O=Example Corp, CN (default NAME); chain.pem = leaf+issuing
+#   ent_dn FILE              the certificate's subject DN in RFC 4514 (what the
+#                            identity map's "subject" and "issuer" take)
 #   ent_revoke DIR NAME      revoke NAME in the issuing CA's database (OCSP answers so at
 #                            once; the CRL says so after ent_crls)
 #   ent_crls DIR             regenerate both CRLs and DIR/crls.pem
@@ -91,11 +95,11 @@ ent_crls() {
 }
 
 ent_issue() {
-	local dir=$1 name=$2 a=$1/agents/$2
+	local dir=$1 name=$2 a=$1/agents/$2 uri=${3:-spiffe://corp.example/agent/$2} cn=${4:-$2}
 	mkdir -p "$a"
 	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$a/key.pem" \
-	    -out "$a/req.pem" -subj "/O=Example Corp/CN=$name" 2>/dev/null || return 1
-	ENT_SAN="URI:spiffe://corp.example/agent/$name" openssl ca -batch \
+	    -out "$a/req.pem" -subj "/O=Example Corp/CN=$cn" 2>/dev/null || return 1
+	ENT_SAN="URI:$uri" openssl ca -batch \
 	    -config "$dir/issuing/openssl.cnf" -extensions agent_ext -days 1 \
 	    -in "$a/req.pem" -out "$a/cert.pem" -notext 2>/dev/null || return 1
 	cat "$a/cert.pem" "$dir/issuing/ca.pem" >"$a/chain.pem"
@@ -105,4 +109,8 @@ ent_revoke() {
 	local dir=$1 name=$2
 	ENT_SAN=DNS:x openssl ca -batch -config "$dir/issuing/openssl.cnf" \
 	    -revoke "$dir/agents/$name/cert.pem" 2>/dev/null || return 1
+}
+
+ent_dn() {
+	openssl x509 -in "$1" -noout -subject -nameopt RFC2253 | sed 's/^subject=//'
 }

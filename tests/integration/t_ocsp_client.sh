@@ -35,9 +35,13 @@ for a in $AGENTS; do
 	ent_issue "$ENT" "$a" || cg_fail "issue $a"
 done
 cat "$PKI/ca/ca.pem" "$ENT/bundle.pem" >"$PKI/trust.pem"
+# CRLs at every level (tls.crl a bundle): certgate's CA, the issuing CA and the root
+cat "$PKI/ca/crl.pem" "$ENT/crls.pem" >"$PKI/crls.pem"
 openssl verify -CAfile "$ENT/bundle.pem" "$ENT/agents/ext-a/cert.pem" >/dev/null ||
 	cg_fail "the enterprise chain does not verify with openssl"
 
+# the issuing CA's DN in RFC 4514, the form the identity map's "issuer" takes
+ENT_ISSUER=$(openssl x509 -in "$ENT/issuing/ca.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
 # config: ocsp MODE
 config() {
 	python3 -c '
@@ -45,14 +49,16 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 c["admin"] = "127.0.0.1:" + sys.argv[2]
 c["tls"]["ca"] = "trust.pem"
-c["tls"]["crl_check"] = False
+c["tls"]["crl"] = "crls.pem"
+c["tls"]["crl_check"] = True
 c["tls"]["ocsp"] = {"mode": sys.argv[3], "cache_s": int(sys.argv[4]), "timeout_ms": int(sys.argv[5])}
 json.dump(c, open(sys.argv[1], "w"), indent=1)
 m = json.load(open(sys.argv[6]))
 for a in sys.argv[7].split():
-    m["agents"].append({"id": a, "uri": "spiffe://corp.example/agent/" + a, "roles": ["admin"]})
+    m["agents"].append({"id": a, "uri": "spiffe://corp.example/agent/" + a, "roles": ["admin"],
+                        "issuer": sys.argv[8]})
 json.dump(m, open(sys.argv[6], "w"), indent=1)
-' "$PKI/certgate.json" "$APORT" "$1" "$CACHE_S" "$TIMEOUT_MS" "$PKI/agents.json" "$2"
+' "$PKI/certgate.json" "$APORT" "$1" "$CACHE_S" "$TIMEOUT_MS" "$PKI/agents.json" "$2" "$ENT_ISSUER"
 }
 config hard "$AGENTS"
 

@@ -207,6 +207,34 @@ test_fields_and_escaping(void)
 	free(raw);
 	raw = NULL;
 
+	/* durations and statuses are formatted by hand: the %.3f / %d results */
+	{
+		static const struct { double ms; int status; const char *want; } d[] = {
+			{ 0, 200, ",\"status\":200,\"duration_ms\":0.000}" },
+			{ 0.0006, 0, ",\"status\":0,\"duration_ms\":0.001}" },
+			{ 1234.5678, 502, ",\"status\":502,\"duration_ms\":1234.568}" },
+			{ 99.9996, 99, ",\"status\":99,\"duration_ms\":100.000}" },
+			{ 1e12, -1, ",\"status\":-1,\"duration_ms\":1000000000000.000}" },
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(d) / sizeof(d[0]); k++) {
+			memset(&r, 0, sizeof(r));
+			r.decision = "allow";
+			r.duration_ms = d[k].ms;
+			r.status = d[k].status;
+			CHECK(audit_write(&r) == 0);
+			j = last_line(path, &raw);
+			CHECK(j != NULL);
+			CHECK(raw && strstr(raw, d[k].want) != NULL);
+			/* "ts": milliseconds always three digits */
+			CHECK(raw && strlen(raw) > 32 && raw[26] == '.' && raw[30] == 'Z');
+			json_decref(j);
+			free(raw);
+			raw = NULL;
+		}
+	}
+
 	/* NaN duration still yields valid JSON */
 	memset(&r, 0, sizeof(r));
 	r.decision = "allow";
@@ -223,7 +251,7 @@ test_fields_and_escaping(void)
 	}
 	json_decref(j);
 	free(raw);
-	CHECK(count_lines(path) == 2);
+	CHECK(count_lines(path) == 7);
 	unlink(path);
 }
 
@@ -304,6 +332,10 @@ test_ids_and_unmapped(void)
 		const char *want;       /* the rpc_id field as JSON, NULL: absent */
 	} cases[] = {
 		{ "7", NULL, "7" },
+		{ "0", NULL, "0" },
+		{ "-7", NULL, "-7" },
+		{ "-9223372036854775808", NULL, "-9223372036854775808" },
+		{ "9223372036854775807", NULL, "9223372036854775807" },
 		{ "\"a\\\"b\"", NULL, "\"a\\\"b\"" },
 		{ "null", NULL, "null" },
 		{ "1.5", NULL, "1.5" },

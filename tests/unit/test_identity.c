@@ -301,6 +301,7 @@ test_lookup(void)
 	if (m == NULL)
 		return;
 	memset(&p, 0, sizeof(p));
+	p.own_ca = 1;
 	uris[0] = "spiffe://other/x";
 	uris[1] = "spiffe://certgate.local/agent/research-bot";
 	p.uris = uris;
@@ -331,6 +332,100 @@ test_lookup(void)
 	identity_map_free(m);
 }
 
+/* Issuer binding: "issuer" agents match only that issuer, the others only certgate's
+ * own CA; the same subject or URI may belong to one agent per issuer. */
+static void
+test_issuer(void)
+{
+	static const char map[] =
+	    "{\"agents\": [\n"
+	    " {\"id\": \"own\", \"uri\": \"spiffe://x/agent/bot\", \"subject\": \"CN=bot\"},\n"
+	    " {\"id\": \"corp\", \"uri\": \"spiffe://x/agent/bot\", \"subject\": \"cn=bot\",\n"
+	    "  \"issuer\": \"cn=Issuing CA,o=Corp\"},\n"
+	    " {\"id\": \"corp2\", \"subject\": \"CN=M\u00fcller\", \"issuer\": \"CN=Other,O=Corp\"}\n"
+	    "]}";
+	struct identity_map *m = NULL;
+	struct identity_peer p;
+	const struct identity_agent *a;
+	char *uris[1] = { "spiffe://x/agent/bot" }, err[512];
+
+	CHECK(identity_map_parse(map, strlen(map), &m, err, sizeof(err)) == 0);
+	if (m == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return;
+	}
+	CHECK_STR(m->agents[1].issuer, "CN=Issuing CA,O=Corp");
+	CHECK_STR(m->agents[1].subject, "CN=bot");
+	CHECK_STR(m->agents[2].subject, "CN=M\\C3\\BCller");
+	memset(&p, 0, sizeof(p));
+	p.uris = uris;
+	p.nuris = 1;
+	p.subject = "CN=bot";
+	/* neither certgate's CA nor a bound issuer: nobody */
+	p.issuer = "CN=Evil CA";
+	CHECK(identity_lookup(m, &p) == NULL);
+	p.nuris = 0;
+	CHECK(identity_lookup(m, &p) == NULL);
+	p.nuris = 1;
+	/* certgate's own CA */
+	p.own_ca = 1;
+	a = identity_lookup(m, &p);
+	CHECK(a != NULL && strcmp(a->id, "own") == 0);
+	/* the corporate issuer: its agent, by URI and by subject, never "own" */
+	p.own_ca = 0;
+	p.issuer = "CN=Issuing CA,O=Corp";
+	a = identity_lookup(m, &p);
+	CHECK(a != NULL && strcmp(a->id, "corp") == 0);
+	p.nuris = 0;
+	a = identity_lookup(m, &p);
+	CHECK(a != NULL && strcmp(a->id, "corp") == 0);
+	p.subject = "CN=M\\C3\\BCller";
+	CHECK(identity_lookup(m, &p) == NULL);
+	p.issuer = "CN=Other,O=Corp";
+	a = identity_lookup(m, &p);
+	CHECK(a != NULL && strcmp(a->id, "corp2") == 0);
+	identity_map_free(m);
+}
+
+/* A subject or issuer not in RFC 4514 form is refused, naming the agent and line. */
+static void
+test_bad_dn(void)
+{
+	static const char *const bad[][2] = {
+		{ "{\"agents\": [\n{\"id\": \"a\", \"uri\": \"u\"},\n{\"id\": \"slash\",\n"
+		  "\"subject\": \"/O=y/CN=x\"}]}",
+		  "line 4: agent \"slash\": \"subject\" \"/O=y/CN=x\" is not an RFC 4514 DN: "
+		  "OpenSSL's" },
+		{ "{\"agents\": [{\"id\": \"sp\",\n\"subject\": \"CN = x\"}]}",
+		  "line 2: agent \"sp\": \"subject\"" },
+		{ "{\"agents\": [{\"id\": \"iss\", \"subject\": \"CN=x\",\n\n\"issuer\": "
+		  "\"CN=a, O=b\"}]}",
+		  "line 3: agent \"iss\": \"issuer\" \"CN=a, O=b\" is not an RFC 4514 DN" },
+		{ "{\"agents\": [{\"id\": \"e\", \"subject\": \"CN=x\", \"issuer\": 5}]}",
+		  "agent \"e\": \"issuer\" must be a non-empty string" },
+	};
+	struct identity_map *m = NULL;
+	char err[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CHECK(identity_map_parse(bad[i][0], strlen(bad[i][0]), &m, err,
+		    sizeof(err)) == -1);
+		CHECK(m == NULL);
+		if (strstr(err, bad[i][1]) == NULL)
+			fprintf(stderr, "got: %s\nwant: %s\n", err, bad[i][1]);
+		CHECK(strstr(err, bad[i][1]) != NULL);
+	}
+	/* an issuer-bound agent still needs uri or subject */
+	{
+		static const char noid[] = "{\"agents\":[{\"id\":\"x\",\"issuer\":\"CN=a\"}]}";
+
+		CHECK(identity_map_parse(noid, strlen(noid), &m, err, sizeof(err)) == -1);
+		CHECK(strstr(err, "needs \"uri\" or \"subject\"") != NULL);
+	}
+}
+
 /* 10,000 agents: parse and look every one up (hash index, not a scan). */
 static void
 test_large(void)
@@ -353,6 +448,7 @@ test_large(void)
 	if (m == NULL)
 		return;
 	memset(&p, 0, sizeof(p));
+	p.own_ca = 1;
 	p.uris = uris;
 	p.nuris = 1;
 	uris[0] = uri;
@@ -549,6 +645,8 @@ main(void)
 	test_readme_example();
 	test_load();
 	test_lookup();
+	test_issuer();
+	test_bad_dn();
 	test_large();
 	test_peer();
 	test_xfcc();
