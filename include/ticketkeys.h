@@ -17,7 +17,9 @@
  * revocation list and expiry in force now) before it may resume, and conn.c checks
  * the serial again after every handshake.
  *
- * Key bytes are never logged; a key set dropped is wiped (OPENSSL_cleanse).
+ * Key bytes are never logged; a key set dropped is wiped (OPENSSL_cleanse), as are
+ * the copies made for one callback or one fetch (hiredis's own buffers, which carry
+ * the keys to and from Redis, are freed unwiped).
  *
  * Threading: ticketkeys_start/stop run on the main thread (its event base runs the
  * fetches); the OpenSSL callbacks run on any worker thread and read the published
