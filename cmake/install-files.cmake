@@ -30,7 +30,7 @@ cg_generate(packaging/installed.sh.in installed.sh)
 
 # Helper scripts: the ones an operator runs (not the checkout's test, fuzz and
 # quickstart drivers), with their shared library and the install-time paths.
-file(GLOB cg_scripts "${CG_SRC_DIR}/scripts/pki-init" "${CG_SRC_DIR}/scripts/agent-*"
+file(GLOB cg_scripts "${CG_SRC_DIR}/scripts/pki-init" "${CG_SRC_DIR}/scripts/ca-import" "${CG_SRC_DIR}/scripts/agent-*"
   "${CG_SRC_DIR}/scripts/ca-*")
 file(INSTALL DESTINATION "${CG_SHARE}/scripts" TYPE PROGRAM FILES ${cg_scripts})
 file(INSTALL DESTINATION "${CG_SHARE}/scripts/lib" TYPE FILE

@@ -35,6 +35,13 @@ int agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur
 /* `certgate agent renew`: returns the process exit status. */
 int agent_renew_run(const char *url, const char *dir);
 
+/* After a CA rollover: anchors plus the self-signed certificates of answer (an
+ * enrollment or renewal answer, received over a connection anchors authenticated,
+ * as RFC 7030 4.1.3 allows) that issued the top of leaf's chain. A new stack, or
+ * NULL when the answer holds no such root. */
+STACK_OF(X509) *agent_renew_new_anchors(STACK_OF(X509) *anchors, STACK_OF(X509) *answer,
+    X509 *leaf, STACK_OF(X509) *chain);
+
 struct agent_renew;
 
 /* Called on the loop's thread with each new credential (borrowed: take a reference

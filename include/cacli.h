@@ -34,6 +34,10 @@ struct cacli_args {
 	int agents_only;
 	int revoke_old;
 	int watch_fd;           /* -1: none */
+	int intermediate;       /* init: a request instead of a self-signed CA */
+	const char *cert;       /* import */
+	const char *chain;      /* import */
+	const char *crl;        /* import: corporate CRLs */
 };
 
 /* The program name in messages ("certgate ca issue"); prog is borrowed. */

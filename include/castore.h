@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "cabundle.h"
 #include "caaudit.h"
 #include "cadb.h"
 #include "mapedit.h"
@@ -36,15 +37,19 @@ struct config;
 
 struct castore {
 	const struct config *cfg;   /* borrowed */
-	X509 *cert;                 /* the CA certificate */
-	EVP_PKEY *key;              /* the CA key in the CA token; NULL without with_key */
+	X509 *cert;                 /* the active CA certificate (the first of ca.cert) */
+	EVP_PKEY *key;              /* its key in the CA token; NULL without with_key */
+	struct cabundle b;          /* ca.cert whole (cabundle.h) */
+	STACK_OF(X509_CRL) *others; /* CRLs of the other trusted certgate CAs, signed
+	                             * by castore_crl_sign for castore_crl_publish */
 	char fp[65];                /* SHA-256 of the CA certificate's DER, lowercase hex */
 	int lock;                   /* CA lock descriptor, -1 when not held */
 	int reconciled;             /* castore_reconcile ran in this process */
 };
 
-/* Reads the CA certificate and, with with_key, logs into the CA token
- * (config_ca_p11) and loads ca.key. A lock already taken on s (s->cfg == cfg, see
+/* Reads the CA certificate bundle and, with with_key, logs into the CA token
+ * (config_ca_p11) and loads the active CA's key: ca.key, or after a rollover the
+ * generation of it whose public key is the active certificate's (castore_key_uri). A lock already taken on s (s->cfg == cfg, see
  * castore_init) is kept: SoftHSM fails when processes open it concurrently, so every
  * process opens the CA token under the CA lock. */
 int castore_open(struct castore *s, const struct config *cfg, int with_key, char *err,
@@ -61,13 +66,28 @@ void castore_unlock(struct castore *s);
 int castore_load_db(struct castore *s, struct cadb *db, char *err, size_t errlen);
 
 /* Signs a CRL of db valid for seconds (in the token) without writing anything, and
- * writes one: ca.crl plus the CRL number advanced. Needs the key. */
+ * writes one: ca.crl plus the CRL number advanced. Needs the key. ca.crl is a
+ * bundle: the active CA's CRL first, then one per other trusted certgate CA (signed
+ * with its own key, found in the token), then the CRLs of a corporate chain kept
+ * in CASTORE_UPSTREAM_CRL next to ca.crl (`certgate ca import --crl`). */
 int castore_crl_sign(struct castore *s, const struct cadb *db, long seconds,
     X509_CRL **crl, char **number_hex, char *err, size_t errlen);
 int castore_crl_publish(struct castore *s, X509_CRL *crl, char *err, size_t errlen);
 /* castore_crl_sign + castore_crl_publish. */
 int castore_crl_refresh(struct castore *s, const struct cadb *db, long seconds,
     char **number_hex, char *err, size_t errlen);
+/* The corporate CRLs appended to ca.crl: this file in the directory of ca.crl. */
+#define CASTORE_UPSTREAM_CRL	"upstream-crl.pem"
+char *castore_upstream_crl_path(const struct config *cfg);
+/* The URI of generation gen (1, 2, ...) of the CA key: gen 1 is ca.key, gen N its
+ * object= label with "-gN" appended. Malloc'd, or NULL (no object= in ca.key). */
+char *castore_key_uri(const struct config *cfg, int gen);
+/* Finds the key of CA certificate x in the CA token among the generations of
+ * ca.key; *key and (may be NULL) *gen. -1 with err when none matches. */
+int castore_find_key(const struct config *cfg, X509 *x, EVP_PKEY **key, int *gen,
+    char *err, size_t errlen);
+/* The first generation that does not exist in the token yet. -1 with err. */
+int castore_next_gen(const struct config *cfg, char *err, size_t errlen);
 /* Writes the CRL number file (init). */
 int castore_crlnumber_init(struct castore *s, char *err, size_t errlen);
 
@@ -84,8 +104,10 @@ struct castore_issue {
 	EVP_PKEY *pubkey;                /* borrowed */
 	long seconds;                    /* CASTORE_MIN_LIFETIME..CASTORE_MAX_LIFETIME */
 	const struct mapedit_agent *map; /* add/update the agent in the map, or NULL */
-	/* `ca issue` / `ca renew`: write OUT/cert.pem and OUT/ca.pem; OUT/key.pem from
-	 * out_key, else a stale key.pem is removed unless keep_key. */
+	/* `ca issue` / `ca renew`: write OUT/cert.pem (the leaf and the CA certificates
+	 * up to the root, cabundle.h chain) and OUT/ca.pem (the roots: every trusted one
+	 * during a rollover); OUT/key.pem from out_key, else a stale key.pem is removed
+	 * unless keep_key. */
 	const char *out_dir;
 	EVP_PKEY *out_key;
 	int keep_key;

@@ -24,7 +24,8 @@
  * (Retry-After), 500, 503 (CA unreachable, Retry-After). OCSP problems are answered
  * as OCSP responses (malformedRequest, internalError, tryLater) with 200.
  *
- * A struct est is immutable after est_new and may be shared by every worker thread.
+ * A struct est may be shared by every worker thread: it is immutable after est_new
+ * except for the /cacerts answer, which follows the CA file under a mutex.
  * The other functions are pure and thread-safe. */
 #ifndef CERTGATE_EST_H
 #define CERTGATE_EST_H

@@ -8,9 +8,11 @@
 
 #include <curl/curl.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "agent_dir.h"
 #include "agent_enroll.h"
+#include "agent_renew.h"
 #include "agent_est.h"
 #include "agent_key.h"
 #include "agent_msg.h"
@@ -295,8 +297,38 @@ done:
 /* ------------------------------------------------------------------------- */
 /* certgate agent enroll */
 
+/* The root above c among certs (each step's signature verified, so only c's real
+ * issuers qualify), or c when it is self-signed or none is found: a gateway whose CA
+ * is an intermediate under a corporate root is verified up to that root. Takes c's
+ * reference, returns one. */
+static X509 *
+agent_enroll_root_of(X509 *c, STACK_OF(X509) *certs)
+{
+	X509 *cur = c, *up;
+	int i, guard;
+
+	for (guard = 0; guard < sk_X509_num(certs) && X509_check_issued(cur, cur) != X509_V_OK;
+	    guard++) {
+		for (i = 0, up = NULL; i < sk_X509_num(certs) && up == NULL; i++) {
+			X509 *x = sk_X509_value(certs, i);
+
+			if (X509_check_issued(x, cur) == X509_V_OK &&
+			    X509_verify(cur, X509_get0_pubkey(x)) == 1)
+				up = x;
+		}
+		ERR_clear_error();
+		if (up == NULL)
+			break;
+		cur = up;
+	}
+	if (cur == c || X509_check_issued(cur, cur) != X509_V_OK || X509_up_ref(cur) != 1)
+		return c;
+	X509_free(c);
+	return cur;
+}
+
 /* The trust anchors: --ca FILE, or the certificate from /cacerts whose fingerprint
- * the token carries. */
+ * the token carries (its root, when it is an intermediate). */
 static STACK_OF(X509) *
 agent_enroll_anchors(struct agent_enroll_args *a, const char *origin,
     const unsigned char fp[AGENT_TOKEN_FP_LEN])
@@ -328,6 +360,7 @@ agent_enroll_anchors(struct agent_enroll_args *a, const char *origin,
 		return NULL;
 	}
 	c = sk_X509_delete(got, i);
+	c = agent_enroll_root_of(c, got);
 	sk_X509_pop_free(got, X509_free);
 	if ((anchors = sk_X509_new_null()) == NULL || sk_X509_push(anchors, c) <= 0) {
 		log_err("out of memory");
@@ -434,9 +467,19 @@ agent_enroll_run(struct agent_enroll_args *a)
 		goto done;
 	}
 	if (agent_cred_verify_chain(leaf, chain, anchors, err, sizeof(err)) == -1) {
-		log_err("the certificate the gateway issued does not verify against the CA: "
-		    "%s", err);
-		goto done;
+		STACK_OF(X509) *more = agent_renew_new_anchors(anchors, certs, leaf, chain);
+
+		if (more == NULL || agent_cred_verify_chain(leaf, chain, more, err,
+		    sizeof(err)) == -1) {
+			sk_X509_pop_free(more, X509_free);
+			log_err("the certificate the gateway issued does not verify against "
+			    "the CA: %s", err);
+			goto done;
+		}
+		log_info("the certificate is from the gateway's new CA root (CA rollover): "
+		    "ca.pem holds %d trust anchor(s)", sk_X509_num(more));
+		sk_X509_pop_free(anchors, X509_free);
+		anchors = more;
 	}
 	if (agent_dir_commit(a->dir, leaf, chain, a->key_uri ? NULL : key, a->key_uri,
 	    anchors) == -1)

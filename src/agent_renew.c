@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "agent_dir.h"
 #include "agent_enroll.h"
@@ -64,6 +65,43 @@ agent_renew_newkey(struct agent_cred *cur, char **uri, char *err, size_t errlen)
 		*uri = NULL;
 	}
 	return key;
+}
+
+/* The anchors plus the self-signed certificates of the renewal answer that issued
+ * the top of the new chain: after a CA rollover the gateway issues under a new root.
+ * The answer came over the connection the current anchors authenticated (the
+ * gateway's certificate verified against ca.pem), which RFC 7030 4.1.3 accepts for
+ * updating the trust anchors; NULL when the answer holds no such root. */
+STACK_OF(X509) *
+agent_renew_new_anchors(STACK_OF(X509) *anchors, STACK_OF(X509) *answer, X509 *leaf,
+    STACK_OF(X509) *chain)
+{
+	X509 *top = sk_X509_num(chain) > 0 ? sk_X509_value(chain, sk_X509_num(chain) - 1) : leaf;
+	STACK_OF(X509) *out;
+	int i, j, added = 0, dup;
+
+	if ((out = agent_renew_copy(anchors)) == NULL)
+		return NULL;
+	for (i = 0; i < sk_X509_num(answer); i++) {
+		X509 *x = sk_X509_value(answer, i);
+
+		if (X509_check_issued(x, x) != X509_V_OK || X509_check_issued(x, top) != X509_V_OK)
+			continue;
+		for (j = 0, dup = 0; j < sk_X509_num(out); j++)
+			dup |= X509_cmp(sk_X509_value(out, j), x) == 0;
+		if (dup || X509_up_ref(x) != 1)
+			continue;
+		if (sk_X509_push(out, x) <= 0) {
+			X509_free(x);
+			break;
+		}
+		added++;
+	}
+	if (added == 0) {
+		sk_X509_pop_free(out, X509_free);
+		return NULL;
+	}
+	return out;
 }
 
 /* Sleeps ms, in steps that notice cancel. */
@@ -157,19 +195,25 @@ agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur, in
 	}
 	if (agent_cred_verify_chain(leaf, chain, agent_cred_anchors(use), perr,
 	    sizeof(perr)) == -1) {
-		snprintf(err, errlen, "the renewed certificate does not verify against "
-		    "ca.pem: %s", perr);
-		goto done;
+		if ((anchors = agent_renew_new_anchors(agent_cred_anchors(use), certs, leaf,
+		    chain)) == NULL || agent_cred_verify_chain(leaf, chain, anchors, perr,
+		    sizeof(perr)) == -1) {
+			snprintf(err, errlen, "the renewed certificate does not verify against "
+			    "ca.pem: %s", perr);
+			goto done;
+		}
+		log_info("the renewed certificate is from a new CA root (CA rollover): "
+		    "ca.pem now holds %d trust anchor(s)", sk_X509_num(anchors));
 	}
 	if (X509_NAME_cmp(X509_get_subject_name(leaf),
 	    X509_get_subject_name(agent_cred_leaf(use))) != 0)
 		log_warn("the renewed certificate has another subject than the old one");
-	if (agent_dir_commit(dir, leaf, chain, uri != NULL ? NULL : key, uri, NULL) == -1) {
+	if (agent_dir_commit(dir, leaf, chain, uri != NULL ? NULL : key, uri, anchors) == -1) {
 		snprintf(err, errlen, "cannot write the renewed certificate to %s (see "
 		    "above)", dir);
 		goto done;
 	}
-	if ((anchors = agent_renew_copy(agent_cred_anchors(use))) == NULL) {
+	if (anchors == NULL && (anchors = agent_renew_copy(agent_cred_anchors(use))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}

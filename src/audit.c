@@ -41,7 +41,7 @@ static atomic_int audit_fail;	/* 1 while in a failure streak */
  * invalid UTF-8 becomes U+FFFD, so every line stays valid JSON whatever a client
  * put in a tool name or a certificate. */
 static void
-put_jstr(struct buf *b, const char *str)
+audit_put_jstr(struct buf *b, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n, i = 0, k;
@@ -86,18 +86,18 @@ put_jstr(struct buf *b, const char *str)
 }
 
 static void
-put_field(struct buf *b, const char *key, const char *val)
+audit_put_field(struct buf *b, const char *key, const char *val)
 {
 	buf_add(b, ",\"", 2);
 	buf_adds(b, key);
 	buf_add(b, "\":", 2);
-	put_jstr(b, val);
+	audit_put_jstr(b, val);
 }
 
 /* Decimal digits of v into p (no terminator); returns the count. printf is the
  * largest cost of a line otherwise (one line per request). */
 static size_t
-put_u64(char *p, unsigned long long v)
+audit_put_u64(char *p, unsigned long long v)
 {
 	char t[20];
 	size_t n = 0, i;
@@ -112,14 +112,14 @@ put_u64(char *p, unsigned long long v)
 }
 
 static void
-put_2(char *p, int v)
+audit_put_2(char *p, int v)
 {
 	p[0] = (char)('0' + v / 10 % 10);
 	p[1] = (char)('0' + v % 10);
 }
 
 static void
-put_ts(struct buf *b)
+audit_put_ts(struct buf *b)
 {
 	/* The date and time of the current second, per thread: gmtime once a second. */
 	static _Thread_local time_t sec = (time_t)-1;
@@ -139,26 +139,27 @@ put_ts(struct buf *b)
 	ms = ts.tv_nsec / 1000000;
 	buf_adds(b, day);
 	t[0] = (char)('0' + ms / 100);
-	put_2(t + 1, (int)(ms % 100));
+	audit_put_2(t + 1, (int)(ms % 100));
 	memcpy(t + 3, "Z\"", 2);
 	buf_add(b, t, 5);
 }
 
 /* A JSON-RPC id: a string, a number or null (anything else is not an id). */
 static void
-put_rpc_id_value(struct buf *b, const json_t *id)
+audit_put_rpc_id_value(struct buf *b, const json_t *id)
 {
 	char num[48];
 
 	if (json_is_string(id))
-		put_jstr(b, json_string_value(id));
+		audit_put_jstr(b, json_string_value(id));
 	else if (json_is_integer(id)) {
 		json_int_t v = json_integer_value(id);
 		size_t n = 0;
 
 		if (v < 0)
 			num[n++] = '-';
-		n += put_u64(num + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+		n += audit_put_u64(num + n,
+		    v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
 		buf_add(b, num, n);
 	} else if (json_is_real(id) && isfinite(json_real_value(id))) {
 		snprintf(num, sizeof(num), "%.17g", json_real_value(id));
@@ -169,7 +170,7 @@ put_rpc_id_value(struct buf *b, const json_t *id)
 
 /* "rpc_id": see audit.h. A notification (no id) has none. */
 static void
-put_rpc_id(struct buf *b, const json_t *id, const json_t *msg)
+audit_put_rpc_id(struct buf *b, const json_t *id, const json_t *msg)
 {
 	const json_t *v;
 	size_t i, n = 0;
@@ -178,7 +179,7 @@ put_rpc_id(struct buf *b, const json_t *id, const json_t *msg)
 		id = json_object_get(msg, "id");
 	if (id != NULL) {
 		buf_adds(b, ",\"rpc_id\":");
-		put_rpc_id_value(b, id);
+		audit_put_rpc_id_value(b, id);
 		return;
 	}
 	if (!json_is_array(msg))
@@ -189,7 +190,7 @@ put_rpc_id(struct buf *b, const json_t *id, const json_t *msg)
 			continue;
 		if (n++ > 0)
 			buf_add(b, ",", 1);
-		put_rpc_id_value(b, v);
+		audit_put_rpc_id_value(b, v);
 	}
 	buf_add(b, "]", 1);
 }
@@ -216,9 +217,9 @@ audit_request_id(char *buf, size_t len, uint64_t conn_id, unsigned nreq)
 		for (i = 7; i >= 0; i--)
 			t[n++] = hex[(v >> (i * 4)) & 0xf];
 		t[n++] = '-';
-		n += put_u64(t + n, (unsigned long long)conn_id);
+		n += audit_put_u64(t + n, (unsigned long long)conn_id);
 		t[n++] = '-';
-		n += put_u64(t + n, nreq);
+		n += audit_put_u64(t + n, nreq);
 		if (len == 0)
 			return;
 		if (n >= len)
@@ -235,17 +236,17 @@ audit_format(struct buf *b, const struct audit_rec *r)
 	char num[64];
 	double d = r->duration_ms;
 
-	put_ts(b);
-	put_field(b, "agent", r->agent);
-	put_field(b, "serial", r->serial);
-	put_field(b, "peer", r->peer);
-	put_field(b, "method", r->method);
-	put_field(b, "name", r->name);
-	put_field(b, "decision", r->decision);
+	audit_put_ts(b);
+	audit_put_field(b, "agent", r->agent);
+	audit_put_field(b, "serial", r->serial);
+	audit_put_field(b, "peer", r->peer);
+	audit_put_field(b, "method", r->method);
+	audit_put_field(b, "name", r->name);
+	audit_put_field(b, "decision", r->decision);
 	if (r->reason != NULL)
-		put_field(b, "reason", r->reason);
+		audit_put_field(b, "reason", r->reason);
 	if (r->detail != NULL)
-		put_field(b, "detail", r->detail);
+		audit_put_field(b, "detail", r->detail);
 	if (!(d >= 0) || d > 1e12)	/* NaN and infinities are not JSON */
 		d = 0;
 	{
@@ -257,27 +258,27 @@ audit_format(struct buf *b, const struct audit_rec *r)
 		n = 10;
 		if (r->status < 0) {
 			num[n++] = '-';
-			n += put_u64(num + n, (unsigned long long)-(long long)r->status);
+			n += audit_put_u64(num + n, (unsigned long long)-(long long)r->status);
 		} else
-			n += put_u64(num + n, (unsigned long long)r->status);
+			n += audit_put_u64(num + n, (unsigned long long)r->status);
 		memcpy(num + n, ",\"duration_ms\":", 15);
 		n += 15;
-		n += put_u64(num + n, us / 1000);
+		n += audit_put_u64(num + n, us / 1000);
 		num[n++] = '.';
 		num[n++] = (char)('0' + us % 1000 / 100);
-		put_2(num + n, (int)(us % 100));
+		audit_put_2(num + n, (int)(us % 100));
 		n += 2;
 		buf_add(b, num, n);
 	}
 	if (r->session != NULL)
-		put_field(b, "session", r->session);
+		audit_put_field(b, "session", r->session);
 	if (r->request_id != NULL)
-		put_field(b, "request_id", r->request_id);
-	put_rpc_id(b, r->rpc_id, r->rpc_msg);
+		audit_put_field(b, "request_id", r->request_id);
+	audit_put_rpc_id(b, r->rpc_id, r->rpc_msg);
 	if (r->agent == NULL && r->subject != NULL)
-		put_field(b, "subject", r->subject);
+		audit_put_field(b, "subject", r->subject);
 	if (r->agent == NULL && r->uri != NULL)
-		put_field(b, "uri", r->uri);
+		audit_put_field(b, "uri", r->uri);
 	buf_add(b, "}\n", 2);
 }
 

@@ -1,7 +1,9 @@
-/* `certgate ca init|server|issue|renew|revoke|crl|list|token|serve`: the command table,
- * argument parsing and dispatch, and the two commands that only read or re-sign
- * (crl, list). The others live in casetup.c (init, server) and caagent.c (issue,
- * renew, revoke, token); caserve.c is the CA service. The work is done by castore.c
+/* `certgate ca init|server|issue|renew|revoke|crl|list|token|import|rollover|retire|
+ * serve`: the command table, argument parsing and dispatch, and the two commands that
+ * only read or re-sign (crl, list). The others live in casetup.c (init, server),
+ * caagent.c (issue, renew, revoke, token), caimport.c (import) and caroll.c
+ * (rollover, retire); caserve.c is the CA service. cabundle.c reads ca.cert as a
+ * bundle (the active CA, CAs still trusted after a rollover, a corporate chain). The work is done by castore.c
  * (the CA's files, changed under the CA lock, crash-safe), certify.c (what is
  * signed), cadb.c (the database) and catoken.c (enrollment tokens). */
 #include <errno.h>
@@ -18,6 +20,8 @@
 
 #include "ca.h"
 #include "caagent.h"
+#include "caimport.h"
+#include "caroll.h"
 #include "cacli.h"
 #include "cadb.h"
 #include "caserve.h"
@@ -39,7 +43,7 @@
 enum {
 	O_CONFIG, O_HELP, O_SUBJECT, O_FORCE, O_DNS, O_IP, O_AGENT, O_ROLE, O_SCOPE,
 	O_HOURS, O_LIFETIME, O_TTL, O_CSR, O_OUT, O_SERIAL, O_REASON, O_JSON, O_AGENTS,
-	O_REVOKE_OLD, O_WATCH_FD, O_COUNT
+	O_REVOKE_OLD, O_WATCH_FD, O_INTERMEDIATE, O_CERT, O_CHAIN, O_CRLFILE, O_COUNT
 };
 
 static const struct option ca_all_opts[O_COUNT] = {
@@ -63,6 +67,10 @@ static const struct option ca_all_opts[O_COUNT] = {
 	[O_AGENTS] = { "agents", no_argument, NULL, 256 + O_AGENTS },
 	[O_REVOKE_OLD] = { "revoke-old", no_argument, NULL, 256 + O_REVOKE_OLD },
 	[O_WATCH_FD] = { "watch-fd", required_argument, NULL, 256 + O_WATCH_FD },
+	[O_INTERMEDIATE] = { "intermediate", no_argument, NULL, 256 + O_INTERMEDIATE },
+	[O_CERT] = { "cert", required_argument, NULL, 256 + O_CERT },
+	[O_CHAIN] = { "chain", required_argument, NULL, 256 + O_CHAIN },
+	[O_CRLFILE] = { "crl", required_argument, NULL, 256 + O_CRLFILE },
 };
 
 #define B(o) (1u << (o))
@@ -84,12 +92,15 @@ static int ca_cmd_serve(struct config *, struct cacli_args *);
     "  --hours N      the same as --lifetime Nh\n"
 
 static const struct ca_cmd ca_cmds[] = {
-	{ "init", B(O_SUBJECT) | B(O_FORCE), casetup_init,
-	    "usage: certgate ca init -c CONFIG [--subject DN] [--force]\n\n"
+	{ "init", B(O_SUBJECT) | B(O_FORCE) | B(O_INTERMEDIATE), casetup_init,
+	    "usage: certgate ca init -c CONFIG [--subject DN] [--intermediate] [--force]\n\n"
 	    "Generates the CA key inside the CA token (EC P-256, sensitive, not extractable)\n"
 	    "at ca.key, writes the self-signed CA certificate (ca.cert, valid ca_days),\n"
 	    "an empty database, the CRL number and the first (empty) CRL.\n\n"
 	    "  --subject DN   CA subject, \"CN=...,O=...\" (default \"" CASETUP_CA_SUBJECT "\")\n"
+	    "  --intermediate write a certificate request (ca.csr next to ca.cert, signed in\n"
+	    "                 the token) for a corporate CA to sign instead of a self-signed\n"
+	    "                 CA; then certgate ca import\n"
 	    "  --force        replace an existing CA certificate file; a key that already\n"
 	    "                 exists in the token is never overwritten (re-create the token)\n" },
 	{ "server", B(O_DNS) | B(O_IP), casetup_server,
@@ -160,6 +171,31 @@ static const struct ca_cmd ca_cmds[] = {
 	    "  --role, --scope  as for issue (without them an existing agent keeps its own)\n"
 	    LIFETIME_HELP
 	    "  --ttl D        how long the token can be used, 1m..30d (default 15m)\n" },
+	{ "import", B(O_CERT) | B(O_CHAIN) | B(O_CRLFILE) | B(O_FORCE), caimport_main,
+	    "usage: certgate ca import -c CONFIG --cert CA-CERT.pem --chain CHAIN.pem\n"
+	    "                          [--crl CRLS.pem] [--force]\n\n"
+	    "Installs the CA certificate a corporate CA made from ca.csr (certgate ca init\n"
+	    "--intermediate): it must be a CA certificate with keyUsage keyCertSign and\n"
+	    "cRLSign for the key in the CA token, and verify up to a self-signed root in\n"
+	    "CHAIN.pem. Writes ca.cert (the certificate, then the chain up to the root), the\n"
+	    "database, the CRL number and the first CRL.\n\n"
+	    "  --cert FILE    the signed CA certificate (PEM)\n"
+	    "  --chain FILE   the corporate CA certificates up to and with the root (PEM)\n"
+	    "  --crl FILE     the corporate CAs' CRLs (PEM bundle), appended to ca.crl from\n"
+	    "                 now on (kept as upstream-crl.pem next to it)\n"
+	    "  --force        replace an existing CA certificate file\n" },
+	{ "rollover", B(O_SUBJECT), caroll_rollover,
+	    "usage: certgate ca rollover -c CONFIG [--subject DN]\n\n"
+	    "Generates a new CA key in the CA token (ca.key's object label with -gN) and a\n"
+	    "self-signed CA certificate, which signs from now on; the old CA stays trusted\n"
+	    "(ca.cert holds both, ca.crl a CRL for each) until certgate ca retire.\n\n"
+	    "  --subject DN   the new CA's subject (default: the old one's, CN ending G<N>)\n" },
+	{ "retire", B(O_SERIAL), caroll_retire,
+	    "usage: certgate ca retire -c CONFIG --serial HEX\n\n"
+	    "Stops trusting the CA with that serial (not the active one): re-issues the\n"
+	    "server certificate under the active CA if the retired CA signed it, then\n"
+	    "removes the CA and its CRL from ca.cert and ca.crl. Agents still holding\n"
+	    "certificates from it are refused from then on.\n" },
 	{ "serve", B(O_WATCH_FD), ca_cmd_serve,
 	    "usage: certgate ca serve -c CONFIG [--watch-fd N]\n\n"
 	    "Runs the CA service in the foreground: logs into the CA token and answers\n"
@@ -184,6 +220,9 @@ ca_usage(FILE *f)
 	    "  crl      re-sign the CRL\n"
 	    "  list     list issued certificates\n"
 	    "  token    create a one-time enrollment token\n"
+	    "  import   install a CA certificate signed by a corporate CA\n"
+	    "  rollover make a new CA that signs while the old one stays trusted\n"
+	    "  retire   stop trusting an old CA\n"
 	    "  serve    run the CA service (enrollment, renewal, OCSP) on a Unix socket\n\n"
 	    "  certgate ca SUBCOMMAND --help   help for one subcommand\n");
 }
@@ -285,6 +324,10 @@ ca_parse_args(const struct ca_cmd *cmd, int argc, char **argv, struct cacli_args
 		case 256 + O_JSON: a->json = 1; break;
 		case 256 + O_AGENTS: a->agents_only = 1; break;
 		case 256 + O_REVOKE_OLD: a->revoke_old = 1; break;
+		case 256 + O_INTERMEDIATE: a->intermediate = 1; break;
+		case 256 + O_CERT: a->cert = optarg; break;
+		case 256 + O_CHAIN: a->chain = optarg; break;
+		case 256 + O_CRLFILE: a->crl = optarg; break;
 		case 256 + O_WATCH_FD:
 			if (ca_parse_int("--watch-fd", optarg, 3, 1023, &v) == -1)
 				goto usage;

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -433,9 +434,36 @@ fail:
 	return rc;
 }
 
+/* The CA the token names (agents trust it from /cacerts before anything else):
+ * the one that issued the server certificate, so a new agent verifies the gateway;
+ * during a rollover that is still the old CA (the agent learns the new root from
+ * the enrollment answer), otherwise the active one. */
+static void
+caagent_token_fp(const struct config *cfg, const struct castore *s, char fp[65])
+{
+	char err[256];
+	X509 *srv, *ca;
+	int i;
+
+	snprintf(fp, 65, "%s", s->fp);
+	if ((srv = certify_pem_cert(cfg->tls.cert, err, sizeof(err))) == NULL)
+		return;
+	for (i = 0; i < sk_X509_num(s->b.ours); i++) {
+		ca = sk_X509_value(s->b.ours, i);
+		if (X509_check_issued(ca, srv) == X509_V_OK &&
+		    X509_verify(srv, X509_get0_pubkey(ca)) == 1) {
+			(void)certify_fingerprint(ca, fp);
+			break;
+		}
+	}
+	ERR_clear_error();
+	X509_free(srv);
+}
+
 int
 caagent_token(struct config *cfg, struct cacli_args *a)
 {
+	char tokfp[65];
 	struct mapedit_agent m = { 0 };
 	struct catoken_rec rec;
 	struct castore s;
@@ -485,7 +513,8 @@ caagent_token(struct config *cfg, struct cacli_args *a)
 	rec.created = now;
 	rec.expires = now + (a->ttl ? a->ttl : CAAGENT_DEFAULT_TTL);
 	(void)catoken_prune(cfg->ca.tokens_dir, now, CAAGENT_TOKEN_KEEP);
-	if (catoken_make(s.fp, tok, sizeof(tok), hash) == -1) {
+	caagent_token_fp(cfg, &s, tokfp);
+	if (catoken_make(tokfp, tok, sizeof(tok), hash) == -1) {
 		cacli_error("cannot make a random token");
 		goto fail;
 	}

@@ -1,6 +1,8 @@
 /* The rules of the CA service (caops.h). */
 #include "caops.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ struct caops {
 	const struct config *cfg;
 	struct castore store;
 	struct rate_table *rates;
+	struct stat cert_st;        /* ca.cert when store was opened (rollover reload) */
 };
 
 static double
@@ -64,6 +67,8 @@ caops_new(const struct config *cfg, char *err, size_t errlen)
 		goto fail;
 	if (n > 0)
 		log_warn("recorded %d interrupted issuance(s) as revoked and re-signed the CRL", n);
+	if (stat(cfg->ca.cert, &o->cert_st) == -1)
+		memset(&o->cert_st, 0, sizeof(o->cert_st));
 	if (catoken_prune(cfg->ca.tokens_dir, time(NULL), CAOPS_TOKEN_KEEP) < 0)
 		log_warn("cannot prune old tokens in %s: %s", cfg->ca.tokens_dir, strerror(errno));
 	castore_unlock(&o->store);
@@ -83,6 +88,71 @@ caops_free(struct caops *o)
 	castore_close(&o->store);
 	rate_table_free(o->rates);
 	free(o);
+}
+
+/* After `certgate ca rollover` or `retire` rewrote ca.cert: issue under the CA it
+ * names first from the next request on. A CA that cannot be loaded keeps the old. */
+static void
+caops_refresh(struct caops *o)
+{
+	const struct config *cfg = o->cfg;
+	struct castore n;
+	struct stat st;
+	char err[1024];
+
+	if (stat(cfg->ca.cert, &st) == -1 || (st.st_ino == o->cert_st.st_ino &&
+	    st.st_size == o->cert_st.st_size &&
+	    st.st_mtim.tv_sec == o->cert_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == o->cert_st.st_mtim.tv_nsec))
+		return;
+	if (castore_lock(&o->store, err, sizeof(err)) == -1) {
+		log_warn("cannot reload the CA certificate %s: %s", cfg->ca.cert, err);
+		return;
+	}
+	castore_init(&n, cfg);
+	n.lock = o->store.lock;
+	if (stat(cfg->ca.cert, &st) == -1 || castore_open(&n, cfg, 1, err, sizeof(err)) == -1) {
+		log_err("cannot reload the CA certificate %s: %s; still issuing under the "
+		    "previous CA", cfg->ca.cert, err);
+		castore_unlock(&o->store);
+		o->cert_st = st;
+		return;
+	}
+	n.lock = -1;
+	n.reconciled = o->store.reconciled;
+	castore_unlock(&o->store);
+	if (strcmp(n.fp, o->store.fp) != 0)
+		log_info("CA certificate %s changed: issuing under CA %.16s... now", cfg->ca.cert,
+		    n.fp);
+	castore_close(&o->store);
+	o->store = n;
+	o->cert_st = st;
+}
+
+/* 1 when fp is the fingerprint of one of certgate's trusted CAs. */
+static int
+caops_ours_fp(struct caops *o, const char *fp)
+{
+	char f[65];
+	int i;
+
+	for (i = 0; i < sk_X509_num(o->store.b.ours); i++)
+		if (certify_fingerprint(sk_X509_value(o->store.b.ours, i), f) == 0 &&
+		    strcmp(f, fp) == 0)
+			return 1;
+	return 0;
+}
+
+/* 1 when x was signed by one of certgate's trusted CAs. */
+static int
+caops_ours_signed(struct caops *o, X509 *x)
+{
+	int i, ok = 0;
+
+	for (i = 0; i < sk_X509_num(o->store.b.ours) && !ok; i++)
+		ok = X509_verify(x, X509_get0_pubkey(sk_X509_value(o->store.b.ours, i))) == 1;
+	ERR_clear_error();
+	return ok;
 }
 
 const char *
@@ -146,12 +216,46 @@ caops_spki(const unsigned char *der, size_t len, char *err, size_t errlen)
 	return k;
 }
 
+/* After the leaf: the CA certificates above it and, during a rollover, the new root:
+ * an agent whose ca.pem predates the rollover learns the new root from its renewal (it arrives over
+ * the connection its current ca.pem authenticated, as /cacerts would). */
 static int
-caops_reply_cert(struct caproto_reply *rep, const struct castore_issued *is, const char *agent)
+caops_reply_chain(struct caops *o, struct caproto_reply *rep)
+{
+	STACK_OF(X509) *up = o->store.b.chain;
+	unsigned char *der;
+	X509 *x;
+	int i, n, total;
+
+	/* The root only while a rollover is under way: otherwise the answer stays the
+	 * leaf (and a corporate chain), as EST clients that take one certificate expect. */
+	total = sk_X509_num(up) + (cabundle_self_signed(o->store.cert) &&
+	    sk_X509_num(o->store.b.ours) > 1 ? 1 : 0);
+
+	for (i = 0; i < total && rep->nchain < CAPROTO_MAX_CHAIN; i++) {
+		x = i < sk_X509_num(up) ? sk_X509_value(up, i) : o->store.cert;
+		der = NULL;
+		if ((n = i2d_X509(x, &der)) <= 0 || (rep->chain[rep->nchain] = malloc((size_t)n)) ==
+		    NULL) {
+			OPENSSL_free(der);
+			return -1;
+		}
+		memcpy(rep->chain[rep->nchain], der, (size_t)n);
+		rep->chain_len[rep->nchain++] = (size_t)n;
+		OPENSSL_free(der);
+	}
+	return 0;
+}
+
+static int
+caops_reply_cert(struct caops *o, struct caproto_reply *rep, const struct castore_issued *is,
+    const char *agent)
 {
 	unsigned char *der = NULL;
 	int n;
 
+	if (caops_reply_chain(o, rep) == -1)
+		return -1;
 	if ((n = i2d_X509(is->cert, &der)) <= 0 || (rep->cert = malloc((size_t)n)) == NULL) {
 		OPENSSL_free(der);
 		return -1;
@@ -207,7 +311,7 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 	}
 	catoken_id(hash, id);
 	ctx.token = id;
-	if (strcmp(fp, o->store.fp) != 0) {
+	if (strcmp(fp, o->store.fp) != 0 && !caops_ours_fp(o, fp)) {
 		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
 		    "the token was made for another CA (fingerprint %.16s...)", fp);
 		return;
@@ -272,7 +376,7 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "enroll", req, &ctx, "%s", err);
 		goto out;
 	}
-	if (caops_reply_cert(rep, &is, rec.agent) == -1) {
+	if (caops_reply_cert(o, rep, &is, rec.agent) == -1) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto internal;
 	}
@@ -351,8 +455,7 @@ caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply
 	}
 	got_peer = 1;
 	ctx.old_serial = peer.serial;
-	if (X509_verify(old, X509_get0_pubkey(o->store.cert)) != 1) {
-		ERR_clear_error();
+	if (!caops_ours_signed(o, old)) {
 		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
 		    "the certificate was not issued by this CA");
 		goto out;
@@ -414,7 +517,7 @@ caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply
 	    .via = "est", .peer = req->peer[0] ? req->peer : NULL };
 	if (castore_issue(&o->store, &db, &in, &is, err, sizeof(err)) == -1)
 		goto internal;
-	if (caops_reply_cert(rep, &is, id) == -1) {
+	if (caops_reply_cert(o, rep, &is, id) == -1) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto internal;
 	}
@@ -499,6 +602,7 @@ void
 caops_handle(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep)
 {
 	memset(rep, 0, sizeof(*rep));
+	caops_refresh(o);
 	switch (req->op) {
 	case CAPROTO_PING:
 		rep->err = CAPROTO_OK;

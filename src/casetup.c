@@ -12,9 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "caaudit.h"
+#include "cabundle.h"
+#include "caimport.h"
 #include "cacli.h"
 #include "cadb.h"
 #include "castore.h"
@@ -23,6 +28,58 @@
 #include "config.h"
 #include "file.h"
 #include "p11.h"
+
+/* `ca init --intermediate`: a PKCS#10 request for the CA key, signed in the token,
+ * asking for CA:TRUE and keyCertSign+cRLSign. Exit code. */
+static int
+casetup_request(const struct config *cfg, X509_NAME *name, EVP_PKEY *key)
+{
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509_EXTENSION *e;
+	X509_REQ *req = NULL;
+	X509V3_CTX v3;
+	char *path = NULL, *data;
+	BIO *b = NULL;
+	long len;
+	int rc = 1;
+
+	if ((path = caimport_csr_path(cfg)) == NULL || (req = X509_REQ_new()) == NULL ||
+	    (exts = sk_X509_EXTENSION_new_null()) == NULL || (b = BIO_new(BIO_s_mem())) == NULL)
+		goto sslfail;
+	X509V3_set_ctx(&v3, NULL, NULL, req, NULL, 0);
+	if (X509_REQ_set_version(req, 0) != 1 || X509_REQ_set_subject_name(req, name) != 1 ||
+	    X509_REQ_set_pubkey(req, key) != 1)
+		goto sslfail;
+	if ((e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) ==
+	    NULL || sk_X509_EXTENSION_push(exts, e) <= 0)
+		goto sslfail;
+	if ((e = X509V3_EXT_conf_nid(NULL, &v3, NID_key_usage, "critical,keyCertSign,cRLSign")) ==
+	    NULL || sk_X509_EXTENSION_push(exts, e) <= 0)
+		goto sslfail;
+	if (X509_REQ_add_extensions(req, exts) != 1 || X509_REQ_sign(req, key, EVP_sha256()) <= 0 ||
+	    !PEM_write_bio_X509_REQ(b, req))
+		goto sslfail;
+	len = BIO_get_mem_data(b, &data);
+	if (file_write_atomic(path, data, (size_t)len, 0644) == -1) {
+		cacli_error("cannot write %s: %s", path, strerror(errno));
+		goto out;
+	}
+	printf("CA key generated in the token; certificate request written to %s\n"
+	    "next: have the corporate CA sign it (CA:TRUE, keyUsage keyCertSign, cRLSign), then\n"
+	    "  certgate ca import -c %s --cert CA-CERT.pem --chain CHAIN.pem [--crl CRLS.pem]\n",
+	    path, cfg->path ? cfg->path : "CONFIG");
+	rc = 0;
+	goto out;
+sslfail:
+	ERR_print_errors_fp(stderr);
+	cacli_error("cannot make the certificate request%s%s", path ? " " : "", path ? path : "");
+out:
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(req);
+	BIO_free(b);
+	free(path);
+	return rc;
+}
 
 int
 casetup_init(struct config *cfg, struct cacli_args *a)
@@ -82,6 +139,10 @@ casetup_init(struct config *cfg, struct cacli_args *a)
 		cacli_error("cannot generate the CA key in the token (see above)");
 		goto fail;
 	}
+	if (a->intermediate) {
+		rc = casetup_request(cfg, name, key);
+		goto fail;
+	}
 	if ((sn = certify_serial(NULL, NULL, &serial, err, sizeof(err))) == NULL)
 		goto sfail;
 	memset(&spec, 0, sizeof(spec));
@@ -105,10 +166,14 @@ casetup_init(struct config *cfg, struct cacli_args *a)
 	    sizeof(err)) == -1) {
 		s.cert = NULL;
 		s.key = NULL;
+		sk_X509_CRL_pop_free(s.others, X509_CRL_free);
+		s.others = NULL;
 		goto sfail;
 	}
 	s.cert = NULL;
 	s.key = NULL;
+	sk_X509_CRL_pop_free(s.others, X509_CRL_free);
+	s.others = NULL;
 	subj = X509_NAME_oneline(name, NULL, 0);
 	catime_rfc3339(time(NULL) + (time_t)cfg->ca.ca_days * 86400, na, sizeof(na));
 	(void)caaudit_write(cfg->ca.audit, &(struct caaudit_rec){ .what = "init",
@@ -265,7 +330,7 @@ casetup_server(struct config *cfg, struct cacli_args *a)
 	catime_rfc3339(t, na, sizeof(na));
 	subj = X509_NAME_oneline(name, NULL, 0);
 	if (castore_archive(&s, x, serial, err, sizeof(err)) == -1 ||
-	    certify_pem_write(cfg->tls.cert, x, NULL, NULL, 0644, err, sizeof(err)) == -1)
+	    cabundle_write(cfg->tls.cert, x, s.b.chain, 0644, err, sizeof(err)) == -1)
 		goto sfail;
 	if (subj == NULL || cadb_add_valid(&db, exp, serial, subj) == -1 ||
 	    cadb_save(cfg->ca.db, &db) == -1) {

@@ -52,12 +52,100 @@ castore_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
 	return 0;
 }
 
+char *
+castore_key_uri(const struct config *cfg, int gen)
+{
+	const char *k = cfg->ca.key, *o, *end;
+	char *out = NULL;
+
+	if (k == NULL)
+		return NULL;
+	if (gen <= 1)
+		return strdup(k);
+	if ((o = strstr(k, "object=")) == NULL || (o != k && o[-1] != ';' && o[-1] != ':'))
+		return NULL;
+	o += strlen("object=");
+	end = o + strcspn(o, ";?");
+	if (asprintf(&out, "%.*s-g%d%s", (int)(end - k), k, gen, end) < 0)
+		return NULL;
+	return out;
+}
+
+int
+castore_next_gen(const struct config *cfg, char *err, size_t errlen)
+{
+	struct p11_defaults d;
+	char *uri;
+	int gen, ex;
+
+	config_ca_p11(cfg, &d);
+	for (gen = 1; gen < 1000; gen++) {
+		if ((uri = castore_key_uri(cfg, gen)) == NULL) {
+			snprintf(err, errlen, "ca.key has no object= attribute to derive the "
+			    "next CA key's label from");
+			return -1;
+		}
+		ex = p11_key_exists(&d, uri);
+		free(uri);
+		if (ex == -1) {
+			snprintf(err, errlen, "cannot look for CA keys in the token (see above)");
+			return -1;
+		}
+		if (ex == 0)
+			return gen;
+	}
+	snprintf(err, errlen, "too many CA key generations in the token");
+	return -1;
+}
+
+int
+castore_find_key(const struct config *cfg, X509 *x, EVP_PKEY **key, int *gen, char *err,
+    size_t errlen)
+{
+	struct p11_defaults d;
+	EVP_PKEY *k = NULL;
+	char *uri, *red;
+	int g, ex;
+
+	*key = NULL;
+	config_ca_p11(cfg, &d);
+	for (g = 1; g < 1000; g++) {
+		if ((uri = castore_key_uri(cfg, g)) == NULL)
+			break;
+		/* Generation 1 is loaded as before (its absence is the error to report). */
+		ex = g == 1 ? 1 : p11_key_exists(&d, uri);
+		if (ex == 1 && p11_load_private_key(&d, uri, 0, &k) == 0) {
+			if (EVP_PKEY_eq(k, X509_get0_pubkey(x)) == 1) {
+				free(uri);
+				*key = k;
+				if (gen)
+					*gen = g;
+				return 0;
+			}
+			EVP_PKEY_free(k);
+			k = NULL;
+		} else if (g == 1) {
+			red = p11_uri_redact(uri);
+			snprintf(err, errlen, "cannot load the CA key %s from the token (see "
+			    "above)", red ? red : "(ca.key)");
+			free(red);
+			free(uri);
+			return -1;
+		}
+		ERR_clear_error();
+		free(uri);
+		if (ex != 1)
+			break;
+	}
+	snprintf(err, errlen, "no key in the CA token matches the CA certificate (ca.key "
+	    "and its rollover generations were tried)");
+	return -1;
+}
+
 int
 castore_open(struct castore *s, const struct config *cfg, int with_key, char *err,
     size_t errlen)
 {
-	struct p11_defaults d;
-	char *red;
 	int lock = s->cfg == cfg ? s->lock : -1;
 
 	memset(s, 0, sizeof(*s));
@@ -68,9 +156,10 @@ castore_open(struct castore *s, const struct config *cfg, int with_key, char *er
 		    "first (scripts/pki-init)", cfg->ca.cert);
 		return -1;
 	}
-	if ((s->cert = certify_pem_cert(cfg->ca.cert, err, errlen)) == NULL)
+	if (cabundle_load(cfg->ca.cert, &s->b, err, errlen) == -1)
 		return -1;
-	if (certify_fingerprint(s->cert, s->fp) == -1) {
+	s->cert = sk_X509_value(s->b.all, 0);
+	if (X509_up_ref(s->cert) != 1 || certify_fingerprint(s->cert, s->fp) == -1) {
 		snprintf(err, errlen, "cannot hash the CA certificate");
 		goto fail;
 	}
@@ -81,18 +170,13 @@ castore_open(struct castore *s, const struct config *cfg, int with_key, char *er
 		    "token), got '%s'", cfg->ca.key ? "(not a URI)" : "(none)");
 		goto fail;
 	}
-	config_ca_p11(cfg, &d);
-	if (p11_load_private_key(&d, cfg->ca.key, 0, &s->key) == -1) {
-		red = p11_uri_redact(cfg->ca.key);
-		snprintf(err, errlen, "cannot load the CA key %s from the token (see above)",
-		    red ? red : "(ca.key)");
-		free(red);
+	if (castore_find_key(cfg, s->cert, &s->key, NULL, err, errlen) == -1)
 		goto fail;
-	}
 	return 0;
 fail:
 	X509_free(s->cert);
 	s->cert = NULL;
+	cabundle_free(&s->b);
 	return -1;
 }
 
@@ -112,6 +196,9 @@ castore_close(struct castore *s)
 	EVP_PKEY_free(s->key);
 	s->cert = NULL;
 	s->key = NULL;
+	cabundle_free(&s->b);
+	sk_X509_CRL_pop_free(s->others, X509_CRL_free);
+	s->others = NULL;
 }
 
 int
@@ -233,6 +320,95 @@ castore_crlnumber_init(struct castore *s, char *err, size_t errlen)
 	return rc;
 }
 
+/* The CRLs of the other trusted certgate CAs (after a rollover), each signed with
+ * its own key: a client certificate of the old CA needs its issuer's CRL. */
+static int
+castore_sign_others(struct castore *s, const struct cadb *db, const BIGNUM *number,
+    long seconds, char *err, size_t errlen)
+{
+	X509_CRL *c;
+	EVP_PKEY *k;
+	X509 *x;
+	int i;
+
+	sk_X509_CRL_pop_free(s->others, X509_CRL_free);
+	if ((s->others = sk_X509_CRL_new_null()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < sk_X509_num(s->b.ours); i++) {
+		x = sk_X509_value(s->b.ours, i);
+		if (X509_cmp(x, s->cert) == 0)
+			continue;
+		if (castore_find_key(s->cfg, x, &k, NULL, err, errlen) == -1)
+			return -1;
+		c = certify_crl(x, k, db, number, time(NULL), seconds, err, errlen);
+		EVP_PKEY_free(k);
+		if (c == NULL)
+			return -1;
+		if (sk_X509_CRL_push(s->others, c) <= 0) {
+			X509_CRL_free(c);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+char *
+castore_upstream_crl_path(const struct config *cfg)
+{
+	char *dir, *p = NULL;
+
+	if ((dir = file_dirname(cfg->ca.crl)) == NULL)
+		return NULL;
+	if (asprintf(&p, "%s/%s", dir, CASTORE_UPSTREAM_CRL) < 0)
+		p = NULL;
+	free(dir);
+	return p;
+}
+
+/* ca.crl: crl, the other CAs' CRLs, the corporate CRLs (copied as they are). */
+static int
+castore_crl_write(struct castore *s, X509_CRL *crl, char *err, size_t errlen)
+{
+	char *up = NULL, *text = NULL, *data;
+	size_t len = 0;
+	long n;
+	BIO *b = NULL;
+	int i, rc = -1;
+
+	if ((b = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_X509_CRL(b, crl))
+		goto oom;
+	for (i = 0; i < sk_X509_CRL_num(s->others); i++)
+		if (!PEM_write_bio_X509_CRL(b, sk_X509_CRL_value(s->others, i)))
+			goto oom;
+	if ((up = castore_upstream_crl_path(s->cfg)) == NULL)
+		goto oom;
+	if (file_read(up, 16 * 1024 * 1024, &text, &len) == 0) {
+		if (BIO_write(b, text, (int)len) != (int)len)
+			goto oom;
+	} else if (errno != ENOENT) {
+		snprintf(err, errlen, "cannot read %s: %s", up, strerror(errno));
+		goto out;
+	}
+	n = BIO_get_mem_data(b, &data);
+	if (file_write_atomic(s->cfg->ca.crl, data, (size_t)n, 0644) == -1) {
+		snprintf(err, errlen, "cannot write %s: %s", s->cfg->ca.crl, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+	goto out;
+oom:
+	ERR_clear_error();
+	snprintf(err, errlen, "out of memory");
+out:
+	BIO_free(b);
+	free(up);
+	free(text);
+	return rc;
+}
+
 int
 castore_crl_sign(struct castore *s, const struct cadb *db, long seconds, X509_CRL **crl,
     char **number_hex, char *err, size_t errlen)
@@ -257,6 +433,11 @@ castore_crl_sign(struct castore *s, const struct cadb *db, long seconds, X509_CR
 	if ((*crl = certify_crl(s->cert, s->key, db, number, time(NULL), seconds, err,
 	    errlen)) == NULL)
 		goto fail;
+	if (castore_sign_others(s, db, number, seconds, err, errlen) == -1) {
+		X509_CRL_free(*crl);
+		*crl = NULL;
+		goto fail;
+	}
 	if (number_hex && (*number_hex = BN_bn2hex(number)) == NULL) {
 		X509_CRL_free(*crl);
 		*crl = NULL;
@@ -277,7 +458,7 @@ castore_crl_publish(struct castore *s, X509_CRL *crl, char *err, size_t errlen)
 	char *path = NULL;
 	int crit, rc = -1;
 
-	if (certify_pem_write(s->cfg->ca.crl, NULL, crl, NULL, 0644, err, errlen) == -1)
+	if (castore_crl_write(s, crl, err, errlen) == -1)
 		return -1;
 	num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
 	if (num == NULL || (next = ASN1_INTEGER_to_BN(num, NULL)) == NULL ||
@@ -390,12 +571,14 @@ castore_write_out(struct castore *s, const struct castore_issue *in, X509 *x, ch
 	free(p);
 	if (asprintf(&p, "%s/cert.pem", in->out_dir) < 0)
 		goto oom;
-	if (certify_pem_write(p, x, NULL, NULL, 0644, err, errlen) == -1)
+	/* The leaf and the CA certificates up to (without) the root; ca.pem gets the
+	 * roots (every trusted one during a rollover). */
+	if (cabundle_write(p, x, s->b.chain, 0644, err, errlen) == -1)
 		goto fail;
 	free(p);
 	if (asprintf(&p, "%s/ca.pem", in->out_dir) < 0)
 		goto oom;
-	if (certify_pem_write(p, s->cert, NULL, NULL, 0644, err, errlen) == -1)
+	if (cabundle_write(p, NULL, s->b.anchors, 0644, err, errlen) == -1)
 		goto fail;
 	rc = 0;
 	goto fail;

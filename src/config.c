@@ -9,7 +9,7 @@
  * What lives elsewhere: JSON positions (jsonpos.c), string lists (strlist.c),
  * addresses and URLs (hostport.c), the PATH lookup of a stdio command (child.c),
  * PKCS#11 URIs (p11_uri.c). Why the rest stays in one file of ~1,400 lines: the
- * field tables, the walker that applies them and the cross-field checks (do_*)
+ * field tables, the walker that applies them and the cross-field checks (config_check_*)
  * share one private validation context (struct cctx: the error list with line
  * numbers, the JSON root, the flags); every section's checks need all three, and a
  * second file would have to export that context to gain nothing a reader can use.
@@ -72,11 +72,11 @@ struct cctx {
 	json_t *root;
 };
 
-static void cerr(struct cctx *c, const char *path, const char *fmt, ...)
+static void config_err(struct cctx *c, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void
-cerr(struct cctx *c, const char *path, const char *fmt, ...)
+config_err(struct cctx *c, const char *path, const char *fmt, ...)
 {
 	struct cerr_ent *nv;
 	char *msg = NULL;
@@ -114,7 +114,7 @@ cerr(struct cctx *c, const char *path, const char *fmt, ...)
 }
 
 static int
-cerr_cmp(const void *a, const void *b)
+config_err_cmp(const void *a, const void *b)
 {
 	const struct cerr_ent *x = a, *y = b;
 
@@ -125,12 +125,12 @@ cerr_cmp(const void *a, const void *b)
 
 /* Hands the errors over in file order. */
 static void
-cerr_flush(struct cctx *c, struct strlist *errs)
+config_err_flush(struct cctx *c, struct strlist *errs)
 {
 	size_t i;
 
 	if (c->ne > 1)
-		qsort(c->e, c->ne, sizeof(*c->e), cerr_cmp);
+		qsort(c->e, c->ne, sizeof(*c->e), config_err_cmp);
 	for (i = 0; i < c->ne; i++) {
 		if (errs)
 			strlist_addf(errs, "%s", c->e[i].msg);
@@ -144,7 +144,7 @@ cerr_flush(struct cctx *c, struct strlist *errs)
 
 /* A user-supplied value for a message: quoted, control characters escaped, cut. */
 static char *
-quote(const char *s, char *buf, size_t len)
+config_quote(const char *s, char *buf, size_t len)
 {
 	size_t o = 0, i;
 
@@ -351,7 +351,7 @@ static const struct field f_top[] = {
 
 /* Edit distance for "did you mean"; keys are short. */
 static size_t
-edit_distance(const char *a, const char *b)
+config_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b), i, j, prev, cur, up;
 	size_t row[65];
@@ -379,26 +379,26 @@ edit_distance(const char *a, const char *b)
 }
 
 static void
-unknown_key(struct cctx *c, const char *path, const char *key, const struct field *tab)
+config_unknown_key(struct cctx *c, const char *path, const char *key, const struct field *tab)
 {
 	const struct field *f, *best = NULL;
 	size_t d, bestd = SIZE_MAX;
 
 	for (f = tab; f->key; f++)
-		if ((d = edit_distance(key, f->key)) < bestd) {
+		if ((d = config_edit_distance(key, f->key)) < bestd) {
 			bestd = d;
 			best = f;
 		}
 	if (best && bestd <= 2 && bestd < strlen(best->key) / 2 + 1)
-		cerr(c, path, "unknown key (did you mean \"%s\"?)", best->key);
+		config_err(c, path, "unknown key (did you mean \"%s\"?)", best->key);
 	else
-		cerr(c, path, "unknown key");
+		config_err(c, path, "unknown key");
 }
 
 /* ---- values ------------------------------------------------------------------ */
 
 static char *
-resolve_path(const char *dir, const char *p)
+config_resolve_path(const char *dir, const char *p)
 {
 	char *out;
 
@@ -412,7 +412,7 @@ resolve_path(const char *dir, const char *p)
 }
 
 static const char *
-json_type_name(const json_t *v)
+config_json_type(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
@@ -428,21 +428,21 @@ json_type_name(const json_t *v)
 
 /* A non-empty string value, or NULL after reporting the problem. */
 static const char *
-want_string(struct cctx *c, const char *path, const json_t *v)
+config_want_string(struct cctx *c, const char *path, const json_t *v)
 {
 	if (!json_is_string(v)) {
-		cerr(c, path, "must be a string, not %s", json_type_name(v));
+		config_err(c, path, "must be a string, not %s", config_json_type(v));
 		return NULL;
 	}
 	if (json_string_length(v) == 0) {
-		cerr(c, path, "must not be empty");
+		config_err(c, path, "must not be empty");
 		return NULL;
 	}
 	return json_string_value(v);
 }
 
 static int
-set_str(struct cctx *c, char **dst, const char *val)
+config_set_str(struct cctx *c, char **dst, const char *val)
 {
 	char *s = strdup(val);
 
@@ -456,9 +456,9 @@ set_str(struct cctx *c, char **dst, const char *val)
 }
 
 static int
-set_path(struct cctx *c, char **dst, const char *val)
+config_set_path(struct cctx *c, char **dst, const char *val)
 {
-	char *s = resolve_path(c->dir, val);
+	char *s = config_resolve_path(c->dir, val);
 
 	if (s == NULL) {
 		c->oom = 1;
@@ -470,20 +470,23 @@ set_path(struct cctx *c, char **dst, const char *val)
 }
 
 static void
-set_int(struct cctx *c, const struct field *f, const char *path, const json_t *v, char *base)
+config_set_int(struct cctx *c, const struct field *f, const char *path, const json_t *v,
+    char *base)
 {
 	json_int_t i;
 
 	if (!json_is_integer(v)) {
-		cerr(c, path, "must be an integer, not %s", json_type_name(v));
+		config_err(c, path, "must be an integer, not %s", config_json_type(v));
 		return;
 	}
 	i = json_integer_value(v);
 	if (i < f->min || i > f->max) {
 		if (f->max == INT_MAX || f->max == LONG_MAX)
-			cerr(c, path, "must be at least %lld (got %lld)", f->min, (long long)i);
+			config_err(c, path, "must be at least %lld (got %lld)", f->min,
+			    (long long)i);
 		else
-			cerr(c, path, "must be between %lld and %lld (got %lld)", f->min, f->max,
+			config_err(c, path, "must be between %lld and %lld (got %lld)",
+			    f->min, f->max,
 			    (long long)i);
 		return;
 	}
@@ -493,11 +496,11 @@ set_int(struct cctx *c, const struct field *f, const char *path, const json_t *v
 		*(long *)(base + f->off) = (long)i;
 }
 
-static void walk_object(struct cctx *c, json_t *obj, const char *path,
+static void config_walk(struct cctx *c, json_t *obj, const char *path,
     const struct field *tab, struct config *cfg);
 
 static void
-set_field(struct cctx *c, const struct field *f, const char *path, json_t *v,
+config_set_field(struct cctx *c, const struct field *f, const char *path, json_t *v,
     struct config *cfg)
 {
 	char *base = (char *)cfg;
@@ -507,42 +510,42 @@ set_field(struct cctx *c, const struct field *f, const char *path, json_t *v,
 	switch (f->type) {
 	case FT_STR:
 	case FT_PATH:
-		if ((s = want_string(c, path, v)) == NULL)
+		if ((s = config_want_string(c, path, v)) == NULL)
 			return;
 		if (f->type == FT_STR)
-			set_str(c, (char **)(base + f->off), s);
+			config_set_str(c, (char **)(base + f->off), s);
 		else
-			set_path(c, (char **)(base + f->off), s);
+			config_set_path(c, (char **)(base + f->off), s);
 		break;
 	case FT_BOOL:
 		if (!json_is_boolean(v)) {
-			cerr(c, path, "must be true or false, not %s", json_type_name(v));
+			config_err(c, path, "must be true or false, not %s", config_json_type(v));
 			return;
 		}
 		*(int *)(base + f->off) = json_is_true(v);
 		break;
 	case FT_INT:
 	case FT_LONG:
-		set_int(c, f, path, v, base);
+		config_set_int(c, f, path, v, base);
 		break;
 	case FT_NUM:
 		if (!json_is_number(v)) {
-			cerr(c, path, "must be a number, not %s", json_type_name(v));
+			config_err(c, path, "must be a number, not %s", config_json_type(v));
 			return;
 		}
 		d = json_number_value(v);
 		if (!(d > 0) || !isfinite(d)) {
-			cerr(c, path, "must be greater than 0");
+			config_err(c, path, "must be greater than 0");
 			return;
 		}
 		*(double *)(base + f->off) = d;
 		break;
 	case FT_OBJ:
 		if (!json_is_object(v)) {
-			cerr(c, path, "must be an object, not %s", json_type_name(v));
+			config_err(c, path, "must be an object, not %s", config_json_type(v));
 			return;
 		}
-		walk_object(c, v, path, f->sub, cfg);
+		config_walk(c, v, path, f->sub, cfg);
 		break;
 	case FT_SPECIAL:
 		break;
@@ -552,7 +555,7 @@ set_field(struct cctx *c, const struct field *f, const char *path, json_t *v,
 /* Checks every member against tab and stores the plain ones; FT_SPECIAL members
  * are left to the dedicated checks below. */
 static void
-walk_object(struct cctx *c, json_t *obj, const char *path, const struct field *tab,
+config_walk(struct cctx *c, json_t *obj, const char *path, const struct field *tab,
     struct config *cfg)
 {
 	const struct field *f;
@@ -568,16 +571,16 @@ walk_object(struct cctx *c, json_t *obj, const char *path, const struct field *t
 		for (f = tab; f->key && strcmp(f->key, key) != 0; f++)
 			;
 		if (f->key == NULL)
-			unknown_key(c, p, key, tab);
+			config_unknown_key(c, p, key, tab);
 		else
-			set_field(c, f, p, v, cfg);
+			config_set_field(c, f, p, v, cfg);
 		free(p);
 	}
 }
 
 /* json value at a dotted list of keys under root, NULL when absent. */
 static json_t *
-jget(json_t *root, const char *a, const char *b)
+config_jget(json_t *root, const char *a, const char *b)
 {
 	json_t *v = json_object_get(root, a);
 
@@ -587,51 +590,51 @@ jget(json_t *root, const char *a, const char *b)
 }
 
 static int
-is_pkcs11(const char *s)
+config_is_pkcs11(const char *s)
 {
 	return strncasecmp(s, "pkcs11:", 7) == 0;
 }
 
 /* Validates a pkcs11: URI; fills u on success (caller frees with p11_uri_free). */
 static int
-check_uri(struct cctx *c, const char *path, const char *uri, struct p11_uri *u)
+config_check_uri(struct cctx *c, const char *path, const char *uri, struct p11_uri *u)
 {
 	char err[256] = "";
 
 	/* The URI itself is not echoed: it may carry a pin-value. */
 	if (p11_uri_parse(uri, u, err, sizeof(err)) == 0)
 		return 0;
-	cerr(c, path, "invalid pkcs11: URI%s%s", err[0] ? ": " : "", err);
+	config_err(c, path, "invalid pkcs11: URI%s%s", err[0] ? ": " : "", err);
 	return -1;
 }
 
 static void
-do_listen(struct cctx *c, struct config *cfg)
+config_check_listen(struct cctx *c, struct config *cfg)
 {
 	const char *s, *why = "";
 	char q[128];
 	json_t *v;
 
 	if ((v = json_object_get(c->root, "listen")) != NULL &&
-	    (s = want_string(c, "$.listen", v)) != NULL &&
+	    (s = config_want_string(c, "$.listen", v)) != NULL &&
 	    hostport_parse(s, &cfg->listen_host, &cfg->listen_port, &why) == -1)
-		cerr(c, "$.listen", "%s: %s", quote(s, q, sizeof(q)), why);
-	if ((v = jget(c->root, "enroll", "listen")) != NULL && !json_is_null(v) &&
+		config_err(c, "$.listen", "%s: %s", config_quote(s, q, sizeof(q)), why);
+	if ((v = config_jget(c->root, "enroll", "listen")) != NULL && !json_is_null(v) &&
 	    !(json_is_string(v) && json_string_length(v) == 0) &&
-	    (s = want_string(c, "$.enroll.listen", v)) != NULL &&
+	    (s = config_want_string(c, "$.enroll.listen", v)) != NULL &&
 	    hostport_parse(s, &cfg->enroll.listen_host, &cfg->enroll.listen_port, &why) == -1)
-		cerr(c, "$.enroll.listen", "%s: %s", quote(s, q, sizeof(q)), why);
+		config_err(c, "$.enroll.listen", "%s: %s", config_quote(s, q, sizeof(q)), why);
 	if ((v = json_object_get(c->root, "admin")) == NULL || json_is_null(v) ||
 	    (json_is_string(v) && json_string_length(v) == 0))
 		return;	/* admin listener disabled */
-	if ((s = want_string(c, "$.admin", v)) != NULL &&
+	if ((s = config_want_string(c, "$.admin", v)) != NULL &&
 	    hostport_parse(s, &cfg->admin_host, &cfg->admin_port, &why) == -1)
-		cerr(c, "$.admin", "%s: %s", quote(s, q, sizeof(q)), why);
+		config_err(c, "$.admin", "%s: %s", config_quote(s, q, sizeof(q)), why);
 }
 
 /* A NULL-terminated copy of strings; -1 on ENOMEM. */
 static int
-strv_push(struct cctx *c, char ***v, size_t *n, char *s)
+config_strv_push(struct cctx *c, char ***v, size_t *n, char *s)
 {
 	char **nv;
 
@@ -649,7 +652,7 @@ strv_push(struct cctx *c, char ***v, size_t *n, char *s)
 /* 1 when prog would be found by stdioproc the way it spawns it: in the PATH of the
  * upstream's env, else ours, else CHILD_DEFAULT_PATH. *used is that PATH. */
 static int
-command_found(const struct config_upstream *u, const char *prog, const char **used)
+config_command_found(const struct config_upstream *u, const char *prog, const char **used)
 {
 	const char *p;
 	char *r;
@@ -665,7 +668,7 @@ command_found(const struct config_upstream *u, const char *prog, const char **us
 }
 
 static void
-do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
+config_check_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 {
 	struct config_upstream *u = &cfg->upstream;
 	const char *s, *key, *pathv;
@@ -674,7 +677,7 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 	size_t i, k;
 
 	if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
-		cerr(c, "$.upstream.command", "must be a non-empty array of strings "
+		config_err(c, "$.upstream.command", "must be a non-empty array of strings "
 		    "[\"PROGRAM\", \"ARG\", ...]");
 		return;
 	}
@@ -682,17 +685,19 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 		snprintf(path, sizeof(path), "$.upstream.command[%zu]", i);
 		if (!json_is_string(v) || (i == 0 && json_string_length(v) == 0) ||
 		    strlen(json_string_value(v)) != json_string_length(v)) {
-			cerr(c, path, "must be a%s string without NUL", i == 0 ? " non-empty" : "");
+			config_err(c, path, "must be a%s string without NUL",
+			    i == 0 ? " non-empty" : "");
 			return;
 		}
 		s = json_string_value(v);
-		if (strv_push(c, &u->command, &u->ncommand, i == 0 && strchr(s, '/') != NULL ?
-		    resolve_path(c->dir, s) : strdup(s)) == -1)
+		if (config_strv_push(c, &u->command, &u->ncommand, i == 0 && strchr(s,
+		    '/') != NULL ?
+		    config_resolve_path(c->dir, s) : strdup(s)) == -1)
 			return;
 	}
 	if (env != NULL) {
 		if (!json_is_object(env)) {
-			cerr(c, "$.upstream.env", "must be an object of strings {\"NAME\": "
+			config_err(c, "$.upstream.env", "must be an object of strings {\"NAME\": "
 			    "\"VALUE\"}");
 			return;
 		}
@@ -708,11 +713,11 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 				;
 			bad = key[k] != '\0' || k == 0 || isdigit((unsigned char)key[0]);
 			if (bad)
-				cerr(c, pc, "%s is not an environment variable name",
-				    quote(key, q, sizeof(q)));
+				config_err(c, pc, "%s is not an environment variable name",
+				    config_quote(key, q, sizeof(q)));
 			else if (!json_is_string(v) ||
 			    strlen(json_string_value(v)) != json_string_length(v)) {
-				cerr(c, pc, "must be a string without NUL");
+				config_err(c, pc, "must be a string without NUL");
 				bad = 1;
 			}
 			free(pc);
@@ -722,7 +727,7 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 				c->oom = 1;
 				return;
 			}
-			if (strv_push(c, &u->env, &u->nenv, kv) == -1)
+			if (config_strv_push(c, &u->env, &u->nenv, kv) == -1)
 				return;
 		}
 	}
@@ -730,11 +735,13 @@ do_command(struct cctx *c, struct config *cfg, json_t *cmd, json_t *env)
 		s = u->command[0];
 		if (strchr(s, '/') != NULL) {
 			if (access(s, X_OK) != 0)
-				cerr(c, "$.upstream.command[0]", "%s: %s", quote(s, q, sizeof(q)),
+				config_err(c, "$.upstream.command[0]", "%s: %s",
+				    config_quote(s, q, sizeof(q)),
 				    strerror(errno));
-		} else if (!command_found(u, s, &pathv))
-			cerr(c, "$.upstream.command[0]", "%s: no executable of that name in "
-			    "PATH=%s", quote(s, q, sizeof(q)), pathv);
+		} else if (!config_command_found(u, s, &pathv))
+			config_err(c, "$.upstream.command[0]",
+			    "%s: no executable of that name in "
+			    "PATH=%s", config_quote(s, q, sizeof(q)), pathv);
 	}
 }
 
@@ -764,7 +771,7 @@ config_upstream_url(const char *url, struct config_upstream *u, const char **why
 }
 
 static void
-do_upstream(struct cctx *c, struct config *cfg)
+config_check_upstream(struct cctx *c, struct config *cfg)
 {
 	static const char *const url_only[] = { "ca", "pool_size", "client_cert_header", NULL };
 	static const char *const cmd_only[] = { "env", "max_processes", "idle_timeout_ms", NULL };
@@ -774,23 +781,25 @@ do_upstream(struct cctx *c, struct config *cfg)
 	char q[128], *p;
 
 	if (v == NULL) {
-		cerr(c, "$.upstream", "required field is missing");
+		config_err(c, "$.upstream", "required field is missing");
 		return;
 	}
 	if (json_is_string(v)) {
 		url = v;
 		upath = "$.upstream";
 	} else if (json_is_object(v)) {
-		walk_object(c, v, "$.upstream", f_upstream, cfg);
+		config_walk(c, v, "$.upstream", f_upstream, cfg);
 		url = json_object_get(v, "url");
 		cmd = json_object_get(v, "command");
 		if (url != NULL && cmd != NULL) {
-			cerr(c, "$.upstream.command", "\"url\" and \"command\" are mutually "
+			config_err(c, "$.upstream.command",
+			    "\"url\" and \"command\" are mutually "
 			    "exclusive: an HTTP upstream or a stdio MCP server, not both");
 			return;
 		}
 		if (url == NULL && cmd == NULL) {
-			cerr(c, upath, "required field is missing (or \"command\" for a stdio "
+			config_err(c, upath,
+			    "required field is missing (or \"command\" for a stdio "
 			    "MCP server)");
 			return;
 		}
@@ -798,44 +807,47 @@ do_upstream(struct cctx *c, struct config *cfg)
 		for (k = cmd != NULL ? url_only : cmd_only; *k != NULL; k++)
 			if (json_object_get(v, *k) != NULL &&
 			    (p = jsonpos_child("$.upstream", *k)) != NULL) {
-				cerr(c, p, "only valid with \"%s\"", cmd != NULL ? "url" : "command");
+				config_err(c, p, "only valid with \"%s\"",
+				    cmd != NULL ? "url" : "command");
 				free(p);
 			}
 		if (cmd != NULL) {
-			do_command(c, cfg, cmd, json_object_get(v, "env"));
+			config_check_command(c, cfg, cmd, json_object_get(v, "env"));
 			return;
 		}
 	} else {
-		cerr(c, "$.upstream", "must be a URL string or an object, not %s",
-		    json_type_name(v));
+		config_err(c, "$.upstream", "must be a URL string or an object, not %s",
+		    config_json_type(v));
 		return;
 	}
-	if ((s = want_string(c, upath, url)) != NULL && config_upstream_url(s, &cfg->upstream, &why) == -1)
-		cerr(c, upath, "%s: %s", quote(s, q, sizeof(q)), why);
+	if ((s = config_want_string(c, upath, url)) != NULL && config_upstream_url(s,
+	    &cfg->upstream, &why) == -1)
+		config_err(c, upath, "%s: %s", config_quote(s, q, sizeof(q)), why);
 }
 
 static void
-do_pin_env(struct cctx *c, json_t *v, const char *path, char **dst)
+config_check_pin_env(struct cctx *c, json_t *v, const char *path, char **dst)
 {
 	const char *s;
 	char q[128];
 	size_t i;
 
-	if (v == NULL || (s = want_string(c, path, v)) == NULL)
+	if (v == NULL || (s = config_want_string(c, path, v)) == NULL)
 		return;
 	for (i = 0; s[i] && (isalnum((unsigned char)s[i]) || s[i] == '_'); i++)
 		;
 	if (s[i] || isdigit((unsigned char)s[0]))
-		cerr(c, path, "%s is not an environment variable name", quote(s, q, sizeof(q)));
+		config_err(c, path, "%s is not an environment variable name",
+		    config_quote(s, q, sizeof(q)));
 	else
-		set_str(c, dst, s);
+		config_set_str(c, dst, s);
 }
 
 /* "proxy_protocol.trusted": a list of address ranges (cidr.h). */
 static void
-do_proxy_protocol(struct cctx *c, struct config *cfg)
+config_check_proxy_protocol(struct cctx *c, struct config *cfg)
 {
-	json_t *v = jget(c->root, "proxy_protocol", "trusted"), *e;
+	json_t *v = config_jget(c->root, "proxy_protocol", "trusted"), *e;
 	const char *s, *why;
 	char path[64], q[128];
 	size_t i;
@@ -843,8 +855,10 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 	if (v == NULL)
 		return;
 	if (!json_is_array(v) || json_array_size(v) == 0) {
-		cerr(c, "$.proxy_protocol.trusted", "must be a non-empty list of addresses or "
-		    "CIDR ranges, not %s", json_is_array(v) ? "an empty list" : json_type_name(v));
+		config_err(c, "$.proxy_protocol.trusted",
+		    "must be a non-empty list of addresses or "
+		    "CIDR ranges, not %s",
+		    json_is_array(v) ? "an empty list" : config_json_type(v));
 		return;
 	}
 	if ((cfg->proxy_protocol.trusted = calloc(json_array_size(v),
@@ -854,11 +868,11 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 	}
 	json_array_foreach(v, i, e) {
 		snprintf(path, sizeof(path), "$.proxy_protocol.trusted[%zu]", i);
-		if ((s = want_string(c, path, e)) == NULL)
+		if ((s = config_want_string(c, path, e)) == NULL)
 			continue;
 		if (cidr_parse(s, &cfg->proxy_protocol.trusted[cfg->proxy_protocol.ntrusted],
 		    &why) == -1) {
-			cerr(c, path, "%s: %s", quote(s, q, sizeof(q)), why);
+			config_err(c, path, "%s: %s", config_quote(s, q, sizeof(q)), why);
 			continue;
 		}
 		cfg->proxy_protocol.ntrusted++;
@@ -867,69 +881,72 @@ do_proxy_protocol(struct cctx *c, struct config *cfg)
 
 /* "cluster.redis": redis://HOST[:PORT][/DB] (hostport.h). */
 static void
-do_cluster(struct cctx *c, struct config *cfg)
+config_check_cluster(struct cctx *c, struct config *cfg)
 {
-	json_t *v = jget(c->root, "cluster", "redis");
+	json_t *v = config_jget(c->root, "cluster", "redis");
 	const char *s, *why = NULL;
 	char q[128];
 	uint16_t port;
 
-	if (v == NULL || (s = want_string(c, "$.cluster.redis", v)) == NULL)
+	if (v == NULL || (s = config_want_string(c, "$.cluster.redis", v)) == NULL)
 		return;
 	if (hostport_parse_redis(s, &cfg->cluster.redis_host, &port, &cfg->cluster.redis_db,
 	    &why) == -1) {
 		if (strcmp(why, "out of memory") == 0)
 			c->oom = 1;
 		else
-			cerr(c, "$.cluster.redis", "%s: %s", quote(s, q, sizeof(q)), why);
+			config_err(c, "$.cluster.redis", "%s: %s", config_quote(s, q,
+			    sizeof(q)), why);
 		return;
 	}
 	cfg->cluster.redis_port = port;
-	set_str(c, &cfg->cluster.redis, s);
+	config_set_str(c, &cfg->cluster.redis, s);
 }
 
 static void
-do_simple_specials(struct cctx *c, struct config *cfg)
+config_check_simple_specials(struct cctx *c, struct config *cfg)
 {
 	json_t *v;
 	const char *s;
 	char q[128];
 	size_t i;
 
-	if ((v = jget(c->root, "tls", "min_version")) != NULL &&
-	    (s = want_string(c, "$.tls.min_version", v)) != NULL) {
+	if ((v = config_jget(c->root, "tls", "min_version")) != NULL &&
+	    (s = config_want_string(c, "$.tls.min_version", v)) != NULL) {
 		if (strcmp(s, "1.2") == 0)
 			cfg->tls.min_version = TLS1_2_VERSION;
 		else if (strcmp(s, "1.3") == 0)
 			cfg->tls.min_version = TLS1_3_VERSION;
 		else
-			cerr(c, "$.tls.min_version", "must be \"1.2\" or \"1.3\", not %s",
-			    quote(s, q, sizeof(q)));
+			config_err(c, "$.tls.min_version", "must be \"1.2\" or \"1.3\", not %s",
+			    config_quote(s, q, sizeof(q)));
 	}
-	if ((v = jget(c->root, "audit", "file")) != NULL &&
-	    (s = want_string(c, "$.audit.file", v)) != NULL && strcmp(s, "-") != 0)
-		set_path(c, &cfg->audit_file, s);
-	if ((v = jget(c->root, "audit", "on_failure")) != NULL &&
-	    (s = want_string(c, "$.audit.on_failure", v)) != NULL) {
+	if ((v = config_jget(c->root, "audit", "file")) != NULL &&
+	    (s = config_want_string(c, "$.audit.file", v)) != NULL && strcmp(s, "-") != 0)
+		config_set_path(c, &cfg->audit_file, s);
+	if ((v = config_jget(c->root, "audit", "on_failure")) != NULL &&
+	    (s = config_want_string(c, "$.audit.on_failure", v)) != NULL) {
 		if (strcmp(s, "refuse") == 0)
 			cfg->audit_fail_open = 0;
 		else if (strcmp(s, "serve") == 0)
 			cfg->audit_fail_open = 1;
 		else
-			cerr(c, "$.audit.on_failure", "must be \"refuse\" or \"serve\", not %s",
-			    quote(s, q, sizeof(q)));
+			config_err(c, "$.audit.on_failure",
+			    "must be \"refuse\" or \"serve\", not %s",
+			    config_quote(s, q, sizeof(q)));
 	}
-	if ((v = jget(c->root, "upstream", "client_cert_header")) != NULL &&
-	    (s = want_string(c, "$.upstream.client_cert_header", v)) != NULL) {
+	if ((v = config_jget(c->root, "upstream", "client_cert_header")) != NULL &&
+	    (s = config_want_string(c, "$.upstream.client_cert_header", v)) != NULL) {
 		cfg->upstream.client_cert_xfcc = strcmp(s, "xfcc") == 0 || strcmp(s, "both") == 0;
 		cfg->upstream.client_cert_rfc9440 = strcmp(s, "rfc9440") == 0 ||
 		    strcmp(s, "both") == 0;
 		if (!cfg->upstream.client_cert_xfcc && !cfg->upstream.client_cert_rfc9440)
-			cerr(c, "$.upstream.client_cert_header", "must be \"xfcc\", \"rfc9440\" "
-			    "or \"both\", not %s", quote(s, q, sizeof(q)));
+			config_err(c, "$.upstream.client_cert_header",
+			    "must be \"xfcc\", \"rfc9440\" "
+			    "or \"both\", not %s", config_quote(s, q, sizeof(q)));
 	}
-	if ((v = jget(jget(c->root, "tls", "ocsp"), "mode", NULL)) != NULL &&
-	    (s = want_string(c, "$.tls.ocsp.mode", v)) != NULL) {
+	if ((v = config_jget(config_jget(c->root, "tls", "ocsp"), "mode", NULL)) != NULL &&
+	    (s = config_want_string(c, "$.tls.ocsp.mode", v)) != NULL) {
 		if (strcmp(s, "off") == 0)
 			cfg->tls.ocsp_mode = CONFIG_OCSP_OFF;
 		else if (strcmp(s, "soft") == 0)
@@ -937,56 +954,59 @@ do_simple_specials(struct cctx *c, struct config *cfg)
 		else if (strcmp(s, "hard") == 0)
 			cfg->tls.ocsp_mode = CONFIG_OCSP_HARD;
 		else
-			cerr(c, "$.tls.ocsp.mode", "must be \"off\", \"soft\" or \"hard\", not %s",
-			    quote(s, q, sizeof(q)));
+			config_err(c, "$.tls.ocsp.mode",
+			    "must be \"off\", \"soft\" or \"hard\", not %s",
+			    config_quote(s, q, sizeof(q)));
 	}
-	do_pin_env(c, jget(c->root, "pkcs11", "pin_env"), "$.pkcs11.pin_env",
+	config_check_pin_env(c, config_jget(c->root, "pkcs11", "pin_env"), "$.pkcs11.pin_env",
 	    &cfg->pkcs11.pin_env);
-	if ((v = jget(c->root, "ca", "pkcs11")) != NULL && json_is_object(v)) {
+	if ((v = config_jget(c->root, "ca", "pkcs11")) != NULL && json_is_object(v)) {
 		cfg->ca.has_pkcs11 = 1;
-		do_pin_env(c, json_object_get(v, "pin_env"), "$.ca.pkcs11.pin_env",
+		config_check_pin_env(c, json_object_get(v, "pin_env"), "$.ca.pkcs11.pin_env",
 		    &cfg->ca.pkcs11.pin_env);
 	}
-	if ((v = jget(c->root, "ca", "service")) != NULL &&
-	    (s = want_string(c, "$.ca.service", v)) != NULL) {
+	if ((v = config_jget(c->root, "ca", "service")) != NULL &&
+	    (s = config_want_string(c, "$.ca.service", v)) != NULL) {
 		if (strcmp(s, "spawn") == 0)
 			cfg->ca.service_external = 0;
 		else if (strcmp(s, "external") == 0)
 			cfg->ca.service_external = 1;
 		else
-			cerr(c, "$.ca.service", "must be \"spawn\" or \"external\", not %s",
-			    quote(s, q, sizeof(q)));
+			config_err(c, "$.ca.service", "must be \"spawn\" or \"external\", not %s",
+			    config_quote(s, q, sizeof(q)));
 	}
-	if ((v = jget(c->root, "ca", "ocsp_url")) != NULL &&
-	    (s = want_string(c, "$.ca.ocsp_url", v)) != NULL) {
+	if ((v = config_jget(c->root, "ca", "ocsp_url")) != NULL &&
+	    (s = config_want_string(c, "$.ca.ocsp_url", v)) != NULL) {
 		/* It goes into an X509V3 config string: no separators, no spaces. */
 		for (i = 0; s[i] && s[i] > 0x20 && s[i] < 0x7f && !strchr(",\"\\", s[i]); i++)
 			;
 		if ((strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
 		    s[i] || i > 1000)
-			cerr(c, "$.ca.ocsp_url", "%s is not an http:// or https:// URL (printable, "
+			config_err(c, "$.ca.ocsp_url",
+			    "%s is not an http:// or https:// URL (printable, "
 			    "no spaces, commas, quotes or backslashes, at most 1000 bytes)",
-			    quote(s, q, sizeof(q)));
+			    config_quote(s, q, sizeof(q)));
 		else
-			set_str(c, &cfg->ca.ocsp_url, s);
+			config_set_str(c, &cfg->ca.ocsp_url, s);
 	}
-	if ((v = jget(c->root, "ca", "trust_domain")) != NULL &&
-	    (s = want_string(c, "$.ca.trust_domain", v)) != NULL) {
+	if ((v = config_jget(c->root, "ca", "trust_domain")) != NULL &&
+	    (s = config_want_string(c, "$.ca.trust_domain", v)) != NULL) {
 		/* SPIFFE trust domain: lowercase letters, digits, '.', '-', '_' */
 		for (i = 0; s[i] && (islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
 		    s[i] == '.' || s[i] == '-' || s[i] == '_'); i++)
 			;
 		if (s[i] || i > 255)
-			cerr(c, "$.ca.trust_domain", "%s is not a SPIFFE trust domain "
-			    "(lowercase letters, digits, '.', '-', '_')", quote(s, q, sizeof(q)));
+			config_err(c, "$.ca.trust_domain", "%s is not a SPIFFE trust domain "
+			    "(lowercase letters, digits, '.', '-', '_')", config_quote(s, q,
+			    sizeof(q)));
 		else
-			set_str(c, &cfg->ca.trust_domain, s);
+			config_set_str(c, &cfg->ca.trust_domain, s);
 	}
 }
 
 /* stat + access: a message fragment on failure, NULL when readable. */
 static const char *
-unreadable(const char *file)
+config_unreadable(const char *file)
 {
 	struct stat st;
 
@@ -998,129 +1018,138 @@ unreadable(const char *file)
 }
 
 static void
-check_file(struct cctx *c, const char *path, const char *file)
+config_check_file(struct cctx *c, const char *path, const char *file)
 {
 	const char *why;
 
-	if (file && (c->flags & CONFIG_CHECK_FILES) && (why = unreadable(file)) != NULL)
-		cerr(c, path, "cannot read %s: %s", file, why);
+	if (file && (c->flags & CONFIG_CHECK_FILES) && (why = config_unreadable(file)) != NULL)
+		config_err(c, path, "cannot read %s: %s", file, why);
 }
 
 /* tls.key: a pkcs11: URI (with what the token needs to be found) or a PEM file. */
 static void
-do_tls_key(struct cctx *c, struct config *cfg)
+config_check_tls_key(struct cctx *c, struct config *cfg)
 {
-	json_t *v = jget(c->root, "tls", "key");
+	json_t *v = config_jget(c->root, "tls", "key");
 	struct p11_uri u;
 	const char *s, *why;
 	int has_module, has_token, has_pin;
 
 	if (v == NULL) {
 		if (json_is_object(json_object_get(c->root, "tls")))
-			cerr(c, "$.tls.key", "required field is missing");
+			config_err(c, "$.tls.key", "required field is missing");
 		return;
 	}
-	if ((s = want_string(c, "$.tls.key", v)) == NULL)
+	if ((s = config_want_string(c, "$.tls.key", v)) == NULL)
 		return;
-	if (!is_pkcs11(s)) {
-		if (set_path(c, &cfg->tls.key, s) == 0 && (c->flags & CONFIG_CHECK_FILES) &&
-		    (why = unreadable(cfg->tls.key)) != NULL)
-			cerr(c, "$.tls.key", "not a pkcs11: URI or readable PEM file (%s: %s)",
+	if (!config_is_pkcs11(s)) {
+		if (config_set_path(c, &cfg->tls.key,
+		    s) == 0 && (c->flags & CONFIG_CHECK_FILES) &&
+		    (why = config_unreadable(cfg->tls.key)) != NULL)
+			config_err(c, "$.tls.key",
+			    "not a pkcs11: URI or readable PEM file (%s: %s)",
 			    cfg->tls.key, why);
 		return;
 	}
-	if (set_str(c, &cfg->tls.key, s) == -1)
+	if (config_set_str(c, &cfg->tls.key, s) == -1)
 		return;
 	memset(&u, 0, sizeof(u));
-	if (check_uri(c, "$.tls.key", s, &u) == -1) {
+	if (config_check_uri(c, "$.tls.key", s, &u) == -1) {
 		p11_uri_free(&u);
 		return;
 	}
-	has_module = jget(c->root, "pkcs11", "module") || u.module_path;
-	has_token = jget(c->root, "pkcs11", "token") || u.token;
-	has_pin = jget(c->root, "pkcs11", "pin_file") || jget(c->root, "pkcs11", "pin_env") ||
+	has_module = config_jget(c->root, "pkcs11", "module") || u.module_path;
+	has_token = config_jget(c->root, "pkcs11", "token") || u.token;
+	has_pin = config_jget(c->root, "pkcs11", "pin_file") || config_jget(c->root,
+	    "pkcs11", "pin_env") ||
 	    u.pin_source || u.pin_value;
 	p11_uri_free(&u);
 	if (!has_module)
-		cerr(c, "$.pkcs11.module", "required: tls.key is a pkcs11: URI without "
+		config_err(c, "$.pkcs11.module", "required: tls.key is a pkcs11: URI without "
 		    "module-path");
 	if (!has_token)
-		cerr(c, "$.pkcs11.token", "required: tls.key is a pkcs11: URI without token=");
+		config_err(c, "$.pkcs11.token",
+		    "required: tls.key is a pkcs11: URI without token=");
 	if (!has_pin)
-		cerr(c, "$.pkcs11.pin_file", "pin_file or pin_env is required for a pkcs11: "
+		config_err(c, "$.pkcs11.pin_file",
+		    "pin_file or pin_env is required for a pkcs11: "
 		    "key (or pin-source in the URI)");
 }
 
 static void
-do_ca_key(struct cctx *c, struct config *cfg)
+config_check_ca_key(struct cctx *c, struct config *cfg)
 {
-	json_t *v = jget(c->root, "ca", "key");
+	json_t *v = config_jget(c->root, "ca", "key");
 	struct p11_uri u;
 	const char *s;
 	char q[128];
 
-	if (v == NULL || (s = want_string(c, "$.ca.key", v)) == NULL)
+	if (v == NULL || (s = config_want_string(c, "$.ca.key", v)) == NULL)
 		return;
-	if (!is_pkcs11(s)) {
+	if (!config_is_pkcs11(s)) {
 		/* The CA key never leaves the token. */
-		cerr(c, "$.ca.key", "must be a pkcs11: URI, not %s", quote(s, q, sizeof(q)));
+		config_err(c, "$.ca.key", "must be a pkcs11: URI, not %s", config_quote(s,
+		    q, sizeof(q)));
 		return;
 	}
 	memset(&u, 0, sizeof(u));
-	if (check_uri(c, "$.ca.key", s, &u) == 0) {
-		set_str(c, &cfg->ca.key, s);
+	if (config_check_uri(c, "$.ca.key", s, &u) == 0) {
+		config_set_str(c, &cfg->ca.key, s);
 		/* With its own section the CA token never borrows the gateway's PIN. */
-		if (json_is_object(jget(c->root, "ca", "pkcs11")) && u.pin_source == NULL &&
-		    u.pin_value == NULL && jget(jget(c->root, "ca", "pkcs11"), "pin_file", NULL) == NULL &&
-		    jget(jget(c->root, "ca", "pkcs11"), "pin_env", NULL) == NULL)
-			cerr(c, "$.ca.pkcs11", "pin_file or pin_env is required for the CA token "
+		if (json_is_object(config_jget(c->root, "ca",
+		    "pkcs11")) && u.pin_source == NULL &&
+		    u.pin_value == NULL && config_jget(config_jget(c->root, "ca", "pkcs11"),
+		    "pin_file", NULL) == NULL &&
+		    config_jget(config_jget(c->root, "ca", "pkcs11"), "pin_env", NULL) == NULL)
+			config_err(c, "$.ca.pkcs11",
+			    "pin_file or pin_env is required for the CA token "
 			    "(or pin-source in ca.key)");
 	}
 	p11_uri_free(&u);
 }
 
 static void
-do_required(struct cctx *c)
+config_check_required(struct cctx *c)
 {
 	json_t *tls = json_object_get(c->root, "tls"), *chk;
 
 	if (json_object_get(c->root, "identity_map") == NULL)
-		cerr(c, "$.identity_map", "required field is missing");
+		config_err(c, "$.identity_map", "required field is missing");
 	if (tls == NULL) {
-		cerr(c, "$.tls", "required field is missing");
+		config_err(c, "$.tls", "required field is missing");
 		return;
 	}
 	if (!json_is_object(tls))
 		return;
 	if (json_object_get(tls, "cert") == NULL)
-		cerr(c, "$.tls.cert", "required field is missing");
+		config_err(c, "$.tls.cert", "required field is missing");
 	if (json_object_get(tls, "ca") == NULL)
-		cerr(c, "$.tls.ca", "required field is missing: client certificates (mTLS) "
+		config_err(c, "$.tls.ca", "required field is missing: client certificates (mTLS) "
 		    "are verified against it");
 	chk = json_object_get(tls, "crl_check");
 	if ((chk == NULL || json_is_true(chk)) && json_object_get(tls, "crl") == NULL)
-		cerr(c, "$.tls.crl", "required when crl_check is true "
+		config_err(c, "$.tls.crl", "required when crl_check is true "
 		    "(set \"crl_check\": false to run without revocation checks)");
 }
 
 static void
-do_files(struct cctx *c, struct config *cfg)
+config_check_files(struct cctx *c, struct config *cfg)
 {
-	check_file(c, "$.tls.cert", cfg->tls.cert);
-	check_file(c, "$.tls.ca", cfg->tls.ca);
+	config_check_file(c, "$.tls.cert", cfg->tls.cert);
+	config_check_file(c, "$.tls.ca", cfg->tls.ca);
 	if (cfg->tls.crl_check)
-		check_file(c, "$.tls.crl", cfg->tls.crl);
-	check_file(c, "$.identity_map", cfg->identity_map);
-	check_file(c, "$.pkcs11.module", cfg->pkcs11.module);
-	check_file(c, "$.pkcs11.pin_file", cfg->pkcs11.pin_file);
-	check_file(c, "$.pkcs11.softhsm2_conf", cfg->pkcs11.softhsm2_conf);
-	check_file(c, "$.upstream.ca", cfg->upstream.ca);
+		config_check_file(c, "$.tls.crl", cfg->tls.crl);
+	config_check_file(c, "$.identity_map", cfg->identity_map);
+	config_check_file(c, "$.pkcs11.module", cfg->pkcs11.module);
+	config_check_file(c, "$.pkcs11.pin_file", cfg->pkcs11.pin_file);
+	config_check_file(c, "$.pkcs11.softhsm2_conf", cfg->pkcs11.softhsm2_conf);
+	config_check_file(c, "$.upstream.ca", cfg->upstream.ca);
 }
 
 /* ca.* paths default to the layout scripts/pki-init creates, so the ca commands
  * work with a minimal file; ca.crl follows tls.crl when only that is given. */
 static void
-do_ca_defaults(struct cctx *c, struct config *cfg)
+config_check_ca_defaults(struct cctx *c, struct config *cfg)
 {
 	static const struct { size_t off; const char *rel; } d[] = {
 		{ offsetof(struct config, ca.cert), "ca/ca.pem" },
@@ -1135,12 +1164,13 @@ do_ca_defaults(struct cctx *c, struct config *cfg)
 	char **dst;
 	size_t i;
 
-	if (cfg->ca.crl == NULL && cfg->tls.crl != NULL && jget(c->root, "ca", "crl") == NULL)
-		set_str(c, &cfg->ca.crl, cfg->tls.crl);
+	if (cfg->ca.crl == NULL && cfg->tls.crl != NULL && config_jget(c->root, "ca",
+	    "crl") == NULL)
+		config_set_str(c, &cfg->ca.crl, cfg->tls.crl);
 	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
 		dst = (char **)((char *)cfg + d[i].off);
 		if (*dst == NULL)
-			set_path(c, dst, d[i].rel);
+			config_set_path(c, dst, d[i].rel);
 	}
 }
 
@@ -1177,20 +1207,20 @@ config_ca_p11(const struct config *cfg, struct p11_defaults *d)
 /* tls.key and ca.key in one token means code running in the gateway (which parses
  * network input) could sign certificates with the CA key. */
 static void
-do_shared_token(struct cctx *c, struct config *cfg)
+config_check_shared_token(struct cctx *c, struct config *cfg)
 {
 	struct p11_defaults dt, dc;
 	struct p11_uri ut, uc;
 	const char *lt, *lc, *mt, *mc;
 
-	if (cfg->tls.key == NULL || cfg->ca.key == NULL || !is_pkcs11(cfg->tls.key) ||
+	if (cfg->tls.key == NULL || cfg->ca.key == NULL || !config_is_pkcs11(cfg->tls.key) ||
 	    cfg->tls.allow_shared_token)
 		return;
 	memset(&ut, 0, sizeof(ut));
 	memset(&uc, 0, sizeof(uc));
 	if (p11_uri_parse(cfg->tls.key, &ut, NULL, 0) == -1 ||
 	    p11_uri_parse(cfg->ca.key, &uc, NULL, 0) == -1)
-		goto out;	/* reported by do_tls_key / do_ca_key */
+		goto out;	/* reported by config_check_tls_key / config_check_ca_key */
 	config_tls_p11(cfg, &dt);
 	config_ca_p11(cfg, &dc);
 	lt = ut.token ? ut.token : dt.token;
@@ -1203,7 +1233,7 @@ do_shared_token(struct cctx *c, struct config *cfg)
 		goto out;
 	if (ut.serial != NULL && uc.serial != NULL && strcmp(ut.serial, uc.serial) != 0)
 		goto out;
-	cerr(c, "$.ca.key", "the CA key (ca.key) is in the same token as the server key "
+	config_err(c, "$.ca.key", "the CA key (ca.key) is in the same token as the server key "
 	    "(tls.key), token \"%s\": code running in the gateway could sign certificates. "
 	    "Give the CA key its own token (scripts/pki-init creates two; re-create an old "
 	    "PKI with --force) or accept the risk with \"tls\": {\"allow_shared_token\": true}",
@@ -1266,7 +1296,7 @@ config_defaults(struct config *cfg)
 
 /* jansson's parse error, with the duplicated key's path when that is the error. */
 static void
-report_json_error(struct cctx *c, const char *text, size_t len, const json_error_t *je,
+config_json_error(struct cctx *c, const char *text, size_t len, const json_error_t *je,
     struct strlist *errs)
 {
 	const char *dp;
@@ -1301,41 +1331,41 @@ config_parse(const char *text, size_t len, const char *name, const char *dir, in
 	c.dir = dir;
 	c.root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (c.root == NULL) {
-		report_json_error(&c, text, len, &je, errs);
+		config_json_error(&c, text, len, &je, errs);
 		goto fail;
 	}
 	(void)jsonpos_build(text, len, &c.lm);
 	if ((cfg = calloc(1, sizeof(*cfg))) == NULL || config_defaults(cfg) == -1 ||
 	    (cfg->path = strdup(c.name)) == NULL || (cfg->dir = strdup(dir)) == NULL) {
 		c.oom = 1;
-		cerr_flush(&c, errs);
+		config_err_flush(&c, errs);
 		goto fail;
 	}
 	if (!json_is_object(c.root)) {
-		cerr(&c, "$", "the configuration must be a JSON object, not %s",
-		    json_type_name(c.root));
-		cerr_flush(&c, errs);
+		config_err(&c, "$", "the configuration must be a JSON object, not %s",
+		    config_json_type(c.root));
+		config_err_flush(&c, errs);
 		goto fail;
 	}
-	walk_object(&c, c.root, "$", f_top, cfg);
-	do_listen(&c, cfg);
-	do_upstream(&c, cfg);
-	do_simple_specials(&c, cfg);
-	do_proxy_protocol(&c, cfg);
-	do_cluster(&c, cfg);
-	do_tls_key(&c, cfg);
-	do_ca_key(&c, cfg);
-	do_required(&c);
-	do_files(&c, cfg);
-	do_ca_defaults(&c, cfg);
+	config_walk(&c, c.root, "$", f_top, cfg);
+	config_check_listen(&c, cfg);
+	config_check_upstream(&c, cfg);
+	config_check_simple_specials(&c, cfg);
+	config_check_proxy_protocol(&c, cfg);
+	config_check_cluster(&c, cfg);
+	config_check_tls_key(&c, cfg);
+	config_check_ca_key(&c, cfg);
+	config_check_required(&c);
+	config_check_files(&c, cfg);
+	config_check_ca_defaults(&c, cfg);
 	if (flags & CONFIG_GATEWAY)
-		do_shared_token(&c, cfg);
+		config_check_shared_token(&c, cfg);
 	if (c.ne == 0 && !c.oom) {
 		*out = cfg;
 		cfg = NULL;
 		rc = 0;
 	}
-	cerr_flush(&c, errs);
+	config_err_flush(&c, errs);
 fail:
 	config_free(cfg);
 	json_decref(c.root);

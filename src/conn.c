@@ -208,17 +208,17 @@ conn_init(void)
 /* Connection limits */
 
 static unsigned
-ip_hash(const char *s)
+conn_ip_hash(const char *s)
 {
 	return hash_str(s) % CONN_IP_BUCKETS;
 }
 
 /* Counts one more connection from ip; -1 when that would exceed max. */
 static int
-ip_acquire(const char *ip, int max)
+conn_ip_acquire(const char *ip, int max)
 {
 	struct ip_ent *e;
-	unsigned h = ip_hash(ip);
+	unsigned h = conn_ip_hash(ip);
 	int rc = -1;
 
 	pthread_mutex_lock(&ip_mtx);
@@ -242,12 +242,12 @@ out:
 }
 
 static void
-ip_release(const char *ip)
+conn_ip_release(const char *ip)
 {
 	struct ip_ent **pp, *e;
 
 	pthread_mutex_lock(&ip_mtx);
-	for (pp = &ip_tab[ip_hash(ip)]; (e = *pp) != NULL; pp = &e->next) {
+	for (pp = &ip_tab[conn_ip_hash(ip)]; (e = *pp) != NULL; pp = &e->next) {
 		if (strcmp(e->ip, ip) != 0)
 			continue;
 		if (e->n > 0)
@@ -367,7 +367,7 @@ conn_close(struct conn *c, enum conn_end why)
 	TAILQ_REMOVE(&h->conns, c, link);
 	h->nconns--;
 	if (c->ip_held)
-		ip_release(c->peer_ip);
+		conn_ip_release(c->peer_ip);
 	free(c->pp_buf);
 	ocspcheck_free(c->ocsp);
 	sk_X509_pop_free(c->chain, X509_free);
@@ -734,7 +734,7 @@ conn_peer_name(const struct sockaddr_storage *ss, char *ip, size_t iplen, char *
 static int
 conn_ip_take(struct conn *c)
 {
-	if (ip_acquire(c->peer_ip, c->home->cfg->limits.max_connections_per_ip) == -1) {
+	if (conn_ip_acquire(c->peer_ip, c->home->cfg->limits.max_connections_per_ip) == -1) {
 		log_debug("refused %s: max_connections_per_ip (%d) reached", c->peer,
 		    c->home->cfg->limits.max_connections_per_ip);
 		metrics_inc(M_CONN_REJECTED_LIMIT);

@@ -1,7 +1,10 @@
 /* EST and OCSP request handling for the gateway, pure of sockets (est.h). */
 #include "est.h"
 
+#include <sys/stat.h>
+
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,10 +31,19 @@
 #define EST_REALM	"Basic realm=\"certgate EST\", Bearer realm=\"certgate EST\""
 #define EST_RETRY_S	5	/* Retry-After when the CA service is unreachable */
 
+/* /cacerts follows the CA file (a CA rollover or retire rewrites it while the
+ * gateway runs): rebuilt on the first request after it changed, under mu. */
+struct est_live {
+	pthread_mutex_t mu;
+	char *path;
+	struct stat st;
+};
+
 struct est {
 	STACK_OF(X509) *cas;
-	char *cacerts;           /* base64 of the certs-only PKCS#7 */
+	char *cacerts;           /* base64 of the certs-only PKCS#7; under live->mu */
 	size_t cacerts_len;
+	struct est_live *live;   /* NULL for est_new_mem */
 };
 
 enum est_route { EST_R_NONE, EST_R_CACERTS, EST_R_ENROLL, EST_R_REENROLL, EST_R_OCSP,
@@ -206,7 +218,57 @@ est_new(const char *ca_pem_path, char *err, size_t errlen)
 	if ((e = est_new_mem(text, len, why, sizeof(why))) == NULL)
 		snprintf(err, errlen, "%s: %s", ca_pem_path, why);
 	free(text);
+	if (e != NULL && ((e->live = calloc(1, sizeof(*e->live))) == NULL ||
+	    (e->live->path = strdup(ca_pem_path)) == NULL)) {
+		if (e->live)
+			free(e->live);
+		e->live = NULL;
+		est_free(e);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (e != NULL) {
+		pthread_mutex_init(&e->live->mu, NULL);
+		if (stat(ca_pem_path, &e->live->st) == -1)
+			memset(&e->live->st, 0, sizeof(e->live->st));
+	}
 	return e;
+}
+
+/* The /cacerts answer into resp, rebuilt first when the CA file changed (a file
+ * that cannot be read or parsed keeps the previous answer). */
+static void
+est_cacerts(const struct est *e, struct est_response *resp)
+{
+	struct est_live *l = e->live;
+	struct est *n;
+	struct stat st;
+	char *text = NULL, why[256];
+	size_t len;
+
+	if (l == NULL) {
+		est_set_body(resp, EST_CT_P7, e->cacerts, e->cacerts_len);
+		return;
+	}
+	pthread_mutex_lock(&l->mu);
+	if (stat(l->path, &st) == 0 && (st.st_ino != l->st.st_ino || st.st_size != l->st.st_size ||
+	    st.st_mtim.tv_sec != l->st.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != l->st.st_mtim.tv_nsec)) {
+		l->st = st;
+		if (file_read(l->path, 1024 * 1024, &text, &len) == 0 &&
+		    (n = est_new_mem(text, len, why, sizeof(why))) != NULL) {
+			struct est *m = (struct est *)e;   /* the answer is e's mutable part */
+
+			free(m->cacerts);
+			m->cacerts = n->cacerts;
+			m->cacerts_len = n->cacerts_len;
+			n->cacerts = NULL;
+			est_free(n);
+		}
+		free(text);
+	}
+	est_set_body(resp, EST_CT_P7, e->cacerts, e->cacerts_len);
+	pthread_mutex_unlock(&l->mu);
 }
 
 void
@@ -216,6 +278,11 @@ est_free(struct est *e)
 		return;
 	sk_X509_pop_free(e->cas, X509_free);
 	free(e->cacerts);
+	if (e->live != NULL) {
+		pthread_mutex_destroy(&e->live->mu);
+		free(e->live->path);
+		free(e->live);
+	}
 	free(e);
 }
 
@@ -537,7 +604,7 @@ est_handle(const struct est *e, const struct est_request *r, struct est_response
 			return EST_RESPOND;
 		}
 		resp->status = 200;
-		est_set_body(resp, EST_CT_P7, e->cacerts, e->cacerts_len);
+		est_cacerts(e, resp);
 		return EST_RESPOND;
 	case EST_R_OCSP_GET:
 		if (!get) {

@@ -71,7 +71,7 @@ struct http_reader {
 };
 
 static int
-fail(struct http_reader *r, int status, const char *reason)
+http_fail(struct http_reader *r, int status, const char *reason)
 {
 	if (r->reason == NULL) {
 		r->status = status;
@@ -81,7 +81,7 @@ fail(struct http_reader *r, int status, const char *reason)
 }
 
 static int
-arena_add(struct http_reader *r, const char *p, size_t n)
+http_arena_add(struct http_reader *r, const char *p, size_t n)
 {
 	char *nb;
 	size_t ncap;
@@ -91,7 +91,7 @@ arena_add(struct http_reader *r, const char *p, size_t n)
 		while (ncap < r->len + n + 1)
 			ncap *= 2;
 		if ((nb = realloc(r->buf, ncap)) == NULL)
-			return fail(r, 500, "out of memory");
+			return http_fail(r, 500, "out of memory");
 		r->buf = nb;
 		r->cap = ncap;
 	}
@@ -101,13 +101,13 @@ arena_add(struct http_reader *r, const char *p, size_t n)
 }
 
 static int
-arena_nul(struct http_reader *r)
+http_arena_nul(struct http_reader *r)
 {
-	return arena_add(r, "", 1);
+	return http_arena_add(r, "", 1);
 }
 
 static void
-head_reset(struct http_reader *r)
+http_head_reset(struct http_reader *r)
 {
 	r->in_head = 1;
 	r->head_bytes = 0;
@@ -118,7 +118,7 @@ head_reset(struct http_reader *r)
 }
 
 static void
-msg_reset(struct http_reader *r)
+http_msg_reset(struct http_reader *r)
 {
 	r->len = 0;
 	r->nent = 0;
@@ -145,7 +145,7 @@ http_version_tail(const struct http_reader *r)
 /* Scans head bytes; returns how many belong to the head (all of n, or up to and
  * including the LF that ends it), or -1 on a violation. */
 static ssize_t
-scan_head(struct http_reader *r, const char *p, size_t n)
+http_scan_head(struct http_reader *r, const char *p, size_t n)
 {
 	size_t i;
 	unsigned char ch;
@@ -153,18 +153,18 @@ scan_head(struct http_reader *r, const char *p, size_t n)
 	for (i = 0; i < n; i++) {
 		ch = (unsigned char)p[i];
 		if (++r->head_bytes > r->lim.max_header_bytes)
-			return fail(r, 431, "header section too large");
+			return http_fail(r, 431, "header section too large");
 		if (ch == '\0')
-			return fail(r, 400, "NUL in header section");
+			return http_fail(r, 400, "NUL in header section");
 		if (r->prev_cr) {
 			if (ch != '\n')
-				return fail(r, 400, "bare CR in header section");
+				return http_fail(r, 400, "bare CR in header section");
 			r->prev_cr = 0;
 			/* http_parser reads "GET /" + CRLF as HTTP/0.9 and then waits for
 			 * headers: refuse it when its line ends, not at the header timeout. */
 			if (r->is_request && r->line_no == 0 && r->line_len > 0 &&
 			    !http_version_tail(r))
-				return fail(r, 400, "request line without HTTP/1.x version");
+				return http_fail(r, 400, "request line without HTTP/1.x version");
 			if (r->line_len == 0 && r->line_no > 0) {
 				r->in_head = 0;
 				return i + 1;
@@ -179,13 +179,13 @@ scan_head(struct http_reader *r, const char *p, size_t n)
 			continue;
 		}
 		if (ch == '\n')
-			return fail(r, 400, "bare LF in header section");
+			return http_fail(r, 400, "bare LF in header section");
 		if (r->line_len == 0 && r->line_no > 0 && (ch == ' ' || ch == '\t'))
-			return fail(r, 400, "obsolete line folding in header");
+			return http_fail(r, 400, "obsolete line folding in header");
 		r->line_len++;
 		if (r->line_no == 0) {
 			if (r->line_len > HTTP_MAX_REQUEST_LINE)
-				return fail(r, 400, "request line too long");
+				return http_fail(r, 400, "request line too long");
 			memmove(r->line0_tail, r->line0_tail + 1, sizeof(r->line0_tail) - 1);
 			r->line0_tail[sizeof(r->line0_tail) - 1] = (char)ch;
 		}
@@ -194,19 +194,19 @@ scan_head(struct http_reader *r, const char *p, size_t n)
 }
 
 static int
-cb_begin(http_parser *p)
+http_cb_begin(http_parser *p)
 {
 	struct http_reader *r = p->data;
 
-	msg_reset(r);
+	http_msg_reset(r);
 	r->in_msg = 1;
 	if (r->cbs.on_begin && r->cbs.on_begin(r->arg) != 0)
-		return fail(r, 0, "aborted");
+		return http_fail(r, 0, "aborted");
 	return 0;
 }
 
 static int
-cb_url(http_parser *p, const char *at, size_t n)
+http_cb_url(http_parser *p, const char *at, size_t n)
 {
 	struct http_reader *r = p->data;
 
@@ -214,11 +214,11 @@ cb_url(http_parser *p, const char *at, size_t n)
 		r->url_started = 1;
 		r->url_off = r->len;
 	}
-	return arena_add(r, at, n);
+	return http_arena_add(r, at, n);
 }
 
 static int
-end_url(struct http_reader *r)
+http_end_url(struct http_reader *r)
 {
 	if (r->url_done)
 		return 0;
@@ -227,21 +227,21 @@ end_url(struct http_reader *r)
 		r->url_started = 1;
 		r->url_off = r->len;
 	}
-	return arena_nul(r);
+	return http_arena_nul(r);
 }
 
 static int
-end_value(struct http_reader *r)
+http_end_value(struct http_reader *r)
 {
 	size_t start = r->ent[r->nent - 1].v_off;
 
 	while (r->len > start && (r->buf[r->len - 1] == ' ' || r->buf[r->len - 1] == '\t'))
 		r->len--;
-	return arena_nul(r);
+	return http_arena_nul(r);
 }
 
 static int
-cb_field(http_parser *p, const char *at, size_t n)
+http_cb_field(http_parser *p, const char *at, size_t n)
 {
 	struct http_reader *r = p->data;
 	struct hdr_ent *ne;
@@ -250,16 +250,16 @@ cb_field(http_parser *p, const char *at, size_t n)
 	if (r->in_body)
 		return 0;               /* trailer: dropped */
 	if (r->hstate != 1) {
-		if (r->hstate == 0 && end_url(r) == -1)
+		if (r->hstate == 0 && http_end_url(r) == -1)
 			return -1;
-		if (r->hstate == 2 && end_value(r) == -1)
+		if (r->hstate == 2 && http_end_value(r) == -1)
 			return -1;
 		if (r->nent + 1 > r->lim.max_header_count)
-			return fail(r, 431, "too many header fields");
+			return http_fail(r, 431, "too many header fields");
 		if (r->nent == r->capent) {
 			ncap = r->capent ? r->capent * 2 : 32;
 			if ((ne = reallocarray(r->ent, ncap, sizeof(*ne))) == NULL)
-				return fail(r, 500, "out of memory");
+				return http_fail(r, 500, "out of memory");
 			r->ent = ne;
 			r->capent = ncap;
 		}
@@ -268,23 +268,23 @@ cb_field(http_parser *p, const char *at, size_t n)
 		r->nent++;
 		r->hstate = 1;
 	}
-	return arena_add(r, at, n);
+	return http_arena_add(r, at, n);
 }
 
 static int
-cb_value(http_parser *p, const char *at, size_t n)
+http_cb_value(http_parser *p, const char *at, size_t n)
 {
 	struct http_reader *r = p->data;
 
 	if (r->in_body)
 		return 0;
 	if (r->hstate == 1) {
-		if (arena_nul(r) == -1)
+		if (http_arena_nul(r) == -1)
 			return -1;
 		r->ent[r->nent - 1].v_off = r->len;
 		r->hstate = 2;
 	}
-	return arena_add(r, at, n);
+	return http_arena_add(r, at, n);
 }
 
 const char *
@@ -312,7 +312,7 @@ http_msg_count(const struct http_msg *m, const char *name)
 /* RFC 9110 token characters; Debian builds http_parser non-strict, which lets
  * spaces and other separators into field names. */
 static int
-valid_name(const char *s)
+http_valid_name(const char *s)
 {
 	if (*s == '\0')
 		return 0;
@@ -324,7 +324,7 @@ valid_name(const char *s)
 
 /* Control characters other than HTAB are refused (obs-text >= 0x80 is allowed). */
 static int
-valid_value(const char *s)
+http_valid_value(const char *s)
 {
 	for (; *s; s++)
 		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
@@ -333,25 +333,25 @@ valid_value(const char *s)
 }
 
 static int
-build_headers(struct http_reader *r)
+http_build_headers(struct http_reader *r)
 {
 	struct http_header *nh;
 	size_t i;
 
-	if (r->hstate == 0 && end_url(r) == -1)
+	if (r->hstate == 0 && http_end_url(r) == -1)
 		return -1;
 	if (r->hstate == 1) {
-		if (arena_nul(r) == -1)
+		if (http_arena_nul(r) == -1)
 			return -1;
 		r->ent[r->nent - 1].v_off = r->len;
 		r->hstate = 2;
 	}
-	if (r->hstate == 2 && end_value(r) == -1)
+	if (r->hstate == 2 && http_end_value(r) == -1)
 		return -1;
 	r->hstate = 0;
 	if (r->nent > r->caph) {
 		if ((nh = reallocarray(r->h, r->nent, sizeof(*nh))) == NULL)
-			return fail(r, 500, "out of memory");
+			return http_fail(r, 500, "out of memory");
 		r->h = nh;
 		r->caph = r->nent;
 	}
@@ -359,10 +359,10 @@ build_headers(struct http_reader *r)
 	for (i = 0; i < r->nent; i++) {
 		r->h[i].name = r->buf + r->ent[i].n_off;
 		r->h[i].value = r->buf + r->ent[i].v_off;
-		if (!valid_name(r->h[i].name))
-			return fail(r, r->is_request ? 400 : 502, "invalid header name");
-		if (!valid_value(r->h[i].value))
-			return fail(r, r->is_request ? 400 : 502, "invalid header value");
+		if (!http_valid_name(r->h[i].name))
+			return http_fail(r, r->is_request ? 400 : 502, "invalid header name");
+		if (!http_valid_value(r->h[i].value))
+			return http_fail(r, r->is_request ? 400 : 502, "invalid header value");
 	}
 	r->msg.h = r->h;
 	r->msg.nh = r->nent;
@@ -372,7 +372,7 @@ build_headers(struct http_reader *r)
 }
 
 static int
-parse_length(const char *v, long long *out)
+http_parse_length(const char *v, long long *out)
 {
 	long long n = 0;
 
@@ -391,54 +391,54 @@ parse_length(const char *v, long long *out)
 
 /* The smuggling rules; see the comment at the top. */
 static int
-check_framing(struct http_reader *r)
+http_check_framing(struct http_reader *r)
 {
 	struct http_msg *m = &r->msg;
 	size_t ncl, nte;
 	const char *cl, *te;
 
 	if (m->major != 1 || m->minor > 1)
-		return fail(r, 400, "unsupported HTTP version");
+		return http_fail(r, 400, "unsupported HTTP version");
 	ncl = http_msg_count(m, "Content-Length");
 	nte = http_msg_count(m, "Transfer-Encoding");
 	if (ncl > 1)
-		return fail(r, 400, "duplicate Content-Length");
+		return http_fail(r, 400, "duplicate Content-Length");
 	if (nte > 1)
-		return fail(r, 400, "duplicate Transfer-Encoding");
+		return http_fail(r, 400, "duplicate Transfer-Encoding");
 	if (ncl && nte)
-		return fail(r, 400, "both Content-Length and Transfer-Encoding");
+		return http_fail(r, 400, "both Content-Length and Transfer-Encoding");
 	if ((cl = http_msg_get(m, "Content-Length")) != NULL &&
-	    parse_length(cl, &m->content_length) == -1)
-		return fail(r, 400, "invalid Content-Length");
+	    http_parse_length(cl, &m->content_length) == -1)
+		return http_fail(r, 400, "invalid Content-Length");
 	if ((te = http_msg_get(m, "Transfer-Encoding")) != NULL) {
 		if (r->is_request && strcasecmp(te, "chunked") != 0)
-			return fail(r, 400, "unsupported Transfer-Encoding");
+			return http_fail(r, 400, "unsupported Transfer-Encoding");
 	}
 	m->chunked = (r->p.flags & F_CHUNKED) != 0;
 	if (!r->is_request)
 		return 0;
 	for (te = m->url; *te; te++)
 		if ((unsigned char)*te <= 0x20 || (unsigned char)*te >= 0x7f)
-			return fail(r, 400, "invalid character in request target");
+			return http_fail(r, 400, "invalid character in request target");
 	if (m->url[0] == '\0')
-		return fail(r, 400, "empty request target");
+		return http_fail(r, 400, "empty request target");
 	if (http_msg_count(m, "Host") > 1 || (m->minor == 1 && http_msg_count(m, "Host") != 1))
-		return fail(r, 400, "missing or duplicate Host");
+		return http_fail(r, 400, "missing or duplicate Host");
 	if (r->p.upgrade)
-		return fail(r, 400, "protocol upgrade not supported");
+		return http_fail(r, 400, "protocol upgrade not supported");
 	if (r->lim.max_body_bytes >= 0 && m->content_length > r->lim.max_body_bytes)
-		return fail(r, 413, "request body too large");
+		return http_fail(r, 413, "request body too large");
 	return 0;
 }
 
 static int
-cb_headers(http_parser *p)
+http_cb_headers(http_parser *p)
 {
 	struct http_reader *r = p->data;
 	struct http_msg *m = &r->msg;
 	int rv;
 
-	if (build_headers(r) == -1)
+	if (http_build_headers(r) == -1)
 		return -1;
 	m->major = p->http_major;
 	m->minor = p->http_minor;
@@ -449,9 +449,9 @@ cb_headers(http_parser *p)
 	} else {
 		m->status = p->status_code;
 		if (m->status == 101)
-			return fail(r, 502, "unexpected protocol switch");
+			return http_fail(r, 502, "unexpected protocol switch");
 	}
-	if (check_framing(r) == -1)
+	if (http_check_framing(r) == -1)
 		return -1;
 	m->keep_alive = http_should_keep_alive(p);
 	r->in_body = 1;
@@ -459,25 +459,25 @@ cb_headers(http_parser *p)
 		return 0;
 	rv = r->cbs.on_headers(r->arg, m);
 	if (rv < 0)
-		return fail(r, 0, "aborted");
+		return http_fail(r, 0, "aborted");
 	return rv == 1 ? 1 : 0;
 }
 
 static int
-cb_body(http_parser *p, const char *at, size_t n)
+http_cb_body(http_parser *p, const char *at, size_t n)
 {
 	struct http_reader *r = p->data;
 
 	r->body_bytes += (long long)n;
 	if (r->is_request && r->lim.max_body_bytes >= 0 && r->body_bytes > r->lim.max_body_bytes)
-		return fail(r, 413, "request body too large");
+		return http_fail(r, 413, "request body too large");
 	if (r->cbs.on_body && r->cbs.on_body(r->arg, at, n) != 0)
-		return fail(r, 0, "aborted");
+		return http_fail(r, 0, "aborted");
 	return 0;
 }
 
 static int
-cb_complete(http_parser *p)
+http_cb_complete(http_parser *p)
 {
 	struct http_reader *r = p->data;
 	int rv = 0;
@@ -487,12 +487,12 @@ cb_complete(http_parser *p)
 	if (r->cbs.on_complete)
 		rv = r->cbs.on_complete(r->arg, &r->msg);
 	if (rv < 0)
-		return fail(r, 0, "aborted");
+		return http_fail(r, 0, "aborted");
 	if (rv == 1)
 		r->user_paused = 1;
 	/* Always stop here so the head scanner sees the next message from its start. */
 	http_parser_pause(p, 1);
-	head_reset(r);
+	http_head_reset(r);
 	return 0;
 }
 
@@ -507,13 +507,13 @@ http_reader_new(int is_request, const struct http_limits *lim, const struct http
 	http_parser_init(&r->p, is_request ? HTTP_REQUEST : HTTP_RESPONSE);
 	r->p.data = r;
 	http_parser_settings_init(&r->s);
-	r->s.on_message_begin = cb_begin;
-	r->s.on_url = cb_url;
-	r->s.on_header_field = cb_field;
-	r->s.on_header_value = cb_value;
-	r->s.on_headers_complete = cb_headers;
-	r->s.on_body = cb_body;
-	r->s.on_message_complete = cb_complete;
+	r->s.on_message_begin = http_cb_begin;
+	r->s.on_url = http_cb_url;
+	r->s.on_header_field = http_cb_field;
+	r->s.on_header_value = http_cb_value;
+	r->s.on_headers_complete = http_cb_headers;
+	r->s.on_body = http_cb_body;
+	r->s.on_message_complete = http_cb_complete;
 	r->is_request = is_request;
 	r->lim = *lim;
 	if (r->lim.max_header_bytes == 0)
@@ -523,8 +523,8 @@ http_reader_new(int is_request, const struct http_limits *lim, const struct http
 	if (cbs)
 		r->cbs = *cbs;
 	r->arg = arg;
-	head_reset(r);
-	msg_reset(r);
+	http_head_reset(r);
+	http_msg_reset(r);
 	return r;
 }
 
@@ -540,7 +540,7 @@ http_reader_free(struct http_reader *r)
 }
 
 static ssize_t
-parser_error(struct http_reader *r)
+http_parser_error(struct http_reader *r)
 {
 	enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
 
@@ -548,8 +548,8 @@ parser_error(struct http_reader *r)
 	if (r->reason)
 		return -1;
 	if (e == HPE_HEADER_OVERFLOW)
-		return fail(r, 431, "header section too large");
-	return fail(r, r->is_request ? 400 : 502, http_errno_description(e));
+		return http_fail(r, 431, "header section too large");
+	return http_fail(r, r->is_request ? 400 : 502, http_errno_description(e));
 }
 
 ssize_t
@@ -565,7 +565,7 @@ http_reader_feed(struct http_reader *r, const char *p, size_t n)
 		if (r->user_paused)
 			break;
 		seg = n - off;
-		if (r->in_head && (seg = scan_head(r, p + off, n - off)) == -1) {
+		if (r->in_head && (seg = http_scan_head(r, p + off, n - off)) == -1) {
 			r->dead = 1;
 			return -1;
 		}
@@ -577,9 +577,9 @@ http_reader_feed(struct http_reader *r, const char *p, size_t n)
 			continue;
 		}
 		if (e != HPE_OK || r->reason)
-			return parser_error(r);
+			return http_parser_error(r);
 		if (r->p.upgrade && k < (size_t)seg)
-			return parser_error(r);
+			return http_parser_error(r);
 	}
 	return off;
 }

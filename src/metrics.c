@@ -113,7 +113,7 @@ metrics_upstream_latency(double seconds)
 }
 
 static unsigned
-deny_hash(const char *a, const char *b)
+metrics_deny_hash(const char *a, const char *b)
 {
 	uint32_t h = hash_fnv1a(HASH_FNV_INIT, a, strlen(a) + 1);	/* NUL separates */
 
@@ -121,7 +121,7 @@ deny_hash(const char *a, const char *b)
 }
 
 static struct deny_ent *
-deny_find(const char *agent, const char *reason, unsigned h)
+metrics_deny_find(const char *agent, const char *reason, unsigned h)
 {
 	struct deny_ent *e;
 
@@ -225,13 +225,13 @@ metrics_deny(const char *agent, const char *reason)
 		agent = "-";
 	reason = metrics_reason_label(reason, lb, sizeof(lb));
 	pthread_mutex_lock(&metrics_deny_mtx);
-	h = deny_hash(agent, reason);
-	e = deny_find(agent, reason, h);
+	h = metrics_deny_hash(agent, reason);
+	e = metrics_deny_find(agent, reason, h);
 	if (e == NULL && metrics_deny_n >= METRICS_DENY_MAX) {
 		/* Bound memory and label cardinality: unseen agents share one series. */
 		agent = "_other";
-		h = deny_hash(agent, reason);
-		e = deny_find(agent, reason, h);
+		h = metrics_deny_hash(agent, reason);
+		e = metrics_deny_find(agent, reason, h);
 	}
 	if (e == NULL) {
 		e = calloc(1, sizeof(*e));
@@ -310,7 +310,8 @@ metrics_put_head(FILE *f, const char *name, const char *type, const char *help)
 }
 
 static void
-put_simple(FILE *f, const char *name, const char *type, const char *help, enum metric_id id)
+metrics_put_simple(FILE *f, const char *name, const char *type, const char *help,
+    enum metric_id id)
 {
 	metrics_put_head(f, name, type, help);
 	fprintf(f, "certgate_%s %ld\n", name, metrics_get(id));
@@ -323,7 +324,7 @@ struct deny_row {
 };
 
 static int
-deny_cmp(const void *a, const void *b)
+metrics_deny_cmp(const void *a, const void *b)
 {
 	const struct deny_row *x = a, *y = b;
 	int c = strcmp(x->agent, y->agent);
@@ -333,13 +334,14 @@ deny_cmp(const void *a, const void *b)
 
 /* Snapshots the family under the lock, then sorts and prints outside it. */
 static int
-render_deny(FILE *f)
+metrics_render_deny(FILE *f)
 {
 	struct deny_row *v = NULL;
 	struct deny_ent *e;
 	size_t n = 0, i;
 
-	metrics_put_head(f, "requests_denied_total", "counter", "Requests refused, by agent and reason.");
+	metrics_put_head(f, "requests_denied_total", "counter",
+	    "Requests refused, by agent and reason.");
 	pthread_mutex_lock(&metrics_deny_mtx);
 	if (metrics_deny_n > 0 && (v = calloc(metrics_deny_n, sizeof(*v))) == NULL) {
 		pthread_mutex_unlock(&metrics_deny_mtx);
@@ -353,7 +355,7 @@ render_deny(FILE *f)
 		}
 	pthread_mutex_unlock(&metrics_deny_mtx);
 	if (n > 1)
-		qsort(v, n, sizeof(*v), deny_cmp);
+		qsort(v, n, sizeof(*v), metrics_deny_cmp);
 	for (i = 0; i < n; i++) {
 		fputs("certgate_requests_denied_total{agent=\"", f);
 		metrics_put_label(f, v[i].agent);
@@ -366,7 +368,7 @@ render_deny(FILE *f)
 }
 
 static void
-render_counters(FILE *f)
+metrics_render_counters(FILE *f)
 {
 	int s;
 
@@ -379,11 +381,12 @@ render_counters(FILE *f)
 	    "unknown"
 #endif
 	    );
-	put_simple(f, "connections_accepted_total", "counter", "TCP connections accepted.",
+	metrics_put_simple(f, "connections_accepted_total", "counter",
+	    "TCP connections accepted.",
 	    M_CONN_ACCEPTED);
-	put_simple(f, "connections_active", "gauge", "Client connections currently open.",
+	metrics_put_simple(f, "connections_active", "gauge", "Client connections currently open.",
 	    M_CONN_ACTIVE);
-	put_simple(f, "connections_rejected_total", "counter",
+	metrics_put_simple(f, "connections_rejected_total", "counter",
 	    "Connections refused by max_connections or max_connections_per_ip.",
 	    M_CONN_REJECTED_LIMIT);
 	metrics_put_head(f, "handshakes_total", "counter", "TLS handshakes by result.");
@@ -393,7 +396,7 @@ render_counters(FILE *f)
 	fprintf(f, "certgate_handshakes_total{result=\"failed\"} %ld\n", metrics_get(M_HS_FAIL));
 	fprintf(f, "certgate_handshakes_total{result=\"timeout\"} %ld\n",
 	    metrics_get(M_HS_TIMEOUT));
-	put_simple(f, "requests_received_total", "counter", "HTTP requests received.",
+	metrics_put_simple(f, "requests_received_total", "counter", "HTTP requests received.",
 	    M_REQ_TOTAL);
 	/* "code", as the Prometheus client libraries label HTTP status codes. */
 	metrics_put_head(f, "requests_total", "counter", "HTTP responses by status code.");
@@ -402,19 +405,22 @@ render_counters(FILE *f)
 		if (v)
 			fprintf(f, "certgate_requests_total{code=\"%d\"} %ld\n", s, v);
 	}
-	put_simple(f, "upstream_errors_total", "counter", "Upstream connection or protocol errors.",
+	metrics_put_simple(f, "upstream_errors_total", "counter",
+	    "Upstream connection or protocol errors.",
 	    M_UPSTREAM_ERRORS);
-	put_simple(f, "upstream_timeouts_total", "counter", "Upstream timeouts.",
+	metrics_put_simple(f, "upstream_timeouts_total", "counter", "Upstream timeouts.",
 	    M_UPSTREAM_TIMEOUTS);
-	metrics_put_head(f, "reloads_total", "counter", "Configuration and identity map reloads.");
+	metrics_put_head(f, "reloads_total", "counter",
+	    "Configuration and identity map reloads.");
 	fprintf(f, "certgate_reloads_total{result=\"ok\"} %ld\n", metrics_get(M_RELOAD_OK));
 	fprintf(f, "certgate_reloads_total{result=\"failed\"} %ld\n", metrics_get(M_RELOAD_FAIL));
-	put_simple(f, "revoked_refused_total", "counter",
+	metrics_put_simple(f, "revoked_refused_total", "counter",
 	    "Handshakes or requests refused because the certificate is revoked.",
 	    M_REVOKED_REFUSED);
-	put_simple(f, "audit_write_failures_total", "counter", "Audit log writes that failed.",
+	metrics_put_simple(f, "audit_write_failures_total", "counter",
+	    "Audit log writes that failed.",
 	    M_AUDIT_WRITE_FAIL);
-	put_simple(f, "tls_session_cache_sessions", "gauge",
+	metrics_put_simple(f, "tls_session_cache_sessions", "gauge",
 	    "Resumable TLS sessions held in the session cache.", M_TLS_CACHE_SESSIONS);
 }
 
@@ -429,8 +435,8 @@ metrics_render(void)
 	f = open_memstream(&buf, &len);
 	if (f == NULL)
 		return NULL;
-	render_counters(f);
-	rc = render_deny(f);
+	metrics_render_counters(f);
+	rc = metrics_render_deny(f);
 	metrics_hist_render(f, &metrics_upstream);
 	/* Renderers are static functions of modules that live as long as the process:
 	 * the lock only keeps the list consistent while it is walked. */

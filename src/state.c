@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "cabundle.h"
 #include "log.h"
 #include "metrics.h"
 #include "dn.h"
@@ -221,14 +222,16 @@ state_revoked_from_crls(struct gw_state *st)
 	return 0;
 }
 
-/* certgate's own CA (identity.h, issuer binding): the certificates of ca.cert (a
- * bundle during a rollover). Without that file (a gateway that is not next to its
+/* certgate's own CA (identity.h, issuer binding): certgate's CAs in ca.cert (several
+ * during a rollover; not the corporate chain behind an intermediate, cabundle.h). Without that file (a gateway that is not next to its
  * CA) every CA of tls.ca counts as certgate's, as before issuers could be bound. */
 static int
 state_own_ca(struct gw_state *st)
 {
 	STACK_OF(X509_OBJECT) *objs;
 	const char *path = state_cfg->ca.cert;
+	struct cabundle cb;
+	char why[256];
 	unsigned long e;
 	X509 *x;
 	BIO *b;
@@ -264,6 +267,15 @@ state_own_ca(struct gw_state *st)
 		log_err("cannot read certgate's CA certificate %s (ca.cert)", path);
 		return -1;
 	}
+	/* Only certgate's CAs, not a corporate chain that follows them (cabundle.h). */
+	if (cabundle_from(st->own_ca, &cb, why, sizeof(why)) == -1) {
+		log_err("certgate's CA certificate %s (ca.cert): %s", path, why);
+		return -1;
+	}
+	sk_X509_pop_free(st->own_ca, X509_free);
+	st->own_ca = cb.ours;
+	cb.ours = NULL;
+	cabundle_free(&cb);
 	return 0;
 }
 
