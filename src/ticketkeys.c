@@ -27,17 +27,18 @@
 #define TK_POLL_MIN_MS 250
 #define TK_BOUNDARY_MS 20       /* after an epoch starts, so Redis's clock passed it */
 
-struct tk_key {
+struct ticketkeys_key {
 	long long epoch;
 	unsigned char name[TK_NAME_LEN];
 	unsigned char aes[TK_AES_LEN];
 	unsigned char hmac[TK_HMAC_LEN];
 };
 
-/* Immutable once published; replaced whole (build, swap under tk_mtx, wipe the old). */
-struct tk_set {
+/* Immutable once published; replaced whole (build, swap under ticketkeys_mtx, wipe
+ * the old). */
+struct ticketkeys_set {
 	int n;                          /* 0..2, k[0] the newest */
-	struct tk_key k[2];
+	struct ticketkeys_key k[2];
 	double redis_now;               /* Redis's TIME when fetched ... */
 	double mono;                    /* ... and our monotonic clock then */
 };
@@ -47,7 +48,7 @@ struct tk_set {
  * in use back instead of new ones). KEYS[1] the prefix; ARGV: rotation, a fresh
  * random key, then EPOCH, KEY pairs held. Returns {epoch, seconds, microseconds,
  * current key, previous key or false}. */
-static const char tk_lua[] =
+static const char ticketkeys_lua[] =
 	"local r=tonumber(ARGV[1]) local t=redis.call('TIME') local now=tonumber(t[1]) "
 	"local e=math.floor(now/r) "
 	"for i=3,#ARGV,2 do local k=tonumber(ARGV[i]) "
@@ -57,12 +58,13 @@ static const char tk_lua[] =
 	"return {e,now,tonumber(t[2]),redis.call('GET',KEYS[1]..string.format('%d',e)),"
 	"redis.call('GET',KEYS[1]..string.format('%d',e-1))}";
 
-static pthread_mutex_t tk_mtx = PTHREAD_MUTEX_INITIALIZER;
-static struct tk_set *tk_cur;           /* under tk_mtx; NULL: no keys */
-static int tk_rotate_s = 3600;          /* written before the workers start */
-static ticketkeys_usable_fn tk_usable;  /* atomic */
-static atomic_long tk_n_fetch_fail, tk_n_rotations, tk_n_dec[4], tk_n_unusable, tk_n_none;
-static pthread_once_t tk_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t ticketkeys_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct ticketkeys_set *ticketkeys_cur;  /* under ticketkeys_mtx; NULL: no keys */
+static int ticketkeys_rotate_s = 3600;          /* written before the workers start */
+static ticketkeys_usable_fn ticketkeys_usable;  /* atomic */
+static atomic_long ticketkeys_n_fetch_fail, ticketkeys_n_rotations, ticketkeys_n_dec[4],
+    ticketkeys_n_unusable, ticketkeys_n_none;
+static pthread_once_t ticketkeys_once = PTHREAD_ONCE_INIT;
 
 static struct {
 	const struct config *cfg;
@@ -71,7 +73,7 @@ static struct {
 	struct rconn_op *op;
 	long long last_epoch;           /* newest epoch adopted (log once per rotation) */
 	int logged_fail;
-} tk;
+} ticketkeys_st;
 
 long long
 ticketkeys_epoch(double t, int r)
@@ -86,7 +88,7 @@ ticketkeys_alive(long long k, double t, int r)
 }
 
 static double
-tk_mono(void)
+ticketkeys_mono(void)
 {
 	struct timespec ts;
 
@@ -95,7 +97,7 @@ tk_mono(void)
 }
 
 static void
-tk_set_free(struct tk_set *s)
+ticketkeys_set_free(struct ticketkeys_set *s)
 {
 	if (s == NULL)
 		return;
@@ -105,55 +107,55 @@ tk_set_free(struct tk_set *s)
 
 /* Redis's time now, as this instance estimates it from the last fetch. */
 static double
-tk_redis_now(const struct tk_set *s)
+ticketkeys_redis_now(const struct ticketkeys_set *s)
 {
-	return s->redis_now + (tk_mono() - s->mono);
+	return s->redis_now + (ticketkeys_mono() - s->mono);
 }
 
 /* Publishes s (may be NULL: no keys) and wipes the set it replaces. Main thread. */
 static void
-tk_publish(struct tk_set *s)
+ticketkeys_publish(struct ticketkeys_set *s)
 {
-	struct tk_set *old;
+	struct ticketkeys_set *old;
 
-	pthread_mutex_lock(&tk_mtx);
-	old = tk_cur;
-	tk_cur = s;
-	pthread_mutex_unlock(&tk_mtx);
-	tk_set_free(old);
+	pthread_mutex_lock(&ticketkeys_mtx);
+	old = ticketkeys_cur;
+	ticketkeys_cur = s;
+	pthread_mutex_unlock(&ticketkeys_mtx);
+	ticketkeys_set_free(old);
 }
 
 /* Copies the key to encrypt under (enc) or the key named name (decrypt) into *out.
  * Returns -1 (none), or for a decrypt 1 (current epoch) / 2 (an older one: renew). */
 static int
-tk_pick(const unsigned char *name, struct tk_key *out, double *now_out)
+ticketkeys_pick(const unsigned char *name, struct ticketkeys_key *out, double *now_out)
 {
-	const struct tk_set *s;
+	const struct ticketkeys_set *s;
 	double now = 0;
 	int i, rv = -1;
 
-	pthread_mutex_lock(&tk_mtx);
-	if ((s = tk_cur) == NULL)
+	pthread_mutex_lock(&ticketkeys_mtx);
+	if ((s = ticketkeys_cur) == NULL)
 		goto out;
-	now = tk_redis_now(s);
+	now = ticketkeys_redis_now(s);
 	for (i = 0; i < s->n; i++) {
-		if (!ticketkeys_alive(s->k[i].epoch, now, tk_rotate_s))
+		if (!ticketkeys_alive(s->k[i].epoch, now, ticketkeys_rotate_s))
 			continue;
 		if (name == NULL || memcmp(name, s->k[i].name, TK_NAME_LEN) == 0) {
 			*out = s->k[i];
-			rv = s->k[i].epoch == ticketkeys_epoch(now, tk_rotate_s) ? 1 : 2;
+			rv = s->k[i].epoch == ticketkeys_epoch(now, ticketkeys_rotate_s) ? 1 : 2;
 			break;
 		}
 	}
 out:
-	pthread_mutex_unlock(&tk_mtx);
+	pthread_mutex_unlock(&ticketkeys_mtx);
 	if (now_out != NULL)
 		*now_out = now;
 	return rv;
 }
 
 static int
-tk_hmac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
+ticketkeys_hmac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
 {
 	OSSL_PARAM p[2];
 
@@ -165,15 +167,15 @@ tk_hmac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
 /* OpenSSL's ticket key callback: 1 ok (decrypt: current key), 2 decrypted under the
  * previous key (renew), 0 no key (decrypt: full handshake), -1 error. */
 static int
-tk_key_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+ticketkeys_key_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
-	struct tk_key k;
+	struct ticketkeys_key k;
 	int rv = 0, which;
 
 	if (enc) {
-		if ((which = tk_pick(NULL, &k, NULL)) < 0) {
-			/* The key aged out between the ClientHello (tk_hello_cb) and now:
+		if ((which = ticketkeys_pick(NULL, &k, NULL)) < 0) {
+			/* The key aged out between the ClientHello (ticketkeys_hello_cb) and now:
 			 * a throwaway key, so the ticket simply never decrypts (TLS 1.3 in
 			 * OpenSSL 3.0 cannot skip a ticket from here). */
 			if (RAND_bytes(k.name, TK_NAME_LEN) != 1 ||
@@ -185,7 +187,7 @@ tk_key_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH
 		}
 		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
 		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-		    tk_hmac_init(hctx, k.hmac) == -1) {
+		    ticketkeys_hmac_init(hctx, k.hmac) == -1) {
 			rv = -1;
 			goto out;
 		}
@@ -193,16 +195,16 @@ tk_key_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH
 		rv = 1;
 		goto out;
 	}
-	if ((which = tk_pick(key_name, &k, NULL)) < 0) {
-		atomic_fetch_add(&tk_n_dec[0], 1);
+	if ((which = ticketkeys_pick(key_name, &k, NULL)) < 0) {
+		atomic_fetch_add(&ticketkeys_n_dec[0], 1);
 		goto out;       /* unknown or aged out: full handshake */
 	}
 	if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-	    tk_hmac_init(hctx, k.hmac) == -1) {
+	    ticketkeys_hmac_init(hctx, k.hmac) == -1) {
 		rv = -1;
 		goto out;
 	}
-	atomic_fetch_add(&tk_n_dec[which], 1);
+	atomic_fetch_add(&ticketkeys_n_dec[which], 1);
 	rv = which;
 out:
 	OPENSSL_cleanse(&k, sizeof(k));
@@ -213,16 +215,16 @@ out:
  * expiry, session id context) says so; otherwise a full handshake, where the CRL
  * check refuses a revoked certificate with a proper alert. */
 static SSL_TICKET_RETURN
-tk_dec_cb(SSL *s, SSL_SESSION *ss, const unsigned char *keyname, size_t keyname_len,
+ticketkeys_dec_cb(SSL *s, SSL_SESSION *ss, const unsigned char *keyname, size_t keyname_len,
     SSL_TICKET_STATUS status, void *arg)
 {
-	ticketkeys_usable_fn usable = __atomic_load_n(&tk_usable, __ATOMIC_ACQUIRE);
+	ticketkeys_usable_fn usable = __atomic_load_n(&ticketkeys_usable, __ATOMIC_ACQUIRE);
 
 	switch (status) {
 	case SSL_TICKET_SUCCESS:
 	case SSL_TICKET_SUCCESS_RENEW:
 		if (usable == NULL || !usable(s, ss)) {
-			atomic_fetch_add(&tk_n_unusable, 1);
+			atomic_fetch_add(&ticketkeys_n_unusable, 1);
 			return SSL_TICKET_RETURN_IGNORE_RENEW;
 		}
 		/* Renewed even under the current key: TLS 1.3 sends no new ticket after
@@ -241,12 +243,12 @@ tk_dec_cb(SSL *s, SSL_SESSION *ss, const unsigned char *keyname, size_t keyname_
 /* No key to encrypt under (Redis unreachable for longer than the keys live, or not
  * reached yet): this handshake gets no ticket at all. */
 static int
-tk_hello_cb(SSL *s, int *al, void *arg)
+ticketkeys_hello_cb(SSL *s, int *al, void *arg)
 {
-	struct tk_key k;
+	struct ticketkeys_key k;
 
-	if (tk_pick(NULL, &k, NULL) < 0) {
-		atomic_fetch_add(&tk_n_none, 1);
+	if (ticketkeys_pick(NULL, &k, NULL) < 0) {
+		atomic_fetch_add(&ticketkeys_n_none, 1);
 		SSL_set_num_tickets(s, 0);
 		SSL_set_options(s, SSL_OP_NO_TICKET);
 	}
@@ -257,13 +259,13 @@ tk_hello_cb(SSL *s, int *al, void *arg)
 int
 ticketkeys_ctx_setup(SSL_CTX *ctx, ticketkeys_usable_fn usable)
 {
-	__atomic_store_n(&tk_usable, usable, __ATOMIC_RELEASE);
+	__atomic_store_n(&ticketkeys_usable, usable, __ATOMIC_RELEASE);
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	/* Tickets carry the session: no server-side cache to fill or look up. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_client_hello_cb(ctx, tk_hello_cb, NULL);
-	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tk_key_cb) != 1 ||
-	    SSL_CTX_set_session_ticket_cb(ctx, NULL, tk_dec_cb, NULL) != 1) {
+	SSL_CTX_set_client_hello_cb(ctx, ticketkeys_hello_cb, NULL);
+	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticketkeys_key_cb) != 1 ||
+	    SSL_CTX_set_session_ticket_cb(ctx, NULL, ticketkeys_dec_cb, NULL) != 1) {
 		log_sslerr("cannot set the session ticket callbacks");
 		return -1;
 	}
@@ -273,52 +275,54 @@ ticketkeys_ctx_setup(SSL_CTX *ctx, ticketkeys_usable_fn usable)
 /* ---- fetching, on the main loop ---- */
 
 static void
-tk_metrics(FILE *f)
+ticketkeys_metrics(FILE *f)
 {
 	static const char *names[3] = { "unknown_key", "current_key", "previous_key" };
 	double now;
 	int i, n = 0;
 
-	pthread_mutex_lock(&tk_mtx);
-	if (tk_cur != NULL) {
-		now = tk_redis_now(tk_cur);
-		for (i = 0; i < tk_cur->n; i++)
-			n += ticketkeys_alive(tk_cur->k[i].epoch, now, tk_rotate_s);
+	pthread_mutex_lock(&ticketkeys_mtx);
+	if (ticketkeys_cur != NULL) {
+		now = ticketkeys_redis_now(ticketkeys_cur);
+		for (i = 0; i < ticketkeys_cur->n; i++)
+			n += ticketkeys_alive(ticketkeys_cur->k[i].epoch, now, ticketkeys_rotate_s);
 	}
-	pthread_mutex_unlock(&tk_mtx);
+	pthread_mutex_unlock(&ticketkeys_mtx);
 	metrics_put_head(f, "cluster_ticket_keys", "gauge",
 	    "Shared TLS ticket keys held and still usable (2 normally, 0: no tickets).");
 	fprintf(f, "certgate_cluster_ticket_keys %d\n", n);
 	metrics_put_head(f, "cluster_ticket_key_fetch_failures_total", "counter",
 	    "Fetches of the shared ticket keys Redis did not answer.");
 	fprintf(f, "certgate_cluster_ticket_key_fetch_failures_total %ld\n",
-	    atomic_load(&tk_n_fetch_fail));
+	    atomic_load(&ticketkeys_n_fetch_fail));
 	metrics_put_head(f, "cluster_ticket_key_rotations_total", "counter",
 	    "New current ticket keys adopted.");
 	fprintf(f, "certgate_cluster_ticket_key_rotations_total %ld\n",
-	    atomic_load(&tk_n_rotations));
+	    atomic_load(&ticketkeys_n_rotations));
 	metrics_put_head(f, "cluster_tickets_decrypted_total", "counter",
 	    "Session tickets presented, by the key they were under.");
 	for (i = 0; i < 3; i++)
 		fprintf(f, "certgate_cluster_tickets_decrypted_total{key=\"%s\"} %ld\n",
-		    names[i], atomic_load(&tk_n_dec[i]));
+		    names[i], atomic_load(&ticketkeys_n_dec[i]));
 	metrics_put_head(f, "cluster_tickets_refused_total", "counter",
 	    "Decrypted tickets not resumed: certificate revoked or expired, or another "
 	    "listener's session.");
-	fprintf(f, "certgate_cluster_tickets_refused_total %ld\n", atomic_load(&tk_n_unusable));
+	fprintf(f, "certgate_cluster_tickets_refused_total %ld\n",
+	    atomic_load(&ticketkeys_n_unusable));
 	metrics_put_head(f, "cluster_tickets_not_issued_total", "counter",
 	    "Handshakes that got no ticket because no shared key was usable.");
-	fprintf(f, "certgate_cluster_tickets_not_issued_total %ld\n", atomic_load(&tk_n_none));
+	fprintf(f, "certgate_cluster_tickets_not_issued_total %ld\n",
+	    atomic_load(&ticketkeys_n_none));
 }
 
 static void
-tk_metrics_init(void)
+ticketkeys_metrics_init(void)
 {
-	(void)metrics_add_renderer(tk_metrics);
+	(void)metrics_add_renderer(ticketkeys_metrics);
 }
 
 static void
-tk_arm(long ms)
+ticketkeys_arm(long ms)
 {
 	struct timeval tv;
 
@@ -326,58 +330,60 @@ tk_arm(long ms)
 		ms = 1;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(tk.timer, &tv);
+	evtimer_add(ticketkeys_st.timer, &tv);
 }
 
 /* The next fetch: at the start of the next epoch, or sooner (a periodic check). */
 static long
-tk_next_ms(double redis_now)
+ticketkeys_next_ms(double redis_now)
 {
-	long poll = (long)tk_rotate_s * 1000 / 4, until;
+	long poll = (long)ticketkeys_rotate_s * 1000 / 4, until;
+	double next;
 
 	if (poll > TK_POLL_MAX_MS)
 		poll = TK_POLL_MAX_MS;
 	if (poll < TK_POLL_MIN_MS)
 		poll = TK_POLL_MIN_MS;
-	until = (long)(((double)(ticketkeys_epoch(redis_now, tk_rotate_s) + 1) * tk_rotate_s -
-	    redis_now) * 1000) + TK_BOUNDARY_MS;
+	next = (double)(ticketkeys_epoch(redis_now, ticketkeys_rotate_s) + 1) *
+	    ticketkeys_rotate_s;
+	until = (long)((next - redis_now) * 1000) + TK_BOUNDARY_MS;
 	return until < poll ? until : poll;
 }
 
 /* Drops the keys held once none is alive any more (Redis unreachable too long). */
 static void
-tk_expire_held(void)
+ticketkeys_expire_held(void)
 {
-	struct tk_key k;
+	struct ticketkeys_key k;
 	int any;
 
-	any = tk_pick(NULL, &k, NULL) >= 0;
+	any = ticketkeys_pick(NULL, &k, NULL) >= 0;
 	OPENSSL_cleanse(&k, sizeof(k));
-	pthread_mutex_lock(&tk_mtx);
-	any = any || tk_cur == NULL;
-	pthread_mutex_unlock(&tk_mtx);
+	pthread_mutex_lock(&ticketkeys_mtx);
+	any = any || ticketkeys_cur == NULL;
+	pthread_mutex_unlock(&ticketkeys_mtx);
 	if (!any) {
 		log_warn("cluster: the shared TLS ticket keys held aged out and Redis could not "
 		    "give new ones: no session tickets until it does (full handshakes)");
-		tk_publish(NULL);
+		ticketkeys_publish(NULL);
 	}
 }
 
 static void
-tk_fetch_failed(const char *why)
+ticketkeys_fetch_failed(const char *why)
 {
-	atomic_fetch_add(&tk_n_fetch_fail, 1);
-	if (!tk.logged_fail) {
+	atomic_fetch_add(&ticketkeys_n_fetch_fail, 1);
+	if (!ticketkeys_st.logged_fail) {
 		log_warn("cluster: cannot fetch the shared TLS ticket keys: %s (keeping the keys "
 		    "held while they are valid)", why);
-		tk.logged_fail = 1;
+		ticketkeys_st.logged_fail = 1;
 	}
-	tk_expire_held();
-	tk_arm(TK_RETRY_MS);
+	ticketkeys_expire_held();
+	ticketkeys_arm(TK_RETRY_MS);
 }
 
 static int
-tk_parse_key(const redisReply *r, long long epoch, struct tk_key *k)
+ticketkeys_parse_key(const redisReply *r, long long epoch, struct ticketkeys_key *k)
 {
 	if (r->type != REDIS_REPLY_STRING || r->len != TK_BLOB_LEN)
 		return -1;
@@ -389,53 +395,53 @@ tk_parse_key(const redisReply *r, long long epoch, struct tk_key *k)
 }
 
 static void
-tk_reply(void *arg, redisReply *r)
+ticketkeys_reply(void *arg, redisReply *r)
 {
-	struct tk_set *s = NULL;
+	struct ticketkeys_set *s = NULL;
 	long long e;
 
-	tk.op = NULL;
+	ticketkeys_st.op = NULL;
 	if (r == NULL) {
-		tk_fetch_failed("no answer");
+		ticketkeys_fetch_failed("no answer");
 		return;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER ||
 	    r->element[1]->type != REDIS_REPLY_INTEGER ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER) {
-		tk_fetch_failed(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+		ticketkeys_fetch_failed(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		tk_fetch_failed("out of memory");
+		ticketkeys_fetch_failed("out of memory");
 		return;
 	}
 	e = r->element[0]->integer;
 	s->redis_now = (double)r->element[1]->integer + r->element[2]->integer / 1e6;
-	s->mono = tk_mono();
-	if (tk_parse_key(r->element[3], e, &s->k[0]) == -1) {
-		tk_set_free(s);
-		tk_fetch_failed("the current key is malformed");
+	s->mono = ticketkeys_mono();
+	if (ticketkeys_parse_key(r->element[3], e, &s->k[0]) == -1) {
+		ticketkeys_set_free(s);
+		ticketkeys_fetch_failed("the current key is malformed");
 		return;
 	}
 	s->n = 1;
-	if (tk_parse_key(r->element[4], e - 1, &s->k[1]) == 0)
+	if (ticketkeys_parse_key(r->element[4], e - 1, &s->k[1]) == 0)
 		s->n = 2;
-	if (tk.logged_fail)
+	if (ticketkeys_st.logged_fail)
 		log_info("cluster: shared TLS ticket keys fetched again");
-	tk.logged_fail = 0;
-	if (e != tk.last_epoch) {
-		atomic_fetch_add(&tk_n_rotations, 1);
+	ticketkeys_st.logged_fail = 0;
+	if (e != ticketkeys_st.last_epoch) {
+		atomic_fetch_add(&ticketkeys_n_rotations, 1);
 		log_info("cluster: TLS ticket key of epoch %lld in use (rotation every %d s)", e,
-		    tk_rotate_s);
-		tk.last_epoch = e;
+		    ticketkeys_rotate_s);
+		ticketkeys_st.last_epoch = e;
 	}
-	tk_arm(tk_next_ms(s->redis_now));
-	tk_publish(s);
+	ticketkeys_arm(ticketkeys_next_ms(s->redis_now));
+	ticketkeys_publish(s);
 }
 
 static void
-tk_fetch(void)
+ticketkeys_fetch(void)
 {
 	const char *argv[6 + 2 * 2];    /* EVAL, script, 1, prefix, rotation, fresh, 2 held */
 	size_t lens[6 + 2 * 2];
@@ -443,24 +449,24 @@ tk_fetch(void)
 	unsigned char fresh[TK_BLOB_LEN], held[2][TK_BLOB_LEN];
 	int argc = 0, i, n = 0;
 
-	snprintf(rot, sizeof(rot), "%d", tk_rotate_s);
+	snprintf(rot, sizeof(rot), "%d", ticketkeys_rotate_s);
 	if (RAND_bytes(fresh, sizeof(fresh)) != 1) {
-		tk_fetch_failed("no random bytes");
+		ticketkeys_fetch_failed("no random bytes");
 		return;
 	}
-	pthread_mutex_lock(&tk_mtx);
-	if (tk_cur != NULL) {
-		n = tk_cur->n;
+	pthread_mutex_lock(&ticketkeys_mtx);
+	if (ticketkeys_cur != NULL) {
+		n = ticketkeys_cur->n;
 		for (i = 0; i < n; i++) {
-			snprintf(ep[i], sizeof(ep[i]), "%lld", tk_cur->k[i].epoch);
-			memcpy(held[i], tk_cur->k[i].name, TK_NAME_LEN);
-			memcpy(held[i] + TK_NAME_LEN, tk_cur->k[i].aes, TK_AES_LEN);
-			memcpy(held[i] + TK_NAME_LEN + TK_AES_LEN, tk_cur->k[i].hmac, TK_HMAC_LEN);
+			snprintf(ep[i], sizeof(ep[i]), "%lld", ticketkeys_cur->k[i].epoch);
+			memcpy(held[i], ticketkeys_cur->k[i].name, TK_NAME_LEN);
+			memcpy(held[i] + TK_NAME_LEN, ticketkeys_cur->k[i].aes, TK_AES_LEN);
+			memcpy(held[i] + TK_NAME_LEN + TK_AES_LEN, ticketkeys_cur->k[i].hmac, TK_HMAC_LEN);
 		}
 	}
-	pthread_mutex_unlock(&tk_mtx);
+	pthread_mutex_unlock(&ticketkeys_mtx);
 	argv[argc] = "EVAL", lens[argc++] = 4;
-	argv[argc] = tk_lua, lens[argc++] = sizeof(tk_lua) - 1;
+	argv[argc] = ticketkeys_lua, lens[argc++] = sizeof(ticketkeys_lua) - 1;
 	argv[argc] = "1", lens[argc++] = 1;
 	argv[argc] = TK_PREFIX, lens[argc++] = sizeof(TK_PREFIX) - 1;
 	argv[argc] = rot, lens[argc++] = strlen(rot);
@@ -470,25 +476,26 @@ tk_fetch(void)
 		argv[argc] = (const char *)held[i], lens[argc++] = TK_BLOB_LEN;
 	}
 	/* hiredis copies the command into its output buffer. */
-	if (rconn_command_argv(tk.rc, tk_reply, NULL, &tk.op, argc, argv, lens) == -1)
-		tk_fetch_failed("Redis unreachable");
+	if (rconn_command_argv(ticketkeys_st.rc, ticketkeys_reply, NULL, &ticketkeys_st.op, argc,
+	    argv, lens) == -1)
+		ticketkeys_fetch_failed("Redis unreachable");
 	OPENSSL_cleanse(fresh, sizeof(fresh));
 	OPENSSL_cleanse(held, sizeof(held));
 }
 
 static void
-tk_timer_cb(evutil_socket_t fd, short what, void *arg)
+ticketkeys_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (tk.op == NULL)
-		tk_fetch();
+	if (ticketkeys_st.op == NULL)
+		ticketkeys_fetch();
 }
 
 static void
-tk_up(struct rconn *rc, void *arg)
+ticketkeys_up(struct rconn *rc, void *arg)
 {
-	if (tk.op == NULL) {
-		evtimer_del(tk.timer);
-		tk_fetch();
+	if (ticketkeys_st.op == NULL) {
+		evtimer_del(ticketkeys_st.timer);
+		ticketkeys_fetch();
 	}
 }
 
@@ -497,29 +504,30 @@ ticketkeys_start(struct event_base *base, const struct config *cfg)
 {
 	if (cfg->cluster.redis == NULL || !cfg->tls.session_tickets)
 		return 0;
-	pthread_once(&tk_once, tk_metrics_init);
-	memset(&tk, 0, sizeof(tk));
-	tk.cfg = cfg;
-	tk.last_epoch = -1;
-	tk_rotate_s = cfg->cluster.ticket_rotate_s;
-	if ((tk.timer = evtimer_new(base, tk_timer_cb, NULL)) == NULL ||
-	    (tk.rc = rconn_new(base, &cfg->cluster, "the ticket keys", tk_up, NULL)) == NULL) {
+	pthread_once(&ticketkeys_once, ticketkeys_metrics_init);
+	memset(&ticketkeys_st, 0, sizeof(ticketkeys_st));
+	ticketkeys_st.cfg = cfg;
+	ticketkeys_st.last_epoch = -1;
+	ticketkeys_rotate_s = cfg->cluster.ticket_rotate_s;
+	if ((ticketkeys_st.timer = evtimer_new(base, ticketkeys_timer_cb, NULL)) == NULL ||
+	    (ticketkeys_st.rc = rconn_new(base, &cfg->cluster, "the ticket keys", ticketkeys_up,
+	    NULL)) == NULL) {
 		log_err("cluster: out of memory");
 		ticketkeys_stop();
 		return -1;
 	}
 	/* Until Redis answers, a connection that fails still retries through the timer. */
-	tk_arm(TK_RETRY_MS);
+	ticketkeys_arm(TK_RETRY_MS);
 	return 0;
 }
 
 void
 ticketkeys_stop(void)
 {
-	rconn_cancel(tk.op);
-	rconn_free(tk.rc);
-	if (tk.timer != NULL)
-		event_free(tk.timer);
-	memset(&tk, 0, sizeof(tk));
-	tk_publish(NULL);
+	rconn_cancel(ticketkeys_st.op);
+	rconn_free(ticketkeys_st.rc);
+	if (ticketkeys_st.timer != NULL)
+		event_free(ticketkeys_st.timer);
+	memset(&ticketkeys_st, 0, sizeof(ticketkeys_st));
+	ticketkeys_publish(NULL);
 }
