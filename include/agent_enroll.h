@@ -41,6 +41,8 @@ struct agent_enroll_answer {
 	long retry_after;       /* the server's Retry-After in seconds, -1 when none */
 	int unmapped;           /* a 403 for a certificate the gateway's identity map
 	                         * does not hold (agent_msg_unmapped) */
+	int transient;          /* no answer for a reason that may pass: timeout, cannot
+	                         * connect, connection closed (not a TLS refusal) */
 };
 
 /* POSTs the base64 CSR to ORIGIN/.well-known/est/OP (simpleenroll or

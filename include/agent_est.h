@@ -48,6 +48,16 @@ int agent_est_basic(const char *id, const char *token, struct buf *out);
 /* 1 when a Content-Type value is application/pkcs7-mime (any parameters). */
 int agent_est_is_pkcs7(const char *content_type);
 
+/* How many times a request that got 503 or no answer is sent again. */
+#define AGENT_EST_RETRIES 4
+
+/* Seconds to wait before retry number attempt (1..) of a request that got 503 or no
+ * answer: the server's Retry-After when it sent one (retry_after 1..300; larger
+ * values are cut to 300), else 2^attempt s capped at 30; plus up to a quarter more
+ * by jitter (0 <= jitter < 1, the caller's random number) so agents refused
+ * together do not come back together. */
+long agent_est_retry_delay(int attempt, long retry_after, double jitter);
+
 /* Appends the base64 encoding of p[0..n) (no line breaks) to out. Returns 0/-1. */
 int agent_est_base64(const unsigned char *p, size_t n, struct buf *out);
 

@@ -11,7 +11,7 @@
 
 struct caaudit_rec {
 	const char *what;        /* init, server, issue, renew, revoke, crl, token, enroll,
-	                          * refused, reconcile */
+	                          * enroll_redelivered, refused, reconcile */
 	const char *serial;
 	const char *agent;
 	const char *subject;

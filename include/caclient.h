@@ -4,7 +4,8 @@
  *
  * Each request opens its own connection (cheap on a local socket, and nothing to
  * repair when the CA service restarts), writes one frame, reads one frame of at most
- * CAPROTO_MAX bytes, and ends within timeout_ms whatever the service does. Replies
+ * CAPROTO_MAX bytes, and ends within timeout_ms whatever the service does; enroll and
+ * renew requests tell the service when that is ("deadline", caproto.h). Replies
  * are checked field by field (caproto.h): a compromised or confused CA service
  * cannot make the gateway accept a malformed answer.
  *

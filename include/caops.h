@@ -5,7 +5,12 @@
  * enroll: the one-time token decides everything but the key: agent id, roles,
  *   scopes, lifetime. It must be known, unused, unexpired, for this CA, and for the
  *   agent named (when one is). It is marked used before the signature (single use
- *   even when the process dies), the issuance is crash-safe (castore.h).
+ *   even when the process dies), together with the SHA-256 of the key certified;
+ *   the issuance is crash-safe (castore.h). A spent token presented again with
+ *   that same key before the token's expiry gets the same certificate again (read
+ *   from the archive, if its database row is valid), audited "enroll_redelivered":
+ *   the retry of an agent whose answer was lost (the gateway timed out). Any other
+ *   key is refused as before.
  * renew: the presented certificate must be signed by this CA, in its database,
  *   neither revoked nor expired, an agent's (CN=ID, SAN spiffe://TD/agent/ID) and
  *   mapped to that agent; the new certificate has the same identity and lifetime

@@ -4,8 +4,8 @@
  * Framing: a 4-byte big-endian length N (1..CAPROTO_MAX) followed by N bytes of one
  * JSON object. Requests:
  *   {"v":1,"op":"ping"}
- *   {"v":1,"op":"enroll","token":T,"spki":B64[,"agent":ID][,"peer":P]}
- *   {"v":1,"op":"renew","cert":B64,"spki":B64[,"peer":P]}
+ *   {"v":1,"op":"enroll","token":T,"spki":B64[,"agent":ID][,"peer":P][,"deadline":MS]}
+ *   {"v":1,"op":"renew","cert":B64,"spki":B64[,"peer":P][,"deadline":MS]}
  *   {"v":1,"op":"ocsp","ids":[{"hash":"sha1"|"sha256"|"sha384"|"sha512",
  *        "name_hash":HEX,"key_hash":HEX,"serial":HEX},...][,"nonce":B64]}
  * Replies:
@@ -13,6 +13,9 @@
  *   {"ok":true,"serial":HEX,"agent":ID,"not_after":T,"cert":B64,"chain":[B64...]}
  *   {"ok":true,"ocsp":B64}
  *   {"ok":false,"error":KIND,"message":TEXT[,"retry_after":S]}
+ * MS is the wall-clock time (Unix epoch milliseconds) after which the sender no longer
+ * waits for the answer: the CA service refuses a request it takes up after that as
+ * unavailable (busy), before spending or signing anything.
  * B64 is standard base64 with padding; spki is a DER SubjectPublicKeyInfo, cert a DER
  * certificate. Unknown ops, unknown or missing fields, wrong types and out-of-range
  * sizes are refused: one text decodes to one request.
@@ -68,6 +71,8 @@ struct caproto_req {
 	size_t nonce_len;
 	int has_nonce;
 	char peer[64];            /* client address for the audit, "" when not given */
+	long long deadline_ms;    /* enroll, renew: see MS above; 0 when not given
+	                           * (caclient.h fills it in from its timeout) */
 };
 
 struct caproto_reply {

@@ -47,14 +47,27 @@ struct catoken_rec {
 	long long expires;     /* the token's own expiry */
 	long long used_at;     /* 0: unused */
 	char serial[80];       /* set when used: the certificate it was used for */
+	char key[65];          /* set when used: SHA-256 (lowercase hex) of the DER
+	                        * SubjectPublicKeyInfo certified, written in the same
+	                        * record as used_at so a retry with the same key can be
+	                        * recognised; "" in records written before it existed */
 };
 
 void catoken_rec_free(struct catoken_rec *r);
 /* Encodes r as a JSON object (new reference) or NULL. */
 json_t *catoken_rec_json(const struct catoken_rec *r);
 /* Decodes and validates a stored record (agent id, role and scope strings, positive
- * times). -1 with err for anything unexpected. */
+ * times, "key" 64 lowercase hex and only with "used_at"). -1 with err for anything
+ * unexpected. */
 int catoken_rec_parse(json_t *o, struct catoken_rec *r, char *err, size_t errlen);
+
+/* SHA-256 of a DER SubjectPublicKeyInfo as 64 lowercase hex (hex holds 65). 0/-1. */
+int catoken_key_hash(const unsigned char *spki, size_t len, char hex[65]);
+
+/* Whether a spent token may hand its certificate out again to a retry (the first
+ * answer was lost, e.g. the gateway timed out while the CA completed): 1 when r is
+ * used, recorded key_hex (the retry's key hash) and has not expired at now, else 0. */
+int catoken_redeliverable(const struct catoken_rec *r, const char *key_hex, long long now);
 
 /* Store. put creates the file (-1 if it already exists); get returns 0 and *r,
  * 1 when no such token, -1 on error; update replaces an existing record. */

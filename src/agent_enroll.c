@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include "agent_dir.h"
@@ -268,6 +269,9 @@ agent_enroll_post(const char *origin, const char *op, struct agent_cred *tls,
 
 		snprintf(err, errlen, "POST %s: %s%s%s%s", url, m, *hint ? " (" : "", hint,
 		    *hint ? ")" : "");
+		ans->transient = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
+		    (*hint == '\0' && (rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR ||
+		    rc == CURLE_RECV_ERROR));
 	} else if (ans->unmapped) {
 		snprintf(err, errlen, "POST %s: HTTP 403: the gateway's identity map has no "
 		    "agent for this certificate (an agent enrolled a moment ago is loaded "
@@ -372,6 +376,17 @@ agent_enroll_anchors(struct agent_enroll_args *a, const char *origin,
 	return anchors;
 }
 
+/* A number in [0, 1) that differs between agents (unseeded random() would not). */
+static double
+agent_enroll_jitter(void)
+{
+	unsigned int v = 0;
+
+	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+		return 0;
+	return (double)v / 4294967296.0;
+}
+
 static STACK_OF(X509) *
 agent_enroll_anchor_copy(STACK_OF(X509) *anchors)
 {
@@ -403,8 +418,8 @@ agent_enroll_run(struct agent_enroll_args *a)
 	X509 *leaf = NULL;
 	char err[1200], when[40];
 	struct agent_enroll_answer ans;
-	long waited = 0;
-	int rc = 1, has;
+	long waited = 0, delay;
+	int rc = 1, has, tries = 0;
 
 	buf_init(&csr);
 	buf_init(&auth);
@@ -446,9 +461,22 @@ agent_enroll_run(struct agent_enroll_args *a)
 		log_err("%s", buf_failed(&auth) ? "out of memory" : err);
 		goto done;
 	}
+	/* Every attempt sends the same CSR (the same key): when an answer is lost (the
+	 * gateway gave up waiting for the CA, which still issued), the CA hands the
+	 * certificate for this key out again instead of refusing the spent token. */
 	for (;;) {
 		certs = agent_enroll_post(u.origin, "simpleenroll", trust, auth.p, csr.p,
 		    &ans, err, sizeof(err), NULL);
+		if (certs == NULL && (ans.status == 503 || (ans.status == 0 && ans.transient)) &&
+		    tries < AGENT_EST_RETRIES) {
+			tries++;
+			delay = agent_est_retry_delay(tries, ans.retry_after,
+			    agent_enroll_jitter());
+			log_warn("%s; trying again with the same key in %ld s (%d of %d)", err,
+			    delay, tries, AGENT_EST_RETRIES);
+			sleep((unsigned)delay);
+			continue;
+		}
 		if (certs != NULL || ans.status != 202 || waited >= EST_MAX_PENDING_S)
 			break;
 		if (ans.retry_after < 1 || ans.retry_after > 300)

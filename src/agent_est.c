@@ -325,3 +325,17 @@ agent_est_is_pkcs7(const char *ct)
 	return (n == 22 && strncasecmp(ct, "application/pkcs7-mime", 22) == 0) ||
 	    (n == 24 && strncasecmp(ct, "application/x-pkcs7-mime", 24) == 0);
 }
+
+long
+agent_est_retry_delay(int attempt, long retry_after, double jitter)
+{
+	long base;
+
+	if (retry_after >= 1)
+		base = retry_after > 300 ? 300 : retry_after;
+	else
+		base = attempt >= 5 ? 30 : attempt < 1 ? 1 : 1L << attempt;
+	if (!(jitter >= 0 && jitter < 1))
+		jitter = 0;
+	return base + (long)((double)base * jitter / 4);
+}

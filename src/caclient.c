@@ -187,6 +187,21 @@ caclient_event(struct bufferevent *bev, short what, void *arg)
 	caclient_fail(r, msg);
 }
 
+/* The request as sent: enroll and renew carry the wall-clock moment this side stops
+ * waiting, so the CA service does not spend a token for an answer nobody reads. */
+static int
+caclient_encode(const struct caproto_req *req, int timeout_ms, struct buf *out, char *err,
+    size_t errlen)
+{
+	struct caproto_req r = *req;	/* shallow: only read by the encoder */
+	struct timespec ts;
+
+	if ((r.op == CAPROTO_ENROLL || r.op == CAPROTO_RENEW) && r.deadline_ms == 0 &&
+	    clock_gettime(CLOCK_REALTIME, &ts) == 0)
+		r.deadline_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+	return caproto_req_encode(&r, out, err, errlen);
+}
+
 struct caclient_req *
 caclient_send(struct caclient *c, const struct caproto_req *req, caclient_cb cb, void *arg)
 {
@@ -198,7 +213,7 @@ caclient_send(struct caclient *c, const struct caproto_req *req, caclient_cb cb,
 	struct buf b;
 
 	buf_init(&b);
-	if (caproto_req_encode(req, &b, err, sizeof(err)) == -1) {
+	if (caclient_encode(req, c->timeout_ms, &b, err, sizeof(err)) == -1) {
 		buf_wipe(&b);
 		return NULL;
 	}
@@ -314,7 +329,7 @@ caclient_call(const char *socket_path, const struct caproto_req *req,
 
 	memset(rep, 0, sizeof(*rep));
 	buf_init(&b);
-	if (caproto_req_encode(req, &b, err, errlen) == -1)
+	if (caclient_encode(req, timeout_ms > 0 ? timeout_ms : 10000, &b, err, errlen) == -1)
 		goto out;
 	if (caproto_sockaddr(socket_path, &sa, &salen) == -1) {
 		snprintf(err, errlen, "%s is too long for a Unix socket", socket_path);

@@ -185,6 +185,27 @@ caops_refuse(struct caops *o, struct caproto_reply *rep, enum caproto_err e, con
 	    rep->message);
 }
 
+/* A request taken up after its sender stopped waiting (it sat in the queue while the
+ * service was busy): refused as unavailable before anything is spent, so the client's
+ * retry finds the token unused. 1 when refused. */
+static int
+caops_too_late(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep,
+    const char *op, const struct caaudit_rec *ctx)
+{
+	struct timespec ts;
+	long long now;
+
+	if (req->deadline_ms == 0 || clock_gettime(CLOCK_REALTIME, &ts) == -1)
+		return 0;
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (now < req->deadline_ms)
+		return 0;
+	caops_refuse(o, rep, CAPROTO_E_UNAVAILABLE, op, req, ctx,
+	    "busy: the request waited %lld ms past the gateway's deadline; nothing was done",
+	    now - req->deadline_ms);
+	return 1;
+}
+
 /* The key of a DER SubjectPublicKeyInfo, exactly that and nothing after it. */
 static EVP_PKEY *
 caops_spki(const unsigned char *der, size_t len, char *err, size_t errlen)
@@ -274,9 +295,11 @@ struct caops_consume {
 	const char *dir;
 	const unsigned char *hash;
 	struct catoken_rec *rec;
+	const char *key;            /* SHA-256 hex of the SPKI being certified */
 };
 
-/* Marks the token used for serial before anything is signed. */
+/* Marks the token used for serial before anything is signed. The key hash goes into
+ * the same atomic write, so a spent token always says which key it was spent for. */
 static int
 caops_consume(void *arg, const char *serial, char *err, size_t errlen)
 {
@@ -284,7 +307,59 @@ caops_consume(void *arg, const char *serial, char *err, size_t errlen)
 
 	c->rec->used_at = (long long)time(NULL);
 	snprintf(c->rec->serial, sizeof(c->rec->serial), "%s", serial);
+	snprintf(c->rec->key, sizeof(c->rec->key), "%s", c->key);
 	return catoken_update(c->dir, c->hash, c->rec, err, errlen);
+}
+
+/* A retry of an enrollment whose answer was lost (the gateway gave up waiting, the
+ * connection broke) with the same key: the certificate the token was spent for, read
+ * back from the archive, if the database holds it as valid. Returns 1 when rep holds
+ * it, 0 when it cannot be handed out again (why in err), -1 on a CA failure (err). */
+static int
+caops_redeliver(struct caops *o, const struct catoken_rec *rec, struct caproto_reply *rep,
+    char *err, size_t errlen)
+{
+	struct castore_issued is = { 0 };
+	struct cadb db = { 0 };
+	struct cadb_row *row;
+	char *path = NULL;
+	int rc = -1;
+
+	if (castore_load_db(&o->store, &db, err, errlen) == -1)
+		goto out;
+	if ((row = cadb_find_serial(&db, rec->serial)) == NULL) {
+		snprintf(err, errlen, "its certificate %s was never completed", rec->serial);
+		rc = 0;
+		goto out;
+	}
+	if (cadb_status(row, time(NULL)) != CADB_VALID) {
+		snprintf(err, errlen, "its certificate %s is %s", rec->serial,
+		    cadb_status_name(cadb_status(row, time(NULL))));
+		rc = 0;
+		goto out;
+	}
+	if (asprintf(&path, "%s/%s.pem", o->cfg->ca.certs_dir, row->serial) < 0) {
+		path = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((is.cert = certify_pem_cert(path, err, errlen)) == NULL)
+		goto out;
+	if (catime_from_asn1(X509_get0_notAfter(is.cert), &is.not_after) == -1) {
+		snprintf(err, errlen, "%s: cannot read notAfter", path);
+		goto out;
+	}
+	snprintf(is.serial, sizeof(is.serial), "%s", row->serial);
+	if (caops_reply_cert(o, rep, &is, rec->agent) == -1) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 1;
+out:
+	X509_free(is.cert);
+	free(path);
+	cadb_free(&db);
+	return rc;
 }
 
 static void
@@ -299,7 +374,7 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 	struct catoken_rec rec = { 0 };
 	struct cadb db = { 0 };
 	unsigned char hash[32];
-	char fp[65], id[17], err[1024], used[CATIME_RFC3339_LEN];
+	char fp[65], id[17], err[1024], why[1024], used[CATIME_RFC3339_LEN], key[65];
 	EVP_PKEY *pub = NULL;
 	time_t now = time(NULL);
 	int r;
@@ -320,8 +395,14 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "enroll", req, &ctx, "%s", err);
 		return;
 	}
+	if (catoken_key_hash(req->spki, req->spki_len, key) == -1) {
+		snprintf(err, sizeof(err), "cannot hash the public key");
+		goto internal;
+	}
 	if (castore_lock(&o->store, err, sizeof(err)) == -1)
 		goto internal;
+	if (caops_too_late(o, req, rep, "enroll", &ctx))
+		goto out;
 	/* Under the lock: a token is looked up and spent by one request at a time. */
 	if ((r = catoken_get(cfg->ca.tokens_dir, hash, &rec, err, sizeof(err))) == -1)
 		goto internal;
@@ -332,8 +413,30 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 	ctx.agent = rec.agent;
 	if (rec.used_at != 0) {
 		catime_rfc3339((time_t)rec.used_at, used, sizeof(used));
+		why[0] = '\0';
+		if (catoken_redeliverable(&rec, key, (long long)now) &&
+		    (!req->agent[0] || strcmp(req->agent, rec.agent) == 0)) {
+			if ((r = caops_redeliver(o, &rec, rep, why, sizeof(why))) == -1) {
+				snprintf(err, sizeof(err), "%s", why);
+				goto internal;
+			}
+			if (r == 1) {
+				struct caaudit_rec a = { .what = "enroll_redelivered",
+				    .agent = rec.agent, .token = id, .serial = rep->serial,
+				    .not_after = rep->not_after, .via = "est",
+				    .peer = req->peer[0] ? req->peer : NULL };
+
+				if (caaudit_write(cfg->ca.audit, &a, NULL) == -1)
+					log_warn("cannot append to the CA audit log %s: %s",
+					    cfg->ca.audit, strerror(errno));
+				log_info("re-delivered certificate %s to %s (token %s, same key, "
+				    "the first answer was lost)", rep->serial, rec.agent, id);
+				goto out;
+			}
+		}
 		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
-		    "the token was already used (at %s, for certificate %s)", used, rec.serial);
+		    "the token was already used (at %s, for certificate %s)%s%s", used,
+		    rec.serial, why[0] ? "; " : "", why);
 		goto out;
 	}
 	if (rec.expires <= (long long)now) {
@@ -358,6 +461,7 @@ caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_repl
 	cons.dir = cfg->ca.tokens_dir;
 	cons.hash = hash;
 	cons.rec = &rec;
+	cons.key = key;
 	memset(&in, 0, sizeof(in));
 	in.agent = rec.agent;
 	in.pubkey = pub;
@@ -478,8 +582,11 @@ caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply
 		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "renew", req, &ctx, "%s", err);
 		goto out;
 	}
-	if (castore_lock(&o->store, err, sizeof(err)) == -1 ||
-	    castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
+	if (castore_lock(&o->store, err, sizeof(err)) == -1)
+		goto internal;
+	if (caops_too_late(o, req, rep, "renew", &ctx))
+		goto out;
+	if (castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
 		goto internal;
 	snprintf(subject, sizeof(subject), "/CN=%s", id);
 	if ((row = cadb_find_serial(&db, peer.serial)) == NULL || strcmp(row->subject, subject) != 0) {

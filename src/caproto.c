@@ -305,6 +305,8 @@ caproto_req_encode(const struct caproto_req *r, struct buf *out, char *err, size
 	}
 	if (r->peer[0] && (r->op == CAPROTO_ENROLL || r->op == CAPROTO_RENEW))
 		bad |= json_object_set_new(o, "peer", json_string(r->peer));
+	if (r->deadline_ms > 0 && (r->op == CAPROTO_ENROLL || r->op == CAPROTO_RENEW))
+		bad |= json_object_set_new(o, "deadline", json_integer(r->deadline_ms));
 	if (bad)
 		goto oom;
 	/* What this side would refuse, the other side would too: check before sending. */
@@ -397,8 +399,10 @@ caproto_req_decode(const char *json, size_t len, struct caproto_req *r, char *er
     size_t errlen)
 {
 	static const char *const k_ping[] = { "v", "op", NULL };
-	static const char *const k_enroll[] = { "v", "op", "token", "spki", "agent", "peer", NULL };
-	static const char *const k_renew[] = { "v", "op", "cert", "spki", "peer", NULL };
+	static const char *const k_enroll[] = { "v", "op", "token", "spki", "agent", "peer",
+	    "deadline", NULL };
+	static const char *const k_renew[] = { "v", "op", "cert", "spki", "peer", "deadline",
+	    NULL };
 	static const char *const k_ocsp[] = { "v", "op", "ids", "nonce", NULL };
 	const char *op, *s;
 	json_t *o, *v;
@@ -466,6 +470,15 @@ caproto_req_decode(const char *json, size_t len, struct caproto_req *r, char *er
 		if ((s = caproto_word(o, "peer", sizeof(r->peer) - 1, 1, err, errlen)) == NULL)
 			goto fail;
 		snprintf(r->peer, sizeof(r->peer), "%s", s);
+	}
+	if ((v = json_object_get(o, "deadline")) != NULL) {
+		/* Positive and below 2^53 ms (year 287396): an exact JSON number. */
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) >= (1LL << 53)) {
+			snprintf(err, errlen, "\"deadline\" must be a positive integer (ms)");
+			goto fail;
+		}
+		r->deadline_ms = json_integer_value(v);
 	}
 	rc = 0;
 fail:

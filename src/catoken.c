@@ -97,6 +97,39 @@ catoken_id(const unsigned char hash[32], char id[17])
 	text_hex(hash, 8, id);
 }
 
+/* 64 lowercase hex digits and nothing else. */
+static int
+catoken_is_hex64(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[64] == '\0';
+}
+
+int
+catoken_key_hash(const unsigned char *spki, size_t len, char hex[65])
+{
+	unsigned char h[32];
+	unsigned int n = 0;
+
+	if (EVP_Digest(spki, len, h, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -1;
+	text_hex(h, 32, hex);
+	return 0;
+}
+
+int
+catoken_redeliverable(const struct catoken_rec *r, const char *key_hex, long long now)
+{
+	/* Only the key the certificate was made for gets it again, and only while the
+	 * token itself would still be valid: a retry, not a second grant. */
+	return r->used_at != 0 && r->key[0] != '\0' && key_hex != NULL &&
+	    strcmp(r->key, key_hex) == 0 && r->expires > now;
+}
+
 static void
 catoken_strv_free(char **v, size_t n)
 {
@@ -149,6 +182,8 @@ catoken_rec_json(const struct catoken_rec *r)
 	if (r->used_at != 0) {
 		bad |= json_object_set_new(o, "used_at", json_integer(r->used_at));
 		bad |= json_object_set_new(o, "serial", json_string(r->serial));
+		if (r->key[0])
+			bad |= json_object_set_new(o, "key", json_string(r->key));
 	}
 	if (bad) {
 		json_decref(o);
@@ -186,8 +221,8 @@ int
 catoken_rec_parse(json_t *o, struct catoken_rec *r, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "agent", "roles", "scopes", "lifetime_s",
-	    "created", "expires", "used_at", "serial", NULL };
-	const char *k, *agent, *serial;
+	    "created", "expires", "used_at", "serial", "key", NULL };
+	const char *k, *agent, *serial, *key;
 	json_t *v;
 	size_t i;
 
@@ -230,7 +265,13 @@ catoken_rec_parse(json_t *o, struct catoken_rec *r, char *err, size_t errlen)
 			goto bad;
 		r->used_at = json_integer_value(v);
 		snprintf(r->serial, sizeof(r->serial), "%s", serial);
-	} else if (json_object_get(o, "serial") != NULL)
+		if ((v = json_object_get(o, "key")) != NULL) {
+			key = json_string_value(v);
+			if (key == NULL || !catoken_is_hex64(key))
+				goto bad;
+			memcpy(r->key, key, 65);
+		}
+	} else if (json_object_get(o, "serial") != NULL || json_object_get(o, "key") != NULL)
 		goto bad;
 	return 0;
 bad:

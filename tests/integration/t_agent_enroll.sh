@@ -282,5 +282,36 @@ cp "$T/key2.pem" "$T/crash/key.pem"
 if load_dir "$T/crash"; then cg_fail "a key that does not match cert.pem was accepted"; fi
 cg_assert_contains "$T/load.err" "does not belong to cert.pem"
 
+# --- a lost answer: the agent retries with the same key and gets its certificate ---
+# The CA service is stopped while the request waits for it: the gateway answers 503
+# (Retry-After) at its 10 s deadline, the agent waits and sends the same CSR again;
+# once the service runs again, that retry gets the certificate for the same key.
+CAPID=$(sed -n 's/.*started the CA service (pid \([0-9]*\)).*/\1/p' "$T/gw.log" | tail -n1)
+[ -n "$CAPID" ] && kill -0 "$CAPID" || cg_fail "cannot find the CA service's pid"
+TOKR=$(agent_token retry-bot)
+kill -STOP "$CAPID"
+CERTGATE_TOKEN=$TOKR enroll --agent retry-bot --ca "$PKI/ca/ca.pem" --dir "$T/r1" \
+    >"$T/retry.out" 2>"$T/retry.err" &
+epid=$!
+for i in $(seq 1 300); do
+	grep -q "trying again with the same key" "$T/retry.err" && break
+	kill -0 "$epid" 2>/dev/null || break
+	sleep 0.1
+done
+kill -CONT "$CAPID"
+rc=0
+wait "$epid" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$T/retry.err" >&2; cg_fail "enroll did not survive a lost answer (exit $rc)"; }
+cg_assert_contains "$T/retry.err" "HTTP 503"
+cg_assert_contains "$T/retry.err" "trying again with the same key"
+cg_assert_contains "$T/retry.out" "enrolled retry-bot"
+[ "$(pub_of_cert "$T/r1/cert.pem")" = "$(pub_of_key "$T/r1/key.pem")" ] ||
+	cg_fail "after retries, key.pem does not match cert.pem"
+SR=$(serial_of "$T/r1/cert.pem")
+e2e_any "$CA_AUDIT" ".what == \"enroll\" and .agent == \"retry-bot\" and .serial == \"$SR\"" ||
+	cg_fail "the retried enrollment did not get the certificate the token was spent for"
+[ "$(jq -s '[.[] | select(.what == "enroll" and .agent == "retry-bot")] | length' "$CA_AUDIT")" = 1 ] ||
+	cg_fail "the token of the retried enrollment was spent more than once"
+
 gw_stop
 cg_pass

@@ -5,7 +5,9 @@
 # After each restart the CA database, the identity map, the archive and the CRL are
 # consistent: every row has its archived certificate, every archived certificate
 # has a row, every valid agent row has its map entry, no serial twice, a token is
-# used at most once and never again after a crash, interrupted issuances are revoked.
+# used at most once and never again after a crash (only the certificate it was spent for
+# is handed out again, to the same key, when it was committed), interrupted issuances are
+# revoked.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/ca.sh"
@@ -79,6 +81,19 @@ for step in before_sign after_sign after_archive after_map after_audit after_com
 	if [ "$want" = R ]; then
 		grep -F '"what":"reconcile"' "$P/ca-audit.jsonl" | grep -qF "\"serial\":\"$serial\"" ||
 			cg_fail "no reconcile audit line for $serial ($step)"
+	fi
+	# The same key again (the agent's retry): a certificate committed before the crash
+	# is handed out again, one never committed is not.
+	ca_basic "$T/same-$step.auth" "$agent" "$tok"
+	ca_est "$T/same-$step" POST /.well-known/est/simpleenroll --ctype application/pkcs10 \
+	    --auth-file "$T/same-$step.auth" --body "$T/c-$step.csr"
+	if [ "$want" = V ]; then
+		cg_assert_eq "$EST_STATUS" 200 "the same key after a crash at $step"
+		got=$(base64 -d <"$T/same-$step.body" | openssl pkcs7 -inform DER -print_certs |
+		    openssl x509 -noout -serial | cut -d= -f2)
+		cg_assert_eq "$got" "$serial" "the certificate re-delivered after a crash at $step"
+	else
+		cg_assert_eq "$EST_STATUS" 401 "the same key after a crash at $step"
 	fi
 	enroll_try "$agent" "$tok" "again-$step"
 	cg_assert_eq "$EST_STATUS" 401 "the token after a crash at $step"

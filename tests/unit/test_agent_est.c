@@ -92,6 +92,26 @@ unb64(const char *s, size_t n, int *len)
 	return out;
 }
 
+/* Retry-After wins (cut to 300 s); else 2, 4, 8, 16, 30, 30 s; jitter adds at most a
+ * quarter and nonsense jitter adds nothing. */
+static void
+test_retry_delay(void)
+{
+	CHECK(agent_est_retry_delay(1, 5, 0) == 5);
+	CHECK(agent_est_retry_delay(3, 5, 0) == 5);
+	CHECK(agent_est_retry_delay(1, 1000, 0) == 300);
+	CHECK(agent_est_retry_delay(1, -1, 0) == 2);
+	CHECK(agent_est_retry_delay(2, -1, 0) == 4);
+	CHECK(agent_est_retry_delay(4, 0, 0) == 16);
+	CHECK(agent_est_retry_delay(5, -1, 0) == 30);
+	CHECK(agent_est_retry_delay(40, -1, 0) == 30);
+	CHECK(agent_est_retry_delay(0, -1, 0) == 1);
+	CHECK(agent_est_retry_delay(1, 8, 0.99) == 9);
+	CHECK(agent_est_retry_delay(5, -1, 0.99) == 37);
+	CHECK(agent_est_retry_delay(1, 8, 1.5) == 8);
+	CHECK(agent_est_retry_delay(1, 8, -0.5) == 8);
+}
+
 int
 main(void)
 {
@@ -110,6 +130,7 @@ main(void)
 	root = mk("root", rk, NULL, NULL, 1, NULL);
 	inter = mk("inter", ik, root, rk, 1, NULL);
 	leaf = mk("bot", lk, inter, ik, 0, "URI:spiffe://certgate.local/agent/bot");
+	test_retry_delay();
 
 	/* A first CSR: CN, the key, a valid signature. */
 	buf_init(&b);

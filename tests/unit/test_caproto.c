@@ -21,6 +21,7 @@ test_requests(void)
 	snprintf(r.token, sizeof(r.token), "cg1.abc.def");
 	snprintf(r.agent, sizeof(r.agent), "bot-1");
 	snprintf(r.peer, sizeof(r.peer), "[::1]:443");
+	r.deadline_ms = 1764640000123LL;
 	r.spki = (unsigned char *)"\x30\x03\x02\x01\x05";
 	r.spki_len = 5;
 	buf_init(&b);
@@ -31,6 +32,7 @@ test_requests(void)
 	CHECK_STR(d.token, "cg1.abc.def");
 	CHECK_STR(d.agent, "bot-1");
 	CHECK_STR(d.peer, "[::1]:443");
+	CHECK(d.deadline_ms == 1764640000123LL);
 	CHECK(d.spki_len == 5 && memcmp(d.spki, r.spki, 5) == 0);
 	caproto_req_clear(&d);
 	CHECK(d.token[0] == '\0');
@@ -91,6 +93,11 @@ static const struct bad bad_reqs[] = {
 	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ\"}", "spki" },
 	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ==\",\"agent\":\"-x\"}", "agent" },
 	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ==\",\"peer\":\"a b\"}", "peer" },
+	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ==\",\"deadline\":0}", "deadline" },
+	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ==\",\"deadline\":\"1\"}", "deadline" },
+	{ "{\"v\":1,\"op\":\"renew\",\"cert\":\"QQ==\",\"spki\":\"QQ==\",\"deadline\":1.5}", "deadline" },
+	{ "{\"v\":1,\"op\":\"renew\",\"cert\":\"QQ==\",\"spki\":\"QQ==\",\"deadline\":9007199254740993}", "deadline" },
+	{ "{\"v\":1,\"op\":\"ocsp\",\"ids\":[],\"deadline\":5}", "unknown field" },
 	{ "{\"v\":1,\"op\":\"enroll\",\"token\":\"t\",\"spki\":\"QQ==\",\"scopes\":[\"*\"]}", "unknown field" },
 	{ "{\"v\":1,\"op\":\"renew\",\"spki\":\"QQ==\"}", "cert" },
 	{ "{\"v\":1,\"op\":\"renew\",\"cert\":\"QQ==\",\"spki\":\"QQ==\",\"agent\":\"a\"}", "unknown field" },

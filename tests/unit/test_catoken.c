@@ -12,8 +12,10 @@
 #include "catime.h"
 #include "catoken.h"
 #include "check.h"
+#include "text.h"
 
 #define FP "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define KEYHEX "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
 
 static void
 test_token(void)
@@ -86,7 +88,27 @@ test_store(void)
 	catoken_rec_free(&g);
 	CHECK(catoken_get(sub, hash, &g, err, sizeof(err)) == 0 && g.used_at == 1500);
 	CHECK_STR(g.serial, "ABCD");
+	CHECK(g.key[0] == '\0');	/* records spent before key hashes existed */
+	snprintf(g.key, sizeof(g.key), "%s", KEYHEX);
+	CHECK(catoken_update(sub, hash, &g, err, sizeof(err)) == 0);
 	catoken_rec_free(&g);
+	CHECK(catoken_get(sub, hash, &g, err, sizeof(err)) == 0 && g.used_at == 1500);
+	CHECK_STR(g.key, KEYHEX);
+	catoken_rec_free(&g);
+	/* A key hash is 64 lowercase hex and belongs to a used token only. */
+	o = json_pack("{s:s, s:i, s:i, s:i, s:s}", "agent", "bot", "lifetime_s", 60, "created", 1,
+	    "expires", 2, "key", KEYHEX);
+	CHECK(catoken_rec_parse(o, &g, err, sizeof(err)) == -1);
+	json_decref(o);
+	o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:s}", "agent", "bot", "lifetime_s", 60,
+	    "created", 1, "expires", 2, "used_at", 1, "serial", "AB", "key", "ABCD");
+	CHECK(catoken_rec_parse(o, &g, err, sizeof(err)) == -1);
+	json_decref(o);
+	o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:s}", "agent", "bot", "lifetime_s", 60,
+	    "created", 1, "expires", 2, "used_at", 1, "serial", "AB", "key",
+	    KEYHEX "0");
+	CHECK(catoken_rec_parse(o, &g, err, sizeof(err)) == -1);
+	json_decref(o);
 	/* Records that are not what the CA writes are refused. */
 	o = json_pack("{s:s, s:i, s:i, s:i, s:s}", "agent", "bot", "lifetime_s", 60, "created", 1,
 	    "expires", 2, "role", "admin");
@@ -106,6 +128,32 @@ test_store(void)
 	CHECK(catoken_get(sub, hash, &g, err, sizeof(err)) == 1);
 	rmdir(sub);
 	rmdir(dir);
+}
+
+/* A spent token hands its certificate out again only to the same key, before the
+ * token's own expiry, and never when unspent or spent before key hashes existed. */
+static void
+test_redeliverable(void)
+{
+	static const unsigned char spki[] = { 0x30, 0x03, 0x02, 0x01, 0x00 };
+	struct catoken_rec r = { 0 };
+	char hex[65], want[65];
+	unsigned char h[32];
+	unsigned int n = 0;
+
+	CHECK(catoken_key_hash(spki, sizeof(spki), hex) == 0 && strlen(hex) == 64);
+	CHECK(EVP_Digest(spki, sizeof(spki), h, &n, EVP_sha256(), NULL) == 1);
+	text_hex(h, 32, want);
+	CHECK_STR(hex, want);
+	r.expires = 2000;
+	CHECK(!catoken_redeliverable(&r, hex, 1000));		/* unused */
+	r.used_at = 1500;
+	CHECK(!catoken_redeliverable(&r, hex, 1000));		/* no key recorded */
+	snprintf(r.key, sizeof(r.key), "%s", hex);
+	CHECK(catoken_redeliverable(&r, hex, 1999));
+	CHECK(!catoken_redeliverable(&r, hex, 2000));		/* the token expired */
+	CHECK(!catoken_redeliverable(&r, KEYHEX, 1000));	/* another key */
+	CHECK(!catoken_redeliverable(&r, NULL, 1000));
 }
 
 struct dur { const char *s; long min, max, want; };
@@ -201,6 +249,7 @@ main(void)
 {
 	test_token();
 	test_store();
+	test_redeliverable();
 	test_durations();
 	test_base64();
 	CHECK_DONE();
