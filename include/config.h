@@ -138,6 +138,8 @@ struct config_cluster {
 	int session_ttl_s;    /* a shared session binding expires after this long without
 	                       * use, default 86400 */
 	int timeout_ms;       /* one Redis round trip waits at most this long, default 200 */
+	int ticket_rotate_s;  /* shared TLS ticket keys rotate this often, default 3600
+	                       * (ticketkeys.h; read at start) */
 };
 
 /* MCP inspection options ("mcp"). */

@@ -218,6 +218,7 @@ static const struct field f_cluster[] = {
 	{ "name", FT_STR, OFF(cluster.name), 0, 0, NULL },
 	{ "session_ttl_s", FT_INT, OFF(cluster.session_ttl_s), 1, 31536000, NULL },
 	{ "timeout_ms", FT_INT, OFF(cluster.timeout_ms), 10, 60000, NULL },
+	{ "ticket_rotate_s", FT_INT, OFF(cluster.ticket_rotate_s), 2, 604800, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -1249,6 +1250,7 @@ config_defaults(struct config *cfg)
 	cfg->workers = 0;
 	cfg->cluster.session_ttl_s = 86400;
 	cfg->cluster.timeout_ms = 200;
+	cfg->cluster.ticket_rotate_s = 3600;
 	cfg->upstream.pool_size = 16;
 	cfg->upstream.max_processes = 32;
 	cfg->upstream.idle_timeout_ms = 300000;

@@ -31,6 +31,7 @@
 #include "audit.h"
 #include "caproc.h"
 #include "clusterpush.h"
+#include "ticketkeys.h"
 #include "conn.h"
 #include "enroll.h"
 #include "log.h"
@@ -418,6 +419,8 @@ daemon_serve(struct config *cfg)
 		goto fail;
 	if (clusterpush_start(d.base, cfg) == -1)
 		goto fail;
+	if (ticketkeys_start(d.base, cfg) == -1)
+		goto fail;
 	if (cfg->upstream.command != NULL && stdiohub_start(cfg) == -1)
 		goto fail;
 	/* Enrollment: the CA key is used by a process of its own (caproc.h); it is
@@ -465,6 +468,7 @@ fail:
 	daemon_signer_stop(key);
 	admin_stop();
 	clusterpush_stop();
+	ticketkeys_stop();
 	daemon_events_free();
 	if (d.base != NULL)
 		event_base_free(d.base);

@@ -375,7 +375,7 @@ void
 rconn_metrics(FILE *f)
 {
 	metrics_put_head(f, "cluster_redis_connections", "gauge",
-	    "Connections to the cluster's Redis that are up (one per worker, two for "
+	    "Connections to the cluster's Redis that are up (one per worker, three for "
 	    "the main loop).");
 	fprintf(f, "certgate_cluster_redis_connections %ld\n", atomic_load(&rconn_n_up));
 	metrics_put_head(f, "cluster_redis_disconnects_total", "counter",

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "p11.h"
+#include "ticketkeys.h"
 
 #define TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
@@ -680,6 +681,11 @@ tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, STACK_OF(X509_
 static int
 tls_ctx_sessions(SSL_CTX *ctx, const struct config *cfg)
 {
+	/* A cluster: stateless tickets under keys shared by the instances. */
+	if (cfg->cluster.redis != NULL && cfg->tls.session_tickets) {
+		SSL_CTX_set_num_tickets(ctx, TLS_NUM_TICKETS);
+		return ticketkeys_ctx_setup(ctx, tls_sess_usable);
+	}
 	/* Stateful resumption only (see tls_cache): never a stateless ticket. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	if (!cfg->tls.session_tickets || !tls_cache.ok) {

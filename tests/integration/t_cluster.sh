@@ -17,6 +17,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 . "$HERE/gw.sh"
+. "$HERE/cluster.sh"
 cg_setup
 command -v redis-server >/dev/null || cg_fail "redis-server not installed (scripts/test installs it)"
 command -v haproxy >/dev/null || cg_fail "haproxy not installed (scripts/test installs it)"
@@ -27,23 +28,6 @@ HPORT=$(cg_free_port)
 gw_tool_upstream "$UP_PORT" "$T/up.log"
 
 # --- Redis ---------------------------------------------------------------------------
-REDIS_PID=
-redis_start() {
-	redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-	    --dir "$T" --logfile "$T/redis.log" &
-	REDIS_PID=$!
-	cg_track_pid "$REDIS_PID"
-	for _ in $(seq 1 50); do
-		redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG && return 0
-		sleep 0.1
-	done
-	cg_fail "redis-server did not start"
-}
-redis_stop() {
-	kill -TERM "$REDIS_PID"
-	wait "$REDIS_PID" 2>/dev/null || true
-	REDIS_PID=
-}
 redis_start
 
 # --- one PKI, three copies -------------------------------------------------------------
@@ -52,22 +36,11 @@ gw_soft_pki "$PKI" 1 "http://127.0.0.1:$UP_PORT/" || cg_fail "soft PKI"
 for a in alice bob carol dave; do
 	gw_soft_issue "$PKI" "$a" || cg_fail "issue $a"
 done
-PORTS=() APORTS=() DIRS=() PIDS=()
-for i in 0 1 2; do
-	PORTS[i]=$(cg_free_port)
-	APORTS[i]=$(cg_free_port)
-	DIRS[i]=$T/gw$i
-	cp -a "$PKI" "${DIRS[i]}"
-	python3 - "${DIRS[i]}/certgate.json" "${PORTS[i]}" "${APORTS[i]}" "$RPORT" "gw$i" <<'EOF'
-import json, sys
-p, port, aport, rport, name = sys.argv[1:]
-c = json.load(open(p))
-c["listen"] = "127.0.0.1:" + port
-c["admin"] = "127.0.0.1:" + aport
-c["cluster"] = {"redis": "redis://127.0.0.1:%s/0" % rport, "name": name}
+cluster_dirs 3 "$PKI" 'import json, sys
+c = json.load(open(sys.argv[1]))
 c["rate"] = {"per_second": 0.5, "burst": 10}
-json.dump(c, open(p, "w"), indent=1)
-EOF
+json.dump(c, open(sys.argv[1], "w"), indent=1)'
+for i in 0 1 2; do
 	# carol runs at the default (0.5/s, burst 10); the others are fast
 	python3 - "${DIRS[i]}/agents.json" <<'EOF'
 import json, sys
@@ -78,20 +51,6 @@ for a in m["agents"]:
 json.dump(m, open(sys.argv[1], "w"), indent=1)
 EOF
 done
-inst_start() {
-	local i=$1 n
-	"$CERTGATE_BIN" serve -c "${DIRS[i]}/certgate.json" 2>>"${DIRS[i]}/gw.log" &
-	PIDS[i]=$!
-	cg_track_pid "${PIDS[i]}"
-	for n in $(seq 1 100); do
-		kill -0 "${PIDS[i]}" 2>/dev/null || { cat "${DIRS[i]}/gw.log" >&2; cg_fail "gw$i exited"; }
-		grep -q "listening on" "${DIRS[i]}/gw.log" 2>/dev/null &&
-		    grep -q "connected to Redis" "${DIRS[i]}/gw.log" && return 0
-		sleep 0.1
-	done
-	cat "${DIRS[i]}/gw.log" >&2
-	cg_fail "gw$i did not start"
-}
 for i in 0 1 2; do inst_start "$i"; done
 
 # --- a second gateway on gw0's folder is refused; certgate.pid stays gw0's ----------
@@ -130,10 +89,6 @@ rpc() {
 	    --key "$PKI/agents/$agent/key.pem" -D "$T/$name.h" -o "$T/$name.b" -w '%{http_code}' \
 	    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
 	    --data-binary "$body" "$@" "https://localhost:$port/mcp" || true
-}
-metric() {      # metric INSTANCE NAME: the sample's value (0 when absent)
-	curl -s "http://127.0.0.1:${APORTS[$1]}/metrics" |
-	    awk -v n="$2" '$1 == n { v = $2 } END { print v == "" ? 0 : v }'
 }
 INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}'
 PING='{"jsonrpc":"2.0","id":2,"method":"ping"}'
@@ -284,7 +239,7 @@ cg_assert_eq "$(metric 1 certgate_cluster_redis_connections)" 0 "gw1's Redis con
 grep -q "Redis at 127.0.0.1:$RPORT unreachable" "${DIRS[1]}/gw.log" || cg_fail "gw1 did not log Redis down"
 
 # --- Redis restarted (empty): instances reconnect by themselves ------------------------
-WANT_CONNS=4    # two workers, the main loop and the subscriber
+WANT_CONNS=5    # two workers, the main loop, the subscriber, the ticket keys
 redis_start
 for _ in $(seq 1 100); do
 	[ "$(metric 2 certgate_cluster_redis_connections)" -ge "$WANT_CONNS" ] && break
