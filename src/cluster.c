@@ -26,15 +26,15 @@ struct cluster_op {
 	char agent[];
 };
 
-static atomic_long cl_lookup[4];        /* by -answer + 1: mine, other, unknown, down */
-static atomic_long cl_refused_unavail, cl_bind_lost, cl_rate_global_refused,
-    cl_rate_fallback;
-static pthread_once_t cl_once = PTHREAD_ONCE_INIT;
+static atomic_long cluster_lookup[4];        /* by -answer + 1: mine, other, unknown, down */
+static atomic_long cluster_refused_unavail, cluster_bind_lost, cluster_rate_global_refused,
+    cluster_rate_fallback;
+static pthread_once_t cluster_once = PTHREAD_ONCE_INIT;
 
 /* One token bucket on Redis's clock: refill by elapsed time, take one when there
  * is one. Returns {1, 0} or {0, ms until a token}. The key expires once the bucket
  * would be full again (plus a second), so idle agents cost nothing. */
-static const char cl_rate_lua[] =
+static const char cluster_rate_lua[] =
 	"local k=KEYS[1] local rate=tonumber(ARGV[1]) local burst=tonumber(ARGV[2]) "
 	"local t=redis.call('TIME') local now=tonumber(t[1])+tonumber(t[2])/1e6 "
 	"local v=redis.call('HMGET',k,'t','ts') "
@@ -47,7 +47,7 @@ static const char cl_rate_lua[] =
 	"return {ok,wait}";
 
 static void
-cl_metrics(FILE *f)
+cluster_metrics(FILE *f)
 {
 	static const char *names[4] = { "mine", "other_agent", "unknown", "unavailable" };
 	int i;
@@ -56,29 +56,32 @@ cl_metrics(FILE *f)
 	metrics_put_head(f, "cluster_session_lookups_total", "counter",
 	    "Session ids not held here, looked up in Redis, by answer.");
 	for (i = 0; i < 4; i++)
-		fprintf(f, "certgate_cluster_session_lookups_total{result=\"%s\"} %ld\n", names[i],
-		    atomic_load(&cl_lookup[i]));
+		fprintf(f, "certgate_cluster_session_lookups_total{result=\"%s\"} %ld\n",
+		    names[i],
+		    atomic_load(&cluster_lookup[i]));
 	metrics_put_head(f, "cluster_refused_unavailable_total", "counter",
 	    "Requests refused (503) because Redis could not answer for their session.");
 	fprintf(f, "certgate_cluster_refused_unavailable_total %ld\n",
-	    atomic_load(&cl_refused_unavail));
+	    atomic_load(&cluster_refused_unavail));
 	metrics_put_head(f, "cluster_session_bind_lost_total", "counter",
 	    "Session bindings kept locally only because Redis was unreachable.");
-	fprintf(f, "certgate_cluster_session_bind_lost_total %ld\n", atomic_load(&cl_bind_lost));
+	fprintf(f, "certgate_cluster_session_bind_lost_total %ld\n",
+	    atomic_load(&cluster_bind_lost));
 	metrics_put_head(f, "cluster_rate_refused_total", "counter",
 	    "Requests over an agent's budget shared by every instance.");
 	fprintf(f, "certgate_cluster_rate_refused_total %ld\n",
-	    atomic_load(&cl_rate_global_refused));
+	    atomic_load(&cluster_rate_global_refused));
 	metrics_put_head(f, "cluster_rate_fallback_total", "counter",
 	    "Rate checks decided by this instance's bucket alone because Redis could not "
 	    "answer.");
-	fprintf(f, "certgate_cluster_rate_fallback_total %ld\n", atomic_load(&cl_rate_fallback));
+	fprintf(f, "certgate_cluster_rate_fallback_total %ld\n",
+	    atomic_load(&cluster_rate_fallback));
 }
 
 static void
-cl_init(void)
+cluster_init(void)
 {
-	(void)metrics_add_renderer(cl_metrics);
+	(void)metrics_add_renderer(cluster_metrics);
 }
 
 struct cluster_worker *
@@ -89,7 +92,7 @@ cluster_worker_new(struct event_base *base, const struct config *cfg, int *err)
 	*err = 0;
 	if (cfg->cluster.redis == NULL)
 		return NULL;
-	pthread_once(&cl_once, cl_init);
+	pthread_once(&cluster_once, cluster_init);
 	if ((cw = calloc(1, sizeof(*cw))) == NULL ||
 	    (cw->rc = rconn_new(base, &cfg->cluster, "a worker", NULL, NULL)) == NULL) {
 		free(cw);
@@ -110,7 +113,7 @@ cluster_worker_free(struct cluster_worker *cw)
 }
 
 static struct cluster_op *
-cl_op_new(const char *agent, void *arg)
+cluster_op_new(const char *agent, void *arg)
 {
 	size_t n = strlen(agent);
 	struct cluster_op *op;
@@ -123,7 +126,7 @@ cl_op_new(const char *agent, void *arg)
 }
 
 static void
-cl_session_reply(void *arg, redisReply *r)
+cluster_session_reply(void *arg, redisReply *r)
 {
 	struct cluster_op *op = arg;
 	enum cluster_session a;
@@ -137,7 +140,7 @@ cl_session_reply(void *arg, redisReply *r)
 		a = CLUSTER_SESSION_MINE;
 	else
 		a = CLUSTER_SESSION_OTHER;
-	atomic_fetch_add(&cl_lookup[1 - (int)a], 1);
+	atomic_fetch_add(&cluster_lookup[1 - (int)a], 1);
 	if (!op->cancelled)
 		op->sfn(op->arg, a);
 	free(op);
@@ -150,15 +153,15 @@ cluster_session_lookup(struct cluster_worker *cw, const char *sid, const char *a
 	struct cluster_op *op;
 
 	*opp = NULL;
-	if (!rconn_is_up(cw->rc) || (op = cl_op_new(agent, arg)) == NULL) {
-		atomic_fetch_add(&cl_lookup[3], 1);
+	if (!rconn_is_up(cw->rc) || (op = cluster_op_new(agent, arg)) == NULL) {
+		atomic_fetch_add(&cluster_lookup[3], 1);
 		return -1;
 	}
 	op->sfn = fn;
-	if (rconn_command(cw->rc, cl_session_reply, op, NULL, "GET certgate:s:%s",
+	if (rconn_command(cw->rc, cluster_session_reply, op, NULL, "GET certgate:s:%s",
 	    sid) == -1) {
 		free(op);
-		atomic_fetch_add(&cl_lookup[3], 1);
+		atomic_fetch_add(&cluster_lookup[3], 1);
 		return -1;
 	}
 	*opp = op;
@@ -170,7 +173,7 @@ cluster_session_bind(struct cluster_worker *cw, const char *sid, const char *age
 {
 	if (rconn_send(cw->rc, "SET certgate:s:%s %s NX EX %d", sid, agent,
 	    cw->cfg->cluster.session_ttl_s) == -1) {
-		atomic_fetch_add(&cl_bind_lost, 1);
+		atomic_fetch_add(&cluster_bind_lost, 1);
 		log_warn("cluster: Redis unreachable: a new session is known to this instance "
 		    "only");
 	}
@@ -189,7 +192,7 @@ cluster_session_forget(struct cluster_worker *cw, const char *sid)
 }
 
 static void
-cl_rate_reply(void *arg, redisReply *r)
+cluster_rate_reply(void *arg, redisReply *r)
 {
 	struct cluster_op *op = arg;
 	int allowed = -1;
@@ -202,9 +205,9 @@ cl_rate_reply(void *arg, redisReply *r)
 		retry = (double)r->element[1]->integer / 1000.0;
 	}
 	if (allowed == -1)
-		atomic_fetch_add(&cl_rate_fallback, 1);
+		atomic_fetch_add(&cluster_rate_fallback, 1);
 	else if (allowed == 0)
-		atomic_fetch_add(&cl_rate_global_refused, 1);
+		atomic_fetch_add(&cluster_rate_global_refused, 1);
 	if (!op->cancelled)
 		op->rfn(op->arg, allowed, retry);
 	free(op);
@@ -218,17 +221,17 @@ cluster_rate_take(struct cluster_worker *cw, const char *agent, double per_secon
 	char rate[32], cap[32];
 
 	*opp = NULL;
-	if (!rconn_is_up(cw->rc) || (op = cl_op_new(agent, arg)) == NULL) {
-		atomic_fetch_add(&cl_rate_fallback, 1);
+	if (!rconn_is_up(cw->rc) || (op = cluster_op_new(agent, arg)) == NULL) {
+		atomic_fetch_add(&cluster_rate_fallback, 1);
 		return -1;
 	}
 	op->rfn = fn;
 	snprintf(rate, sizeof(rate), "%.6g", per_second);
 	snprintf(cap, sizeof(cap), "%.6g", burst < 1 ? 1 : burst);
-	if (rconn_command(cw->rc, cl_rate_reply, op, NULL, "EVAL %s 1 certgate:r:%s %s %s",
-	    cl_rate_lua, agent, rate, cap) == -1) {
+	if (rconn_command(cw->rc, cluster_rate_reply, op, NULL, "EVAL %s 1 certgate:r:%s %s %s",
+	    cluster_rate_lua, agent, rate, cap) == -1) {
 		free(op);
-		atomic_fetch_add(&cl_rate_fallback, 1);
+		atomic_fetch_add(&cluster_rate_fallback, 1);
 		return -1;
 	}
 	*opp = op;
@@ -246,5 +249,5 @@ cluster_cancel(struct cluster_op *op)
 void
 cluster_count_refused_unavailable(void)
 {
-	atomic_fetch_add(&cl_refused_unavail, 1);
+	atomic_fetch_add(&cluster_refused_unavail, 1);
 }

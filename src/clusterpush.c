@@ -22,7 +22,7 @@
 #define CP_MAX_FILE  (64L * 1024 * 1024)
 #define CP_CHANNEL   "certgate:push"
 
-enum cp_why { CP_LOCAL, CP_REMOTE, CP_JOIN };
+enum clusterpush_why { CP_LOCAL, CP_REMOTE, CP_JOIN };
 
 static struct {
 	const struct config *cfg;
@@ -33,15 +33,15 @@ static struct {
 	int dirty;                      /* a local change not yet in Redis */
 	int busy;                       /* an MGET is in flight */
 	int again;                      /* ... and another was asked for meanwhile */
-	enum cp_why again_why;
+	enum clusterpush_why again_why;
 	char self[96];                  /* our message on the channel */
 } cp;
 
-static void cp_sync(enum cp_why why);
+static void clusterpush_sync(enum clusterpush_why why);
 
 /* -1: a older than b, 0: same time (or undecidable), 1: newer. */
 static int
-cp_crl_cmp(const char *a, size_t alen, const char *b, size_t blen)
+clusterpush_crl_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	X509_CRL *x = NULL, *y = NULL;
 	BIO *bio;
@@ -72,14 +72,14 @@ out:
 }
 
 static int
-cp_same(const char *a, size_t alen, const redisReply *r)
+clusterpush_same(const char *a, size_t alen, const redisReply *r)
 {
 	return a != NULL && r->type == REDIS_REPLY_STRING && r->len == alen &&
 	    memcmp(r->str, a, alen) == 0;
 }
 
 static int
-cp_adopt(const char *path, const redisReply *r, const char *what)
+clusterpush_adopt(const char *path, const redisReply *r, const char *what)
 {
 	struct stat sb;
 	mode_t mode = 0644;
@@ -95,7 +95,7 @@ cp_adopt(const char *path, const redisReply *r, const char *what)
 }
 
 static void
-cp_publish(const char *crl, size_t crllen, const char *map, size_t maplen)
+clusterpush_publish(const char *crl, size_t crllen, const char *map, size_t maplen)
 {
 	const char *argv[3] = { "SET", NULL, NULL };
 	size_t lens[3] = { 3, 0, 0 };
@@ -127,9 +127,9 @@ cp_publish(const char *crl, size_t crllen, const char *map, size_t maplen)
 
 /* MGET certgate:crl certgate:map answered: adopt or publish (see clusterpush.h). */
 static void
-cp_mget_reply(void *arg, redisReply *r)
+clusterpush_mget_reply(void *arg, redisReply *r)
 {
-	enum cp_why why = (enum cp_why)(long)arg;
+	enum clusterpush_why why = (enum clusterpush_why)(long)arg;
 	const char *crlpath = cp.cfg->tls.crl, *mappath = cp.cfg->identity_map;
 	char *crl = NULL, *map = NULL;
 	size_t crllen = 0, maplen = 0;
@@ -141,7 +141,7 @@ cp_mget_reply(void *arg, redisReply *r)
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    rconn_context(cp.cmd) == NULL) {
 		if (why == CP_LOCAL)
-			cp.dirty = 1;   /* published when Redis is back (cp_cmd_up) */
+			cp.dirty = 1;   /* published when Redis is back (clusterpush_cmd_up) */
 		goto again;
 	}
 	rc = r->element[0];
@@ -154,22 +154,23 @@ cp_mget_reply(void *arg, redisReply *r)
 		log_err("cluster: cannot read %s: %s", mappath, strerror(errno));
 		map = NULL;
 	}
-	if (crlpath != NULL && crl != NULL && !cp_same(crl, crllen, rc)) {
-		c = rc->type == REDIS_REPLY_STRING ? cp_crl_cmp(crl, crllen, rc->str, rc->len) : 1;
+	if (crlpath != NULL && crl != NULL && !clusterpush_same(crl, crllen, rc)) {
+		c = rc->type == REDIS_REPLY_STRING ? clusterpush_crl_cmp(crl, crllen,
+		    rc->str, rc->len) : 1;
 		if (c > 0 || (c == 0 && why == CP_LOCAL))
 			pub_crl = crl;
-		else if (cp_adopt(crlpath, rc, "CRL") == 0)
+		else if (clusterpush_adopt(crlpath, rc, "CRL") == 0)
 			adopted = 1;
 	}
-	if (map != NULL && !cp_same(map, maplen, rm)) {
+	if (map != NULL && !clusterpush_same(map, maplen, rm)) {
 		if (rm->type != REDIS_REPLY_STRING || why == CP_LOCAL ||
 		    (why == CP_JOIN && cp.dirty))
 			pub_map = map;
-		else if (cp_adopt(mappath, rm, "identity map") == 0)
+		else if (clusterpush_adopt(mappath, rm, "identity map") == 0)
 			adopted = 1;
 	}
 	if (pub_crl != NULL || pub_map != NULL)
-		cp_publish(pub_crl, crllen, pub_map, maplen);
+		clusterpush_publish(pub_crl, crllen, pub_map, maplen);
 	else
 		cp.dirty = 0;
 	if (adopted) {
@@ -184,12 +185,12 @@ cp_mget_reply(void *arg, redisReply *r)
 again:
 	if (cp.again) {
 		cp.again = 0;
-		cp_sync(cp.again_why);
+		clusterpush_sync(cp.again_why);
 	}
 }
 
 static void
-cp_sync(enum cp_why why)
+clusterpush_sync(enum clusterpush_why why)
 {
 	if (cp.busy) {
 		/* a local change outranks a remote one for the map: keep the strongest */
@@ -198,7 +199,7 @@ cp_sync(enum cp_why why)
 		cp.again = 1;
 		return;
 	}
-	if (rconn_command(cp.cmd, cp_mget_reply, (void *)(long)why, NULL,
+	if (rconn_command(cp.cmd, clusterpush_mget_reply, (void *)(long)why, NULL,
 	    "MGET certgate:crl certgate:map") == -1) {
 		if (why == CP_LOCAL)
 			cp.dirty = 1;
@@ -208,14 +209,14 @@ cp_sync(enum cp_why why)
 }
 
 static void
-cp_cmd_up(struct rconn *rc, void *arg)
+clusterpush_cmd_up(struct rconn *rc, void *arg)
 {
 	cp.busy = 0;
-	cp_sync(cp.dirty ? CP_LOCAL : CP_JOIN);
+	clusterpush_sync(cp.dirty ? CP_LOCAL : CP_JOIN);
 }
 
 static void
-cp_message(redisAsyncContext *ac, void *reply, void *privdata)
+clusterpush_message(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	redisReply *r = reply;
 
@@ -226,28 +227,28 @@ cp_message(redisAsyncContext *ac, void *reply, void *privdata)
 		return;         /* the subscribe confirmation, or a shutdown */
 	if (strcmp(r->element[2]->str, cp.self) == 0)
 		return;         /* our own */
-	cp_sync(CP_REMOTE);
+	clusterpush_sync(CP_REMOTE);
 }
 
 static void
-cp_sub_up(struct rconn *rc, void *arg)
+clusterpush_sub_up(struct rconn *rc, void *arg)
 {
 	redisAsyncContext *ac = rconn_context(rc);
 
 	if (ac != NULL)
-		(void)redisAsyncCommand(ac, cp_message, NULL, "SUBSCRIBE " CP_CHANNEL);
+		(void)redisAsyncCommand(ac, clusterpush_message, NULL, "SUBSCRIBE " CP_CHANNEL);
 	/* Messages missed while the subscriber was down: look once. */
-	cp_sync(CP_REMOTE);
+	clusterpush_sync(CP_REMOTE);
 }
 
 static void
-cp_poll_cb(evutil_socket_t fd, short what, void *arg)
+clusterpush_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t gen = state_generation();
 
 	if (gen != cp.gen) {
 		cp.gen = gen;
-		cp_sync(CP_LOCAL);
+		clusterpush_sync(CP_LOCAL);
 	}
 }
 
@@ -265,10 +266,12 @@ clusterpush_start(struct event_base *base, const struct config *cfg)
 	snprintf(cp.self, sizeof(cp.self), "%s/%ld", cfg->cluster.name ? cfg->cluster.name :
 	    host, (long)getpid());
 	cp.gen = state_generation();
-	if ((cp.poll = event_new(base, -1, EV_PERSIST, cp_poll_cb, NULL)) == NULL ||
+	if ((cp.poll = event_new(base, -1, EV_PERSIST, clusterpush_poll_cb, NULL)) == NULL ||
 	    event_add(cp.poll, &tv) == -1 ||
-	    (cp.cmd = rconn_new(base, &cfg->cluster, "the main loop", cp_cmd_up, NULL)) == NULL ||
-	    (cp.sub = rconn_new(base, &cfg->cluster, "the subscriber", cp_sub_up, NULL)) == NULL) {
+	    (cp.cmd = rconn_new(base, &cfg->cluster, "the main loop", clusterpush_cmd_up,
+	    NULL)) == NULL ||
+	    (cp.sub = rconn_new(base, &cfg->cluster, "the subscriber", clusterpush_sub_up,
+	    NULL)) == NULL) {
 		log_err("cluster: out of memory");
 		clusterpush_stop();
 		return -1;
