@@ -369,49 +369,6 @@ dn_parse_type(struct dn_in *in, char *tname, size_t tlen, int *known)
 	return 0;
 }
 
-static int
-dn_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n) (lead byte >= 0x80), or 0. */
-static size_t
-dn_utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned long c;
-	size_t need, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		need = 2;
-		c = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		need = 3;
-		c = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		need = 4;
-		c = s[0] & 0x07;
-	} else
-		return 0;
-	if (n < need)
-		return 0;
-	for (i = 1; i < need; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((need == 3 && c < 0x800) || (need == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	return need;
-}
-
 /* A #HEX value: DER of one value. A text string type of a known attribute becomes its
  * text (as a certificate holding it prints); anything else stays #HEX. */
 static int
@@ -430,8 +387,8 @@ dn_parse_hex(struct dn_in *in, int known, struct buf *out)
 	if ((der = malloc(n / 2)) == NULL)
 		return dn_fail(in, "out of memory");
 	for (i = 0; i < n / 2; i++) {
-		if ((hi = dn_hexval(in->s[start + 2 * i])) < 0 ||
-		    (lo = dn_hexval(in->s[start + 2 * i + 1])) < 0) {
+		if ((hi = text_hexval(in->s[start + 2 * i])) < 0 ||
+		    (lo = text_hexval(in->s[start + 2 * i + 1])) < 0) {
 			dn_fail(in, "bad hex digit in a #value");
 			goto out;
 		}
@@ -505,8 +462,8 @@ dn_parse_string(struct dn_in *in, int known, struct buf *out)
 				in->pos += 2;
 				continue;
 			}
-			if (in->pos + 2 < in->len && (hi = dn_hexval(c)) >= 0 &&
-			    (lo = dn_hexval(in->s[in->pos + 2])) >= 0) {
+			if (in->pos + 2 < in->len && (hi = text_hexval(c)) >= 0 &&
+			    (lo = text_hexval(in->s[in->pos + 2])) >= 0) {
 				buf_addc(&raw, (char)(hi << 4 | lo));
 				in->pos += 3;
 				continue;
@@ -530,7 +487,7 @@ dn_parse_string(struct dn_in *in, int known, struct buf *out)
 			goto out;
 		}
 		if (c >= 0x80) {
-			if ((u = dn_utf8_len(in->s + in->pos, in->len - in->pos)) == 0) {
+			if ((u = text_utf8_seq(in->s + in->pos, in->len - in->pos, NULL)) == 0) {
 				dn_fail(in, "value is not UTF-8");
 				goto out;
 			}

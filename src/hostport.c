@@ -109,10 +109,39 @@ hostport_parse(const char *s, char **host, uint16_t *port, const char **why)
 	return 0;
 }
 
+/* The authority of a URL starting at a: *end at the first '/' (or the NUL), *colon at
+ * the ':' before the port or NULL. User info is refused; a bracketed IPv6 host must be
+ * followed by ":port" or the end. */
+static int
+hostport_authority(const char *a, const char **endp, const char **colonp, const char **why)
+{
+	const char *end, *colon = NULL, *rb;
+
+	for (end = a; *end && *end != '/'; end++)
+		;
+	if (memchr(a, '@', (size_t)(end - a)) != NULL) {
+		*why = "user info in the URL is not supported";
+		return -1;
+	}
+	if (a < end && *a == '[') {
+		rb = memchr(a, ']', (size_t)(end - a));
+		if (rb && rb + 1 < end && rb[1] == ':')
+			colon = rb + 1;
+		else if (rb == NULL || rb + 1 != end) {
+			*why = "malformed [IPv6] host in URL";
+			return -1;
+		}
+	} else
+		colon = memchr(a, ':', (size_t)(end - a));
+	*endp = end;
+	*colonp = colon;
+	return 0;
+}
+
 int
 hostport_parse_url(const char *url, struct hostport_url *u, const char **why)
 {
-	const char *a, *end, *colon = NULL, *rb;
+	const char *a, *end, *colon = NULL;
 	char *host = NULL, *path = NULL;
 	uint16_t port;
 	int tls;
@@ -131,22 +160,8 @@ hostport_parse_url(const char *url, struct hostport_url *u, const char **why)
 		*why = "URL must not have a query or fragment";
 		return -1;
 	}
-	for (end = a; *end && *end != '/'; end++)
-		;
-	if (memchr(a, '@', (size_t)(end - a)) != NULL) {
-		*why = "user info in the URL is not supported";
+	if (hostport_authority(a, &end, &colon, why) == -1)
 		return -1;
-	}
-	if (a < end && *a == '[') {
-		rb = memchr(a, ']', (size_t)(end - a));
-		if (rb && rb + 1 < end && rb[1] == ':')
-			colon = rb + 1;
-		else if (rb == NULL || rb + 1 != end) {
-			*why = "malformed [IPv6] host in URL";
-			return -1;
-		}
-	} else
-		colon = memchr(a, ':', (size_t)(end - a));
 	port = tls ? 443 : 80;
 	if (colon && hostport_port(colon + 1, (size_t)(end - colon - 1), &port) == -1) {
 		*why = "URL port must be a number between 1 and 65535";
@@ -177,7 +192,7 @@ hostport_url_free(struct hostport_url *u)
 int
 hostport_parse_redis(const char *url, char **host, uint16_t *port, int *db, const char **why)
 {
-	const char *a, *end, *colon = NULL, *rb, *d;
+	const char *a, *end, *colon = NULL, *d;
 	char *h = NULL, *e;
 	uint16_t pt = 6379;
 	long n = 0;
@@ -187,22 +202,8 @@ hostport_parse_redis(const char *url, char **host, uint16_t *port, int *db, cons
 		return -1;
 	}
 	a = url + 8;
-	for (end = a; *end && *end != '/'; end++)
-		;
-	if (memchr(a, '@', (size_t)(end - a)) != NULL) {
-		*why = "user info in the URL is not supported";
+	if (hostport_authority(a, &end, &colon, why) == -1)
 		return -1;
-	}
-	if (a < end && *a == '[') {
-		rb = memchr(a, ']', (size_t)(end - a));
-		if (rb && rb + 1 < end && rb[1] == ':')
-			colon = rb + 1;
-		else if (rb == NULL || rb + 1 != end) {
-			*why = "malformed [IPv6] host in URL";
-			return -1;
-		}
-	} else
-		colon = memchr(a, ':', (size_t)(end - a));
 	if (colon && hostport_port(colon + 1, (size_t)(end - colon - 1), &pt) == -1) {
 		*why = "URL port must be a number between 1 and 65535";
 		return -1;
