@@ -1,5 +1,5 @@
 /* What the instances of a cluster share through Redis on the request path
- * (DESIGN.md "Cluster"): session bindings and per-agent rate budgets. The push of
+ * (README "Running several instances"): session bindings and per-agent rate budgets. The push of
  * revocations and identity-map changes is clusterpush.h.
  *
  * Keys (cluster.redis's database):

@@ -1,5 +1,5 @@
 /* Revocations and identity-map changes pushed to every instance of a cluster
- * (DESIGN.md "Cluster"), without a shared filesystem.
+ * (README "Running several instances"), without a shared filesystem.
  *
  * The instance whose files changed (scripts/agent-revoke, agent-issue, an edit of
  * the map: its own reload, state.h) writes the CRL and the identity map to Redis

@@ -1,5 +1,5 @@
 /* TLS session-ticket keys shared by the instances of a cluster through Redis
- * (DESIGN.md "Cluster", README "Running several instances"), so a client resumes on
+ * (README "Running several instances"), so a client resumes on
  * any instance behind the load balancer.
  *
  * Keys: one per epoch of cluster.ticket_rotate_s seconds on Redis's clock
