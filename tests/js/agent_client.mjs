@@ -89,6 +89,7 @@ function textOf(result) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const stderrDone = [];
 
 async function connect(o, capabilities = {}) {
 	const transport = new StdioClientTransport({
@@ -98,6 +99,9 @@ async function connect(o, capabilities = {}) {
 	if (o.stderr) {
 		const out = fs.createWriteStream(o.stderr, { flags: 'a' });
 		transport.stderr.pipe(out);
+		// process.exit would drop what the bridge wrote last (its "session ended"
+		// after the DELETE): main waits until the file has it all.
+		stderrDone.push(new Promise((r) => { out.once('finish', r); out.once('error', r); }));
 	}
 	const client = new Client({ name: 'certgate-agent-test', version: '0.1.0' },
 	    { capabilities });
@@ -252,6 +256,7 @@ async function main() {
 		code = 1;
 	}
 	clearTimeout(timer);
+	await Promise.race([Promise.all(stderrDone), sleep(5000)]);
 	process.exit(code);
 }
 
