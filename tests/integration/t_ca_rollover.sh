@@ -123,7 +123,8 @@ until_status 200 "$D/ca.pem" "$D/cert.pem" "$D/key.pem"
 "$CERTGATE_BIN" ca revoke -c "$CFG" --serial "$(openssl x509 -in "$T/alice-old.pem" -noout -serial | cut -d= -f2)" \
     >/dev/null 2>"$T/revoke.err" || { cat "$T/revoke.err" >&2; cg_fail "revoke alice's old certificate"; }
 until_status 000 "$T/old-ca.pem" "$T/alice-old.pem" "$T/alice-old.key"
-gw_wait_log "handshake failed from .*certificate revoked" 5 || cg_fail "alice's old certificate not refused as revoked"
+gw_wait_log "handshake failed from .*certificate revoked" 5 ||
+    { tail -n 20 "$GW_LOG" >&2; cg_fail "alice's old certificate not refused as revoked"; }
 echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL in force"
 
 # --- retire ---
