@@ -4,6 +4,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "agent_key.h"
 #include "check.h"
 #include "file.h"
@@ -44,6 +48,35 @@ static const struct next_case nexts[] = {
 	{ "not a uri", NULL },
 };
 
+/* 1 when pem is one unencrypted PKCS#8 PEM block (OpenSSL's PEM_STRING_PKCS8INF
+ * label) holding the same key as want. */
+static int
+test_pem_pkcs8_of(const struct buf *pem, EVP_PKEY *want)
+{
+	BIO *b;
+	char *name = NULL, *header = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	long len = 0;
+	EVP_PKEY *got = NULL;
+	int ok = 0;
+
+	if ((b = BIO_new_mem_buf(pem->p, (int)pem->len)) == NULL)
+		return 0;
+	if (PEM_read_bio(b, &name, &header, &der, &len) == 1 &&
+	    strcmp(name, PEM_STRING_PKCS8INF) == 0 && header[0] == '\0') {
+		p = der;
+		got = d2i_AutoPrivateKey(NULL, &p, len);
+		ok = got != NULL && EVP_PKEY_eq(got, want) == 1;
+	}
+	EVP_PKEY_free(got);
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_clear_free(der, (size_t)len);
+	BIO_free(b);
+	return ok;
+}
+
 int
 main(void)
 {
@@ -76,7 +109,8 @@ main(void)
 	CHECK(agent_key_generate_file(&k) == 0);
 	buf_init(&pem);
 	CHECK(agent_key_pem(k, &pem) == 0);
-	CHECK(strstr(buf_str(&pem), "-----BEGIN PRIVATE KEY-----") != NULL);
+	/* unencrypted PKCS#8 PEM, read back from memory as the same key */
+	CHECK(test_pem_pkcs8_of(&pem, k));
 	CHECK((fd = mkstemp(path)) >= 0);
 	close(fd);
 	CHECK(file_write_atomic(path, pem.p, pem.len, 0600) == 0);
