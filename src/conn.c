@@ -600,7 +600,8 @@ conn_hs_arm(struct conn *c, short what)
 {
 	event_del(c->hs_ev);
 	event_assign(c->hs_ev, c->home->base, c->fd, what, conn_hs_cb, c);
-	if (event_add(c->hs_ev, NULL) == -1) {
+	if (event_priority_set(c->hs_ev, CONN_PRI_HANDSHAKE) == -1 ||
+	    event_add(c->hs_ev, NULL) == -1) {
 		log_err("event_add failed for %s", c->peer);
 		metrics_inc(M_HS_FAIL);
 		conn_close(c, CONN_END_INTERNAL);
@@ -630,7 +631,8 @@ conn_hs_arm_async(struct conn *c)
 	tv.tv_usec = (ms % 1000) * 1000;
 	event_del(c->hs_ev);
 	event_assign(c->hs_ev, c->home->base, fds[0], EV_READ, conn_hs_cb, c);
-	if (event_add(c->hs_ev, &tv) == -1) {
+	if (event_priority_set(c->hs_ev, CONN_PRI_HANDSHAKE) == -1 ||
+	    event_add(c->hs_ev, &tv) == -1) {
 		log_err("event_add failed for %s", c->peer);
 		metrics_inc(M_HS_FAIL);
 		conn_close(c, CONN_END_INTERNAL);
