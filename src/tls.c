@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "p11.h"
 #include "ticketkeys.h"
+#include "tlsvcache.h"
 
 #define TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
@@ -667,6 +668,12 @@ tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, STACK_OF(X509_
 	SSL_CTX_set_verify(ctx, (flags & TLS_CTX_OPTIONAL_CERT) ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
+	/* The store and CRLs are fixed for ctx's life: a certificate verified once
+	 * need not be verified again while its times hold (tlsvcache.h). */
+	if (tlsvcache_attach(ctx, cfg->tls.crl_check ? crls : NULL) == -1) {
+		log_err("no memory for the verified-certificate cache");
+		return -1;
+	}
 	if ((names = SSL_load_client_CA_file(cfg->tls.ca)) == NULL) {
 		log_sslerr("cannot read CA names from %s", cfg->tls.ca);
 		return -1;
