@@ -129,7 +129,24 @@ until_status 000 "$T/old-ca.pem" "$T/alice-old.pem" "$T/alice-old.key"
 # on a worker whose store is swapped a moment after the state is refused by the second.
 gw_wait_log "handshake failed from .*certificate revoked|refused revoked from .*serial $ALICE_OLD_SERIAL" 5 ||
     { tail -n 20 "$GW_LOG" >&2; cg_fail "alice's old certificate not refused as revoked"; }
-echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL in force"
+# certgate's OCSP responder (enrollment listener, /ocsp) answers for both CAs during the
+# transition, each answer signed by the certificate's own issuer
+ocsp_ask() {   # NAME ISSUER CERT: the status line of an answer that verifies with ISSUER
+	openssl ocsp -issuer "$2" -cert "$3" -no_nonce -reqout "$T/$1.req" >/dev/null 2>&1 ||
+	    cg_fail "openssl ocsp -reqout $1"
+	curl -sS --cacert "$T/old-ca.pem" -H 'Content-Type: application/ocsp-request' \
+	    --data-binary @"$T/$1.req" -o "$T/$1.resp" "https://127.0.0.1:$EPORT/ocsp" || cg_fail "OCSP POST $1"
+	openssl ocsp -respin "$T/$1.resp" -issuer "$2" -cert "$3" -CAfile "$2" -no_nonce \
+	    >"$T/$1.txt" 2>&1 || { cat "$T/$1.txt" >&2; cg_fail "OCSP answer $1 does not verify with its issuer"; }
+	cg_assert_contains "$T/$1.txt" "Response verify OK"
+}
+ocsp_ask ocsp-alice-old "$T/old-ca.pem" "$T/alice-old.pem"
+cg_assert_contains "$T/ocsp-alice-old.txt" "alice-old.pem: revoked"
+ocsp_ask ocsp-bob-old "$T/old-ca.pem" "$B.pem"
+cg_assert_contains "$T/ocsp-bob-old.txt" "bob.pem: good"
+ocsp_ask ocsp-carol "$T/new-ca.pem" "$PKI/agents/carol/cert.pem"
+cg_assert_contains "$T/ocsp-carol.txt" "cert.pem: good"
+echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL and OCSP in force"
 
 # --- retire ---
 cg_expect_fail 1 "$CERTGATE_BIN" ca retire -c "$CFG" --serial ABCDEF
