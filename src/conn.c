@@ -64,6 +64,10 @@ struct conn {
 	size_t pp_have, pp_need, pp_skip;
 	STACK_OF(X509) *chain;          /* conn_peer_chain, built at first use */
 	struct ocspcheck *ocsp;         /* tls.ocsp applies to the peer's certificate */
+	/* The CA bundle the peer was last verified under (tls_trust_id) when that is
+	 * not its session's (conn_retrust); trust_len 0: the session's. */
+	unsigned char trust[SSL_MAX_SID_CTX_LENGTH];
+	unsigned int trust_len;
 	void *app_data;
 	TAILQ_ENTRY(conn) link;
 };
@@ -906,6 +910,39 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 /* ------------------------------------------------------------------------- */
 /* Re-checks and shutdown */
 
+/* After tls.ca changed (a CA retired, a corporate chain replaced), a connection
+ * verified under another bundle is verified again against st's: a certificate
+ * whose issuer is no longer trusted ends as untrusted, the chain (RFC 9440) and the
+ * own-CA flag (issuer binding) follow the new bundle. Revocation is checked by the
+ * caller as always. One chain verification per open connection, and only when the
+ * bundle changed. */
+static enum conn_end
+conn_retrust(struct conn *c, const struct gw_state *st)
+{
+	SSL_CTX *ctx = c->home->app->optional_cert ? st->enroll_ctx : st->ssl_ctx;
+	const unsigned char *id, *mine = c->trust;
+	unsigned int len, mlen = c->trust_len;
+	const SSL_SESSION *sess;
+	STACK_OF(X509) *chain;
+	X509 *peer;
+
+	if (ctx == NULL || (id = tls_trust_id(ctx, &len)) == NULL || len > sizeof(c->trust) ||
+	    (peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
+		return CONN_END_NONE;
+	if (mlen == 0 && (sess = SSL_get_session(c->ssl)) != NULL)
+		mine = SSL_SESSION_get0_id_context(sess, &mlen);
+	if (mlen == len && memcmp(mine, id, len) == 0)
+		return CONN_END_NONE;
+	if ((chain = tls_build_chain(ctx, peer, SSL_get_peer_cert_chain(c->ssl))) == NULL)
+		return CONN_END_UNTRUSTED;
+	sk_X509_pop_free(c->chain, X509_free);
+	c->chain = chain;
+	identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	memcpy(c->trust, id, len);
+	c->trust_len = len;
+	return CONN_END_NONE;
+}
+
 void
 conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 {
@@ -916,7 +953,9 @@ conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 		next = TAILQ_NEXT(c, link);
 		if (c->bev == NULL || c->closing || c->peer_id.serial[0] == '\0')
 			continue;
-		why = conn_peer_refusal(c, st, !h->app->optional_cert, now);
+		why = st != NULL ? conn_retrust(c, st) : CONN_END_NONE;
+		if (why == CONN_END_NONE)
+			why = conn_peer_refusal(c, st, !h->app->optional_cert, now);
 		if (why == CONN_END_NONE && c->ocsp != NULL)
 			switch (ocspcheck_recheck(c->ocsp, h->base, now)) {
 			case OCSPCHECK_REVOKED: why = CONN_END_REVOKED; break;

@@ -151,8 +151,31 @@ echo "transition: old certificates work, renewals (agent renew, EST) and issuanc
 # --- retire ---
 cg_expect_fail 1 "$CERTGATE_BIN" ca retire -c "$CFG" --serial ABCDEF
 cg_assert_contains "$T/err" "no CA certificate with serial ABCDEF"
+# bob holds a keep-alive connection on his old-CA certificate across the retirement
+# (pings 100 ms apart for up to 30 s): once the gateway trusts only the new CA, it is
+# verified again and cut, as a revoked one would be
+gw_rpc_request "$T/ping.req" ping /echo
+BOB_SERIAL=$(openssl x509 -in "$B.pem" -noout -serial | cut -d= -f2)
+gw_client --ca "$T/old-ca.pem" --cert "$B.pem" --key "$B.key" --request "$T/ping.req" \
+    --repeat 300 --keepalive-gap-ms 100 >"$T/hold.out" 2>&1 &
+HOLD=$!
+cg_track_pid "$HOLD"
+for i in $(seq 1 50); do
+	grep -q "response: HTTP/1.1 200" "$T/hold.out" 2>/dev/null && break
+	sleep 0.1
+done
+cg_assert_contains "$T/hold.out" "response: HTTP/1.1 200"
 "$CERTGATE_BIN" ca retire -c "$CFG" --serial "$OLD_SERIAL" >"$T/retire.out" 2>"$T/retire.err" ||
     { cat "$T/retire.out" "$T/retire.err" >&2; cg_fail "ca retire"; }
+# the gateway reloads changed files once a second; 10 s covers a loaded machine
+gw_wait_log "closing connection from .*serial $BOB_SERIAL\): untrusted" 10 ||
+    { tail -n 20 "$GW_LOG" >&2; cg_fail "bob's open old-CA connection not cut after the retirement"; }
+for i in $(seq 1 50); do
+	grep -q "closed by peer" "$T/hold.out" && break
+	sleep 0.1
+done
+cg_assert_contains "$T/hold.out" "closed by peer"
+kill "$HOLD" 2>/dev/null || true
 cg_assert_contains "$T/retire.err" "1 valid agent certificate(s) from the retired CA"
 cg_assert_eq "$(ncerts "$PKI/ca/ca.pem")" 1 "CAs in ca/ca.pem after the retirement"
 cg_assert_eq "$(grep -c 'BEGIN X509 CRL' "$PKI/ca/crl.pem")" 1 "CRLs in ca/crl.pem after the retirement"
