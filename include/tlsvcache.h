@@ -44,6 +44,12 @@ void tlsvcache_free(struct tlsvcache *vc);
  * be NULL) says which way it went. */
 int tlsvcache_verify(struct tlsvcache *vc, X509_STORE_CTX *xs, time_t now, int *hit);
 
+/* The chain cached for leaf under ctx (tlsvcache_attach) if it is usable at now:
+ * a new stack, leaf first, each certificate referenced; NULL when none. For a
+ * resumed session, whose certificate was verified at its full handshake under the
+ * same bundle: what that verification found, without verifying again. */
+STACK_OF(X509) *tlsvcache_lookup(SSL_CTX *ctx, X509 *leaf, time_t now);
+
 /* Makes ctx verify client certificates through a new cache (TLSVCACHE_SLOTS, crls
  * as above), owned by ctx from then on. */
 int tlsvcache_attach(SSL_CTX *ctx, STACK_OF(X509_CRL) *crls);

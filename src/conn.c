@@ -41,6 +41,7 @@
 #include "signer.h"
 #include "state.h"
 #include "tls.h"
+#include "tlsvcache.h"
 
 #define CONN_IP_BUCKETS		4096
 
@@ -520,9 +521,21 @@ conn_hs_done(struct conn *c)
 	/* Resumed sessions skipped chain and CRL verification: check the serial
 	 * against the current revocation list whatever the handshake was. */
 	st = state_get();
-	/* issuer binding (identity.h): once per connection, lookups reuse it */
-	if (st != NULL)
-		identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	/* Issuer binding (identity.h): once per connection, lookups reuse it. From the
+	 * chain verified for it when there is one (a full handshake, or the verified
+	 * chain cache for a resumed session's certificate), else by the signature. */
+	if (st != NULL) {
+		STACK_OF(X509) *v = SSL_get0_verified_chain(c->ssl);
+
+		if (sk_X509_num(v) < 2 && c->chain == NULL)
+			c->chain = tlsvcache_lookup(SSL_get_SSL_CTX(c->ssl), peer, time(NULL));
+		if (sk_X509_num(v) >= 2)
+			identity_peer_own_ca_chain(&c->peer_id, v, st->own_ca);
+		else if (sk_X509_num(c->chain) >= 2)
+			identity_peer_own_ca_chain(&c->peer_id, c->chain, st->own_ca);
+		else
+			identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	}
 	refusal = conn_peer_refusal(c, st, 0, time(NULL));
 	state_put(st);
 	if (refusal != CONN_END_NONE) {

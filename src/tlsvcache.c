@@ -167,26 +167,49 @@ tlsvcache_chain(X509 *leaf, const STACK_OF(X509) *issuers)
 	return sk;
 }
 
+/* The DER of leaf into der (TLSVCACHE_MAX_DER bytes); its length, or -1 when it
+ * does not fit. */
+static int
+tlsvcache_der(X509 *leaf, unsigned char *der)
+{
+	unsigned char *p = der;
+	int len = leaf != NULL ? i2d_X509(leaf, NULL) : -1;
+
+	if (len <= 0 || len > TLSVCACHE_MAX_DER || i2d_X509(leaf, &p) != len)
+		return -1;
+	return len;
+}
+
+/* The slot of der, and (NULL when none) the chain it holds for leaf at now. */
+static struct tlsvcache_ent *
+tlsvcache_get(struct tlsvcache *vc, X509 *leaf, const unsigned char *der, int len,
+    time_t now, STACK_OF(X509) **chain)
+{
+	struct tlsvcache_ent *e = &vc->slot[hash_fnv1a(HASH_FNV_INIT, der, (size_t)len) % vc->n];
+
+	*chain = NULL;
+	pthread_mutex_lock(&vc->mtx);
+	if (e->der != NULL && e->derlen == len && memcmp(e->der, der, (size_t)len) == 0 &&
+	    now >= e->from && now <= e->until)
+		*chain = tlsvcache_chain(leaf, e->issuers);
+	pthread_mutex_unlock(&vc->mtx);
+	return e;
+}
+
 int
 tlsvcache_verify(struct tlsvcache *vc, X509_STORE_CTX *xs, time_t now, int *hit)
 {
-	unsigned char der[TLSVCACHE_MAX_DER], *p = der;
-	STACK_OF(X509) *chain = NULL;
+	unsigned char der[TLSVCACHE_MAX_DER];
+	STACK_OF(X509) *chain;
 	struct tlsvcache_ent *e;
 	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
 	int len, r;
 
 	if (hit != NULL)
 		*hit = 0;
-	len = leaf != NULL ? i2d_X509(leaf, NULL) : -1;
-	if (len <= 0 || len > TLSVCACHE_MAX_DER || i2d_X509(leaf, &p) != len)
+	if ((len = tlsvcache_der(leaf, der)) == -1)
 		return X509_verify_cert(xs);
-	e = &vc->slot[hash_fnv1a(HASH_FNV_INIT, der, (size_t)len) % vc->n];
-	pthread_mutex_lock(&vc->mtx);
-	if (e->der != NULL && e->derlen == len && memcmp(e->der, der, (size_t)len) == 0 &&
-	    now >= e->from && now <= e->until)
-		chain = tlsvcache_chain(leaf, e->issuers);
-	pthread_mutex_unlock(&vc->mtx);
+	e = tlsvcache_get(vc, leaf, der, len, now, &chain);
 	if (chain != NULL) {
 		/* What X509_verify_cert leaves behind on success: the chain, no error. */
 		X509_STORE_CTX_set0_verified_chain(xs, chain);
@@ -207,6 +230,21 @@ tlsvcache_verify(struct tlsvcache *vc, X509_STORE_CTX *xs, time_t now, int *hit)
 }
 
 /* ---- the SSL_CTX's cache ---- */
+
+STACK_OF(X509) *
+tlsvcache_lookup(SSL_CTX *ctx, X509 *leaf, time_t now)
+{
+	unsigned char der[TLSVCACHE_MAX_DER];
+	STACK_OF(X509) *chain;
+	struct tlsvcache *vc;
+	int len;
+
+	if (tlsvcache_idx < 0 || (vc = SSL_CTX_get_ex_data(ctx, tlsvcache_idx)) == NULL ||
+	    (len = tlsvcache_der(leaf, der)) == -1)
+		return NULL;
+	(void)tlsvcache_get(vc, leaf, der, len, now, &chain);
+	return chain;
+}
 
 static void
 tlsvcache_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
