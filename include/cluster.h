@@ -7,6 +7,15 @@
  *   certgate:r:AGENT       -> hash {t: tokens, ts: seconds}, a token bucket kept by a
  *                             Lua script on Redis's clock (one clock for every instance)
  *
+ * Leases: a round trip for a busy agent takes several tokens at once (up to what its
+ * rate allows in 0.5 s, a quarter of its burst, 16); the worker spends them on the
+ * agent's next requests within 0.5 s without asking Redis, and gives back what is left
+ * when the period ends. Tokens are taken from the shared bucket before they are used,
+ * so the shared budget is never exceeded; the price is that tokens one worker holds
+ * are not available to the others for up to 0.5 s. A lease grows (doubles) while it
+ * is used up within its period and shrinks (halves) when tokens are left over; an
+ * agent slower than two requests per period gets none (one round trip per request).
+ *
  * Failure semantics (README "Running several instances"): a session id this instance
  * does not hold is looked up; when Redis cannot answer, the request is refused (503,
  * never forwarded). A global rate check Redis cannot answer falls back to this
@@ -51,8 +60,9 @@ void cluster_session_forget(struct cluster_worker *cw, const char *sid);
 /* 1: allowed, 0: over the shared budget (retry_after in seconds), -1: Redis did
  * not answer (the caller keeps the local decision). */
 typedef void (*cluster_rate_fn)(void *arg, int allowed, double retry_after);
-/* Takes one token of agent's shared bucket (per_second > 0, burst >= 1). Returns 0
- * (fn runs later) or -1 when Redis is unreachable now (fn not called). */
+/* Takes one token of agent's shared bucket (per_second > 0, burst >= 1). Returns 1
+ * when a token of this worker's lease allows it now (fn not called), 0 (fn runs
+ * later) or -1 when Redis is unreachable now (fn not called). */
 int cluster_rate_take(struct cluster_worker *cw, const char *agent, double per_second,
     double burst, cluster_rate_fn fn, void *arg, struct cluster_op **op);
 

@@ -5,14 +5,30 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 #include "rconn.h"
 
+/* A worker's lease of an agent's shared budget (cluster.h, "Leases"). */
+#define CLUSTER_LEASES          256     /* per worker, direct-mapped by agent */
+#define CLUSTER_LEASE_S         0.5     /* a lease's tokens are usable this long */
+#define CLUSTER_LEASE_MAX       16
+
+struct cluster_lease {
+	char *agent;            /* NULL: empty slot */
+	int tokens;             /* taken from Redis, not used yet */
+	int size;               /* tokens the next round trip asks for */
+	double burst;           /* the agent's, for giving tokens back */
+	double expires;         /* monotonic seconds */
+};
+
 struct cluster_worker {
 	struct rconn *rc;
 	const struct config *cfg;
+	struct cluster_lease lease[CLUSTER_LEASES];
 };
 
 /* The caller's side of a pending operation. The rconn op always answers (a reply,
@@ -22,29 +38,40 @@ struct cluster_op {
 	cluster_session_fn sfn;
 	cluster_rate_fn rfn;
 	void *arg;
+	struct cluster_worker *cw;      /* rate: where the lease goes */
 	int cancelled;
 	char agent[];
 };
 
 static atomic_long cluster_lookup[4];        /* by -answer + 1: mine, other, unknown, down */
 static atomic_long cluster_refused_unavail, cluster_bind_lost, cluster_rate_global_refused,
-    cluster_rate_fallback;
+    cluster_rate_fallback, cluster_rate_local, cluster_rate_returned;
 static pthread_once_t cluster_once = PTHREAD_ONCE_INIT;
 
-/* One token bucket on Redis's clock: refill by elapsed time, take one when there
- * is one. Returns {1, 0} or {0, ms until a token}. The key expires once the bucket
- * would be full again (plus a second), so idle agents cost nothing. */
+/* One token bucket on Redis's clock: refill by elapsed time, take up to ARGV[3]
+ * whole tokens when there is at least one. Returns {granted, 0} or {0, ms until a
+ * token}. The key expires once the bucket would be full again (plus a second), so
+ * idle agents cost nothing. */
 static const char cluster_rate_lua[] =
 	"local k=KEYS[1] local rate=tonumber(ARGV[1]) local burst=tonumber(ARGV[2]) "
+	"local n=tonumber(ARGV[3]) "
 	"local t=redis.call('TIME') local now=tonumber(t[1])+tonumber(t[2])/1e6 "
 	"local v=redis.call('HMGET',k,'t','ts') "
 	"local tok=tonumber(v[1]) or burst local ts=tonumber(v[2]) or now "
 	"if now>ts then tok=math.min(burst,tok+(now-ts)*rate) end "
-	"local ok=0 local wait=0 "
-	"if tok>=1 then tok=tok-1 ok=1 else wait=math.ceil((1-tok)/rate*1000) end "
+	"local g=0 local wait=0 "
+	"if tok>=1 then g=math.min(n,math.floor(tok)) tok=tok-g "
+	"else wait=math.ceil((1-tok)/rate*1000) end "
 	"redis.call('HSET',k,'t',tostring(tok),'ts',tostring(now)) "
 	"redis.call('PEXPIRE',k,math.ceil(burst/rate*1000)+1000) "
-	"return {ok,wait}";
+	"return {g,wait}";
+
+/* Tokens of a lease that ran out unused go back (never above the burst). */
+static const char cluster_rate_give_lua[] =
+	"local k=KEYS[1] local burst=tonumber(ARGV[1]) local n=tonumber(ARGV[2]) "
+	"local tok=tonumber(redis.call('HGET',k,'t')) "
+	"if tok then redis.call('HSET',k,'t',tostring(math.min(burst,tok+n))) end "
+	"return 0";
 
 static void
 cluster_metrics(FILE *f)
@@ -76,6 +103,14 @@ cluster_metrics(FILE *f)
 	    "answer.");
 	fprintf(f, "certgate_cluster_rate_fallback_total %ld\n",
 	    atomic_load(&cluster_rate_fallback));
+	metrics_put_head(f, "cluster_rate_local_total", "counter",
+	    "Requests allowed from tokens this instance had already taken from the shared "
+	    "budget (a lease), without a Redis round trip.");
+	fprintf(f, "certgate_cluster_rate_local_total %ld\n", atomic_load(&cluster_rate_local));
+	metrics_put_head(f, "cluster_rate_returned_total", "counter",
+	    "Leased tokens given back to the shared budget unused.");
+	fprintf(f, "certgate_cluster_rate_returned_total %ld\n",
+	    atomic_load(&cluster_rate_returned));
 }
 
 static void
@@ -106,10 +141,60 @@ cluster_worker_new(struct event_base *base, const struct config *cfg, int *err)
 void
 cluster_worker_free(struct cluster_worker *cw)
 {
+	int i;
+
 	if (cw == NULL)
 		return;
 	rconn_free(cw->rc);
+	for (i = 0; i < CLUSTER_LEASES; i++)
+		free(cw->lease[i].agent);
 	free(cw);
+}
+
+static double
+cluster_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The most tokens one round trip takes for an agent: what it may use in
+ * CLUSTER_LEASE_S at its rate, at most a quarter of its burst (other instances
+ * keep their share) and CLUSTER_LEASE_MAX. An agent slower than two requests per
+ * lease period gets 1: one round trip per request, as without leases. */
+static int
+cluster_lease_cap(double per_second, double burst)
+{
+	double c = per_second * CLUSTER_LEASE_S;
+
+	if (burst / 4 < c)
+		c = burst / 4;
+	if (c > CLUSTER_LEASE_MAX)
+		c = CLUSTER_LEASE_MAX;
+	return c < 2 ? 1 : (int)c;
+}
+
+static struct cluster_lease *
+cluster_lease_slot(struct cluster_worker *cw, const char *agent)
+{
+	return &cw->lease[hash_str(agent) % CLUSTER_LEASES];
+}
+
+/* l's unused tokens go back to its agent's bucket (sent without waiting: tokens
+ * that do not arrive are only a shortfall, never an excess). */
+static void
+cluster_lease_give(struct cluster_worker *cw, struct cluster_lease *l)
+{
+	char cap[32], n[16];
+
+	snprintf(cap, sizeof(cap), "%.6g", l->burst < 1 ? 1 : l->burst);
+	snprintf(n, sizeof(n), "%d", l->tokens);
+	if (rconn_send(cw->rc, "EVAL %s 1 certgate:r:%s %s %s", cluster_rate_give_lua,
+	    l->agent, cap, n) == 0)
+		atomic_fetch_add(&cluster_rate_returned, l->tokens);
+	l->tokens = 0;
 }
 
 static struct cluster_op *
@@ -191,6 +276,21 @@ cluster_session_forget(struct cluster_worker *cw, const char *sid)
 	(void)rconn_send(cw->rc, "DEL certgate:s:%s", sid);
 }
 
+/* The rest of a grant becomes the worker's lease of op->agent's budget, when the
+ * slot is still the agent's (cluster_rate_take claimed it). */
+static void
+cluster_lease_store(struct cluster_op *op, long long granted)
+{
+	struct cluster_lease *l = cluster_lease_slot(op->cw, op->agent);
+
+	if (l->agent == NULL || strcmp(l->agent, op->agent) != 0)
+		return;
+	/* Two requests of the agent may have asked at once: both grants are real. */
+	if (granted > 1)
+		l->tokens += (int)(granted - 1);
+	l->expires = cluster_mono() + CLUSTER_LEASE_S;
+}
+
 static void
 cluster_rate_reply(void *arg, redisReply *r)
 {
@@ -201,8 +301,11 @@ cluster_rate_reply(void *arg, redisReply *r)
 	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_INTEGER &&
 	    r->element[1]->type == REDIS_REPLY_INTEGER) {
-		allowed = r->element[0]->integer == 1;
+		allowed = r->element[0]->integer >= 1;
 		retry = (double)r->element[1]->integer / 1000.0;
+		/* Only while the owner waits: a cancelled request's tokens are not used. */
+		if (allowed == 1 && !op->cancelled)
+			cluster_lease_store(op, r->element[0]->integer);
 	}
 	if (allowed == -1)
 		atomic_fetch_add(&cluster_rate_fallback, 1);
@@ -217,19 +320,52 @@ int
 cluster_rate_take(struct cluster_worker *cw, const char *agent, double per_second,
     double burst, cluster_rate_fn fn, void *arg, struct cluster_op **opp)
 {
+	struct cluster_lease *l = cluster_lease_slot(cw, agent);
 	struct cluster_op *op;
-	char rate[32], cap[32];
+	char rate[32], cap[32], want[16];
+	double now = cluster_mono();
+	int mine = l->agent != NULL && strcmp(l->agent, agent) == 0, max;
+	char *id;
 
 	*opp = NULL;
+	max = cluster_lease_cap(per_second, burst);
+	/* A slot whose lease is spent or over is taken by the next agent that hashes
+	 * there; a live lease of another agent is left alone (this one goes without). */
+	if (!mine && max > 1 && (l->agent == NULL || l->tokens == 0 || now >= l->expires) &&
+	    (id = strdup(agent)) != NULL) {
+		if (l->agent != NULL && l->tokens > 0)
+			cluster_lease_give(cw, l);
+		l->agent = id;
+		l->tokens = 0;
+		l->size = 1;
+		l->expires = 0;
+		mine = 1;
+	}
+	if (mine) {
+		if (l->tokens > 0 && now < l->expires) {
+			l->tokens--;
+			atomic_fetch_add(&cluster_rate_local, 1);
+			return 1;
+		}
+		l->burst = burst;
+		if (l->tokens > 0) {
+			/* Ran out unused: give them back, ask for fewer next time. */
+			cluster_lease_give(cw, l);
+			l->size = l->size > 1 ? l->size / 2 : 1;
+		} else if (now < l->expires && l->size < CLUSTER_LEASE_MAX)
+			l->size *= 2;   /* used up within its period: a busy agent */
+	}
 	if (!rconn_is_up(cw->rc) || (op = cluster_op_new(agent, arg)) == NULL) {
 		atomic_fetch_add(&cluster_rate_fallback, 1);
 		return -1;
 	}
 	op->rfn = fn;
+	op->cw = cw;
 	snprintf(rate, sizeof(rate), "%.6g", per_second);
 	snprintf(cap, sizeof(cap), "%.6g", burst < 1 ? 1 : burst);
-	if (rconn_command(cw->rc, cluster_rate_reply, op, NULL, "EVAL %s 1 certgate:r:%s %s %s",
-	    cluster_rate_lua, agent, rate, cap) == -1) {
+	snprintf(want, sizeof(want), "%d", mine ? (l->size < max ? l->size : max) : 1);
+	if (rconn_command(cw->rc, cluster_rate_reply, op, NULL,
+	    "EVAL %s 1 certgate:r:%s %s %s %s", cluster_rate_lua, agent, rate, cap, want) == -1) {
 		free(op);
 		atomic_fetch_add(&cluster_rate_fallback, 1);
 		return -1;

@@ -33,7 +33,7 @@ redis_start
 # --- one PKI, three copies -------------------------------------------------------------
 PKI=$T/pki
 gw_soft_pki "$PKI" 1 "http://127.0.0.1:$UP_PORT/" || cg_fail "soft PKI"
-for a in alice bob carol dave; do
+for a in alice bob carol dave erin; do
 	gw_soft_issue "$PKI" "$a" || cg_fail "issue $a"
 done
 cluster_dirs 3 "$PKI" 'import json, sys
@@ -41,12 +41,15 @@ c = json.load(open(sys.argv[1]))
 c["rate"] = {"per_second": 0.5, "burst": 10}
 json.dump(c, open(sys.argv[1], "w"), indent=1)'
 for i in 0 1 2; do
-	# carol runs at the default (0.5/s, burst 10); the others are fast
+	# carol runs at the default (0.5/s, burst 10), erin at 20/s (burst 40); the others
+	# are fast
 	python3 - "${DIRS[i]}/agents.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
 for a in m["agents"]:
-    if a["id"] != "carol":
+    if a["id"] == "erin":
+        a["rate"] = {"per_second": 20, "burst": 40}
+    elif a["id"] != "carol":
         a["rate"] = {"per_second": 1000, "burst": 1000}
 json.dump(m, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -139,6 +142,37 @@ max=$(python3 -c "import math,sys; print(10 + math.ceil((float(sys.argv[2]) - fl
 [ "$ok" -ge 10 ] && [ "$ok" -le "$max" ] || cg_fail "carol got $ok of 30 through (want 10..$max: one budget of 10 + 0.5/s, not 3 x 10)"
 echo "global rate limit: $ok of 30 through three instances (bound $max)"
 cg_assert_contains "$T/rate.h" "Retry-After:"
+
+# --- leases: erin (20/s, burst 40) sends 40 keep-alive requests to each instance at
+# once; each worker takes several tokens per Redis round trip (a lease) and spends
+# them without asking, yet the one budget holds: at most 40 + 20/s * elapsed through
+# (three separate budgets would let 120 through)
+l0=0
+for i in 0 1 2; do l0=$((l0 + $(metric "$i" certgate_cluster_rate_local_total))); done
+t0=$(date +%s.%N)
+lease_pids=()
+for i in 0 1 2; do
+	urls=()
+	for n in $(seq 1 40); do urls+=("https://localhost:${PORTS[i]}/mcp"); done
+	curl -sS --max-time 30 --cacert "$PKI/ca/ca.pem" --cert "$PKI/agents/erin/cert.pem" \
+	    --key "$PKI/agents/erin/key.pem" -H 'Content-Type: application/json' \
+	    -H 'Accept: application/json, text/event-stream' --data-binary "$PING" \
+	    -w '\nSTATUS %{http_code}\n' "${urls[@]}" >"$T/lease$i.out" 2>&1 &
+	lease_pids+=("$!")
+done
+wait "${lease_pids[@]}"
+t1=$(date +%s.%N)
+through=$(cat "$T"/lease[012].out | grep -c '^STATUS 200$' || true)
+refused=$(cat "$T"/lease[012].out | grep -c '^STATUS 429$' || true)
+cg_assert_eq "$((through + refused))" 120 "erin's answered requests (200 or 429)"
+max=$(python3 -c "import math,sys; print(40 + math.ceil((float(sys.argv[2]) - float(sys.argv[1])) * 20) + 1)" "$t0" "$t1")
+[ "$max" -lt 120 ] || cg_fail "the lease check took too long to mean anything (bound $max)"
+[ "$through" -ge 1 ] && [ "$through" -le "$max" ] ||
+    cg_fail "erin got $through of 120 through (want 1..$max: one budget of 40 + 20/s)"
+l1=0
+for i in 0 1 2; do l1=$((l1 + $(metric "$i" certgate_cluster_rate_local_total))); done
+[ "$((l1 - l0))" -ge 1 ] || cg_fail "no request was allowed from a lease"
+echo "leases: erin $through of 120 through (bound $max), $((l1 - l0)) allowed without a round trip"
 
 # --- a revocation in gw0's folder reaches every instance within 2 s -------------------
 now_ms() { date +%s%3N; }
