@@ -19,6 +19,10 @@ int file_read(const char *path, size_t max, char **out, size_t *len);
  * removed). */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* file_write_atomic without the directory's fsync: the file is fsync'd and renamed,
+ * and the caller fsyncs the directory once (file_fsync_dir) after several files
+ * in it (the CA's group commit, cabatch.h). Durable only after that fsync. */
+int file_write_atomic_nodirsync(const char *path, const void *data, size_t len, mode_t mode);
 /* fsync of a directory (after a rename or an unlink in it). 0/-1. */
 int file_fsync_dir(const char *dir);
 

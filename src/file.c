@@ -81,8 +81,8 @@ file_fsync_dir(const char *dir)
 	return rc;
 }
 
-int
-file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int
+file_write_atomic_do(const char *path, const void *data, size_t len, mode_t mode, int syncdir)
 {
 	const char *base = strrchr(path, '/'), *p = data;
 	char *dir = NULL, *tmp = NULL;
@@ -148,7 +148,8 @@ file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 		goto fail;
 	free(tmp);
 	tmp = NULL;
-	(void)file_fsync_dir(dir);
+	if (syncdir)
+		(void)file_fsync_dir(dir);
 	rc = 0;
 fail:
 	saved = errno;
@@ -161,6 +162,18 @@ fail:
 	free(dir);
 	errno = saved;
 	return rc;
+}
+
+int
+file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return file_write_atomic_do(path, data, len, mode, 1);
+}
+
+int
+file_write_atomic_nodirsync(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return file_write_atomic_do(path, data, len, mode, 0);
 }
 
 int
