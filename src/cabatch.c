@@ -204,12 +204,14 @@ cabatch_issue(struct castore *s, struct cadb *db, struct cabatch_item *it, size_
 	const struct config *cfg = s->cfg;
 	struct cabatch_work w[CABATCH_MAX];
 	struct caaudit_rec audit[CABATCH_MAX];
+	struct file_stage arch[CABATCH_MAX], *stages[CABATCH_MAX];
 	struct certify_spec spec;
 	char *maptext = NULL, *newmap = NULL, err[1024];
-	size_t maplen = 0, newlen = 0, i, live, added = 0, na = 0, issued = 0;
+	size_t maplen = 0, newlen = 0, i, ns, added = 0, na = 0, issued = 0;
 	int need_map = 0;
 
 	memset(w, 0, sizeof(w));
+	memset(arch, 0, sizeof(arch));
 	for (i = 0; i < n; i++) {
 		memset(&it[i].out, 0, sizeof(it[i].out));
 		it[i].rc = -1;
@@ -252,7 +254,13 @@ cabatch_issue(struct castore *s, struct cadb *db, struct cabatch_item *it, size_
 			w[i].live = 0;
 		}
 	}
-	if (cabatch_sync_token_dirs(it, w, n, err, sizeof(err)) == -1)
+	for (i = 0, ns = 0; i < n; i++)
+		if (w[i].live && it[i].in->before_sign_stage != NULL)
+			stages[ns++] = it[i].in->before_sign_stage;
+	if (file_stage_commit(stages, ns) == -1) {
+		snprintf(err, sizeof(err), "cannot write a token record: %s", strerror(errno));
+		cabatch_fail_all(it, w, n, err);
+	} else if (cabatch_sync_token_dirs(it, w, n, err, sizeof(err)) == -1)
 		cabatch_fail_all(it, w, n, err);
 	cabatch_crashpoint(w, n, "before_sign");
 	for (i = 0; i < n; i++) {
@@ -287,14 +295,18 @@ cabatch_issue(struct castore *s, struct cadb *db, struct cabatch_item *it, size_
 			it[i].rc = -1;
 			w[i].live = 0;
 		}
-	for (i = 0, live = 0; i < n; i++)
-		if (w[i].live && castore_archive_nodirsync(s, w[i].x, w[i].hex, it[i].err,
+	for (i = 0, ns = 0; i < n; i++)
+		if (w[i].live && castore_archive_stage(s, w[i].x, w[i].hex, &arch[i], it[i].err,
 		    sizeof(it[i].err)) == -1) {
 			it[i].rc = -1;
 			w[i].live = 0;
-		} else
-			live += w[i].live;
-	if (live > 0 && file_fsync_dir(cfg->ca.certs_dir) == -1) {
+		} else if (w[i].live)
+			stages[ns++] = &arch[i];
+	if (file_stage_commit(stages, ns) == -1) {
+		snprintf(err, sizeof(err), "cannot archive a certificate in %s: %s",
+		    cfg->ca.certs_dir, strerror(errno));
+		cabatch_fail_all(it, w, n, err);
+	} else if (ns > 0 && file_fsync_dir(cfg->ca.certs_dir) == -1) {
 		snprintf(err, sizeof(err), "cannot fsync %s: %s", cfg->ca.certs_dir,
 		    strerror(errno));
 		cabatch_fail_all(it, w, n, err);
@@ -359,8 +371,10 @@ cabatch_issue(struct castore *s, struct cadb *db, struct cabatch_item *it, size_
 	if (issued > 1)
 		log_info("issued %zu certificates in one commit", issued);
 out:
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		cabatch_work_free(&w[i]);
+		file_stage_discard(&arch[i]);
+	}
 	free(maptext);
 	free(newmap);
 	return issued;

@@ -24,6 +24,7 @@
 #include "catoken.h"
 #include "certify.h"
 #include "config.h"
+#include "file.h"
 #include "identity.h"
 #include "log.h"
 #include "rate.h"
@@ -297,6 +298,7 @@ struct caops_consume {
 	const unsigned char *hash;
 	struct catoken_rec *rec;
 	const char *key;            /* SHA-256 hex of the SPKI being certified */
+	struct file_stage *stage;   /* the record's write, committed by cabatch */
 };
 
 /* Marks the token used for serial before anything is signed. The key hash goes into
@@ -309,8 +311,8 @@ caops_consume(void *arg, const char *serial, char *err, size_t errlen)
 	c->rec->used_at = (long long)time(NULL);
 	snprintf(c->rec->serial, sizeof(c->rec->serial), "%s", serial);
 	snprintf(c->rec->key, sizeof(c->rec->key), "%s", c->key);
-	/* The directory is fsync'd once for the batch (before_sign_dir). */
-	return catoken_update_nodirsync(c->dir, c->hash, c->rec, err, errlen);
+	/* Made durable with the batch's other tokens (before_sign_stage). */
+	return catoken_update_staged(c->dir, c->hash, c->rec, c->stage, err, errlen);
 }
 
 /* A retry of an enrollment whose answer was lost (the gateway gave up waiting, the
@@ -387,6 +389,7 @@ struct caops_job {
 	/* enroll */
 	struct mapedit_agent m;
 	struct caops_consume cons;
+	struct file_stage stage;
 	struct catoken_rec rec;
 	unsigned char hash[32];
 	char tid[17];
@@ -563,6 +566,8 @@ caops_enroll_locked(struct caops *o, struct caops_job *jobs, size_t i, struct ca
 	j->in.map = &j->m;
 	j->in.before_sign = caops_consume;
 	j->in.arg = &j->cons;
+	j->cons.stage = &j->stage;
+	j->in.before_sign_stage = &j->stage;
 	j->in.before_sign_dir = cfg->ca.tokens_dir;
 	j->in.audit = (struct caaudit_rec){ .what = "enroll", .agent = rec->agent,
 	    .token = j->tid, .via = "est", .peer = req->peer[0] ? req->peer : NULL };
@@ -846,6 +851,7 @@ static void
 caops_job_free(struct caops_job *j)
 {
 	X509_free(j->item.out.cert);
+	file_stage_discard(&j->stage);
 	EVP_PKEY_free(j->pub);
 	catoken_rec_free(&j->rec);
 	X509_free(j->old);

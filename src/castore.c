@@ -521,8 +521,8 @@ castore_archive(struct castore *s, X509 *x, const char *serial, char *err, size_
 }
 
 int
-castore_archive_nodirsync(struct castore *s, X509 *x, const char *serial, char *err,
-    size_t errlen)
+castore_archive_stage(struct castore *s, X509 *x, const char *serial,
+    struct file_stage *stage, char *err, size_t errlen)
 {
 	BIO *b = NULL;
 	char *path = NULL, *data;
@@ -538,7 +538,7 @@ castore_archive_nodirsync(struct castore *s, X509 *x, const char *serial, char *
 		goto out;
 	}
 	len = BIO_get_mem_data(b, &data);
-	if (file_write_atomic_nodirsync(path, data, (size_t)len, 0644) == -1) {
+	if (file_stage_write(stage, path, data, (size_t)len, 0644) == -1) {
 		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}
