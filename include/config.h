@@ -140,6 +140,10 @@ struct config_cluster {
 	int timeout_ms;       /* one Redis round trip waits at most this long, default 200 */
 	int ticket_rotate_s;  /* shared TLS ticket keys rotate this often, default 3600
 	                       * (ticketkeys.h; read at start) */
+	char *user;           /* Redis ACL user for AUTH, or NULL (the default user) */
+	char *password_file;  /* Redis password from this file ... */
+	char *password_env;   /* ... or this environment variable; NULL/NULL: no AUTH
+	                       * (read once at start, rconn_secret_load) */
 };
 
 /* MCP inspection options ("mcp"). */

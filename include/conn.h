@@ -89,6 +89,19 @@ struct conn_app {
 
 TAILQ_HEAD(conn_list, conn);
 
+/* Event priorities on a worker's loop. worker.c makes the base with CONN_PRIORITIES
+ * queues and lets at most one callback of CONN_PRI_HANDSHAKE or lower run per loop
+ * iteration; every event that is not a handshake step (established connections,
+ * upstream connections, timers, the accept event) keeps libevent's default, the
+ * middle queue. A handshake step (SSL_do_handshake, ~1-2 ms of CPU for a full
+ * handshake) therefore runs only when no established connection is ready, one per
+ * iteration, and a handshake flood delays a keep-alive request by at most one step
+ * instead of a whole iteration of steps. The price is paid by new connections on a
+ * saturated worker: a handshake kept waiting longer than limits.handshake_timeout_ms
+ * is closed (hs_timeout), as one that stalls for any other reason. */
+#define CONN_PRIORITIES         3
+#define CONN_PRI_HANDSHAKE      2
+
 /* One listener on one worker: what its connections share. Filled and owned by
  * worker.c; conn.c reads it and keeps the list. */
 struct conn_home {

@@ -91,6 +91,12 @@ void identity_peer_clear(struct identity_peer *p);
  * be several). The signature check costs one verification: call once per
  * certificate, not per lookup. Returns p->own_ca. */
 int identity_peer_own_ca(struct identity_peer *p, X509 *cert, STACK_OF(X509) *own);
+/* The same from a chain X509_verify_cert built for the certificate (leaf first): its
+ * issuer is chain[1], whose signature on the leaf was verified then, so no
+ * verification is needed; 1 when chain[1] is one of own (same DER). A chain of
+ * fewer than two certificates is never own. Returns p->own_ca. */
+int identity_peer_own_ca_chain(struct identity_peer *p, STACK_OF(X509) *chain,
+    STACK_OF(X509) *own);
 
 /* The agent whose uri equals one of the peer's SAN URIs, else whose subject equals
  * the peer's subject; NULL when none. Issuer binding: an agent with "issuer" matches

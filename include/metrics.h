@@ -23,6 +23,8 @@ enum metric_id {
 	M_REVOKED_REFUSED,      /* requests/handshakes refused because revoked */
 	M_AUDIT_WRITE_FAIL,
 	M_TLS_CACHE_SESSIONS,   /* gauge: resumable sessions held in the TLS cache */
+	M_TLS_VERIFY_HIT,       /* client certificates verified from tlsvcache */
+	M_TLS_VERIFY_MISS,      /* ... verified by X509_verify_cert */
 	M_METRIC_COUNT
 };
 

@@ -61,6 +61,15 @@ int rconn_send_argv(struct rconn *rc, int argc, const char **argv, const size_t 
  * not connected. */
 struct redisAsyncContext *rconn_context(struct rconn *rc);
 
+/* Reads the Redis password (cluster.password_env, else cluster.password_file; a
+ * trailing newline is not part of it) for the AUTH every connection sends first,
+ * with cc->user when set (Redis 6 ACL). Nothing set: no AUTH. Start-up, main thread,
+ * before any rconn_new. Returns 0, or -1 with a message in err. A connection whose
+ * AUTH is refused counts as Redis unreachable (dropped, retried with back-off, the
+ * reason logged). rconn_secret_wipe clears it (at exit). */
+int rconn_secret_load(const struct config_cluster *cc, char *err, size_t errlen);
+void rconn_secret_wipe(void);
+
 /* Lines for /metrics: connections up, connection losses, command timeouts. */
 void rconn_metrics(FILE *f);
 

@@ -37,6 +37,11 @@ void tls_set_revoked_check(tls_revoked_check fn);
  * (the caller's revocation check did that). Returns a new stack (leaf first), or NULL
  * when no path exists any more. */
 STACK_OF(X509) *tls_build_chain(SSL_CTX *ctx, X509 *leaf, STACK_OF(X509) *untrusted);
+/* What identifies ctx's CA bundle: its session id context (a hash of the contents
+ * of tls.ca and the listener kind), which every session made under ctx carries
+ * (SSL_SESSION_get0_id_context). Borrowed from ctx, *len bytes; NULL when unknown.
+ * Any thread. */
+const unsigned char *tls_trust_id(SSL_CTX *ctx, unsigned int *len);
 /* The client certificate of a handshake on s whose verification failed (the leaf
  * the verifier rejected), or NULL. Borrowed: valid until SSL_free(s). For the audit
  * line of the refusal; any thread that owns s. */

@@ -767,9 +767,12 @@ caops_ocsp(struct caops *o, const struct caproto_req *req, struct caproto_reply 
 	struct cadb db = { 0 };
 	struct cadb_row *row;
 	unsigned char *der = NULL;
-	char err[1024];
+	char err[1024], why[512];
 	const char *comma;
+	X509 *issuer = o->store.cert;
+	EVP_PKEY *ikey = o->store.key, *other = NULL;
 	size_t i, len = 0;
+	int k;
 
 	if (castore_lock(&o->store, err, sizeof(err)) == -1 ||
 	    castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
@@ -786,7 +789,29 @@ caops_ocsp(struct caops *o, const struct caproto_req *req, struct caproto_reply 
 		snprintf(c->serial, sizeof(c->serial), "%s", req->ids[i].serial);
 		c->status = V_OCSP_CERTSTATUS_UNKNOWN;
 		c->reason = -1;
-		if (!certify_ocsp_issuer_is(o->store.cert, c) ||
+	}
+	/* During a rollover the request may be about the other trusted certgate CA: it
+	 * answers for its own certificates, signed with its own key (still in the token
+	 * until `ca retire`), as its CRL is. The first CertID names the issuer; CertIDs
+	 * of any other issuer in the same request are "unknown". */
+	for (k = 0; req->nids > 0 && !certify_ocsp_issuer_is(issuer, &ids[0]) &&
+	    k < sk_X509_num(o->store.b.ours); k++) {
+		X509 *x = sk_X509_value(o->store.b.ours, k);
+
+		if (X509_cmp(x, o->store.cert) == 0 || !certify_ocsp_issuer_is(x, &ids[0]))
+			continue;
+		if (castore_find_key(o->cfg, x, &other, NULL, why, sizeof(why)) == -1) {
+			log_warn("OCSP request about a CA certgate still trusts, but its key is "
+			    "not in the token (%s): answering unknown", why);
+			break;
+		}
+		issuer = x;
+		ikey = other;
+	}
+	for (i = 0; i < req->nids; i++) {
+		struct certify_ocsp_id *c = &ids[i];
+
+		if (!certify_ocsp_issuer_is(issuer, c) ||
 		    (row = cadb_find_serial(&db, c->serial)) == NULL)
 			continue;
 		if (row->status != 'R') {
@@ -800,7 +825,7 @@ caops_ocsp(struct caops *o, const struct caproto_req *req, struct caproto_reply 
 		c->reason = comma ? cadb_reason_code(comma + 1) : -1;
 		c->status = V_OCSP_CERTSTATUS_REVOKED;
 	}
-	if ((der = certify_ocsp(o->store.cert, o->store.key, ids, req->nids,
+	if ((der = certify_ocsp(issuer, ikey, ids, req->nids,
 	    req->has_nonce ? req->nonce : NULL, req->nonce_len, time(NULL), CAOPS_OCSP_VALIDITY,
 	    &len, err, sizeof(err))) == NULL)
 		goto internal;
@@ -818,6 +843,7 @@ internal:
 out:
 	castore_unlock(&o->store);
 	OPENSSL_free(der);
+	EVP_PKEY_free(other);
 	cadb_free(&db);
 }
 

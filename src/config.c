@@ -219,6 +219,9 @@ static const struct field f_cluster[] = {
 	{ "session_ttl_s", FT_INT, OFF(cluster.session_ttl_s), 1, 31536000, NULL },
 	{ "timeout_ms", FT_INT, OFF(cluster.timeout_ms), 10, 60000, NULL },
 	{ "ticket_rotate_s", FT_INT, OFF(cluster.ticket_rotate_s), 2, 604800, NULL },
+	{ "user", FT_STR, OFF(cluster.user), 0, 0, NULL },
+	{ "password_file", FT_PATH, OFF(cluster.password_file), 0, 0, NULL },
+	{ "password_env", FT_SPECIAL, 0, 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -901,6 +904,12 @@ config_check_cluster(struct cctx *c, struct config *cfg)
 	}
 	cfg->cluster.redis_port = port;
 	config_set_str(c, &cfg->cluster.redis, s);
+	config_check_pin_env(c, config_jget(c->root, "cluster", "password_env"),
+	    "$.cluster.password_env", &cfg->cluster.password_env);
+	if (config_jget(c->root, "cluster", "password_env") != NULL &&
+	    config_jget(c->root, "cluster", "password_file") != NULL)
+		config_err(c, "$.cluster.password_env",
+		    "set cluster.password_file or cluster.password_env, not both");
 }
 
 static void
@@ -1501,6 +1510,9 @@ config_free(struct config *cfg)
 	free(cfg->cluster.redis);
 	free(cfg->cluster.redis_host);
 	free(cfg->cluster.name);
+	free(cfg->cluster.user);
+	free(cfg->cluster.password_file);
+	free(cfg->cluster.password_env);
 	free(cfg->identity_map);
 	free(cfg->audit_file);
 	free(cfg);

@@ -41,6 +41,7 @@
 #include "signer.h"
 #include "state.h"
 #include "tls.h"
+#include "tlsvcache.h"
 
 #define CONN_IP_BUCKETS		4096
 
@@ -64,6 +65,10 @@ struct conn {
 	size_t pp_have, pp_need, pp_skip;
 	STACK_OF(X509) *chain;          /* conn_peer_chain, built at first use */
 	struct ocspcheck *ocsp;         /* tls.ocsp applies to the peer's certificate */
+	/* The CA bundle the peer was last verified under (tls_trust_id) when that is
+	 * not its session's (conn_retrust); trust_len 0: the session's. */
+	unsigned char trust[SSL_MAX_SID_CTX_LENGTH];
+	unsigned int trust_len;
 	void *app_data;
 	TAILQ_ENTRY(conn) link;
 };
@@ -516,9 +521,21 @@ conn_hs_done(struct conn *c)
 	/* Resumed sessions skipped chain and CRL verification: check the serial
 	 * against the current revocation list whatever the handshake was. */
 	st = state_get();
-	/* issuer binding (identity.h): once per connection, lookups reuse it */
-	if (st != NULL)
-		identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	/* Issuer binding (identity.h): once per connection, lookups reuse it. From the
+	 * chain verified for it when there is one (a full handshake, or the verified
+	 * chain cache for a resumed session's certificate), else by the signature. */
+	if (st != NULL) {
+		STACK_OF(X509) *v = SSL_get0_verified_chain(c->ssl);
+
+		if (sk_X509_num(v) < 2 && c->chain == NULL)
+			c->chain = tlsvcache_lookup(SSL_get_SSL_CTX(c->ssl), peer, time(NULL));
+		if (sk_X509_num(v) >= 2)
+			identity_peer_own_ca_chain(&c->peer_id, v, st->own_ca);
+		else if (sk_X509_num(c->chain) >= 2)
+			identity_peer_own_ca_chain(&c->peer_id, c->chain, st->own_ca);
+		else
+			identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	}
 	refusal = conn_peer_refusal(c, st, 0, time(NULL));
 	state_put(st);
 	if (refusal != CONN_END_NONE) {
@@ -600,7 +617,8 @@ conn_hs_arm(struct conn *c, short what)
 {
 	event_del(c->hs_ev);
 	event_assign(c->hs_ev, c->home->base, c->fd, what, conn_hs_cb, c);
-	if (event_add(c->hs_ev, NULL) == -1) {
+	if (event_priority_set(c->hs_ev, CONN_PRI_HANDSHAKE) == -1 ||
+	    event_add(c->hs_ev, NULL) == -1) {
 		log_err("event_add failed for %s", c->peer);
 		metrics_inc(M_HS_FAIL);
 		conn_close(c, CONN_END_INTERNAL);
@@ -630,7 +648,8 @@ conn_hs_arm_async(struct conn *c)
 	tv.tv_usec = (ms % 1000) * 1000;
 	event_del(c->hs_ev);
 	event_assign(c->hs_ev, c->home->base, fds[0], EV_READ, conn_hs_cb, c);
-	if (event_add(c->hs_ev, &tv) == -1) {
+	if (event_priority_set(c->hs_ev, CONN_PRI_HANDSHAKE) == -1 ||
+	    event_add(c->hs_ev, &tv) == -1) {
 		log_err("event_add failed for %s", c->peer);
 		metrics_inc(M_HS_FAIL);
 		conn_close(c, CONN_END_INTERNAL);
@@ -904,6 +923,39 @@ conn_accept(struct conn_home *h, int fd, const struct sockaddr_storage *ss)
 /* ------------------------------------------------------------------------- */
 /* Re-checks and shutdown */
 
+/* After tls.ca changed (a CA retired, a corporate chain replaced), a connection
+ * verified under another bundle is verified again against st's: a certificate
+ * whose issuer is no longer trusted ends as untrusted, the chain (RFC 9440) and the
+ * own-CA flag (issuer binding) follow the new bundle. Revocation is checked by the
+ * caller as always. One chain verification per open connection, and only when the
+ * bundle changed. */
+static enum conn_end
+conn_retrust(struct conn *c, const struct gw_state *st)
+{
+	SSL_CTX *ctx = c->home->app->optional_cert ? st->enroll_ctx : st->ssl_ctx;
+	const unsigned char *id, *mine = c->trust;
+	unsigned int len, mlen = c->trust_len;
+	const SSL_SESSION *sess;
+	STACK_OF(X509) *chain;
+	X509 *peer;
+
+	if (ctx == NULL || (id = tls_trust_id(ctx, &len)) == NULL || len > sizeof(c->trust) ||
+	    (peer = SSL_get0_peer_certificate(c->ssl)) == NULL)
+		return CONN_END_NONE;
+	if (mlen == 0 && (sess = SSL_get_session(c->ssl)) != NULL)
+		mine = SSL_SESSION_get0_id_context(sess, &mlen);
+	if (mlen == len && memcmp(mine, id, len) == 0)
+		return CONN_END_NONE;
+	if ((chain = tls_build_chain(ctx, peer, SSL_get_peer_cert_chain(c->ssl))) == NULL)
+		return CONN_END_UNTRUSTED;
+	sk_X509_pop_free(c->chain, X509_free);
+	c->chain = chain;
+	identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
+	memcpy(c->trust, id, len);
+	c->trust_len = len;
+	return CONN_END_NONE;
+}
+
 void
 conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 {
@@ -914,7 +966,9 @@ conn_sweep(struct conn_home *h, const struct gw_state *st, time_t now)
 		next = TAILQ_NEXT(c, link);
 		if (c->bev == NULL || c->closing || c->peer_id.serial[0] == '\0')
 			continue;
-		why = conn_peer_refusal(c, st, !h->app->optional_cert, now);
+		why = st != NULL ? conn_retrust(c, st) : CONN_END_NONE;
+		if (why == CONN_END_NONE)
+			why = conn_peer_refusal(c, st, !h->app->optional_cert, now);
 		if (why == CONN_END_NONE && c->ocsp != NULL)
 			switch (ocspcheck_recheck(c->ocsp, h->base, now)) {
 			case OCSPCHECK_REVOKED: why = CONN_END_REVOKED; break;

@@ -31,6 +31,7 @@
 #include "audit.h"
 #include "caproc.h"
 #include "clusterpush.h"
+#include "rconn.h"
 #include "ticketkeys.h"
 #include "conn.h"
 #include "enroll.h"
@@ -417,6 +418,10 @@ daemon_serve(struct config *cfg)
 		goto fail;
 	if (admin_start(d.base, cfg) == -1)
 		goto fail;
+	if (cfg->cluster.redis != NULL && rconn_secret_load(&cfg->cluster, err, sizeof(err)) == -1) {
+		log_err("%s", err);
+		goto fail;
+	}
 	if (clusterpush_start(d.base, cfg) == -1)
 		goto fail;
 	if (ticketkeys_start(d.base, cfg) == -1)
@@ -469,6 +474,7 @@ fail:
 	admin_stop();
 	clusterpush_stop();
 	ticketkeys_stop();
+	rconn_secret_wipe();
 	daemon_events_free();
 	if (d.base != NULL)
 		event_base_free(d.base);

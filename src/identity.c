@@ -962,6 +962,25 @@ identity_peer_own_ca(struct identity_peer *p, X509 *cert, STACK_OF(X509) *own)
 	return p->own_ca;
 }
 
+int
+identity_peer_own_ca_chain(struct identity_peer *p, STACK_OF(X509) *chain,
+    STACK_OF(X509) *own)
+{
+	X509 *issuer;
+	int i;
+
+	p->own_ca = 0;
+	if (sk_X509_num(chain) < 2)
+		return 0;
+	issuer = sk_X509_value(chain, 1);
+	for (i = 0; i < sk_X509_num(own); i++)
+		if (X509_cmp(sk_X509_value(own, i), issuer) == 0) {
+			p->own_ca = 1;
+			break;
+		}
+	return p->own_ca;
+}
+
 const struct identity_agent *
 identity_find_id(const struct identity_map *m, const char *id)
 {

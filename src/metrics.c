@@ -422,6 +422,13 @@ metrics_render_counters(FILE *f)
 	    M_AUDIT_WRITE_FAIL);
 	metrics_put_simple(f, "tls_session_cache_sessions", "gauge",
 	    "Resumable TLS sessions held in the session cache.", M_TLS_CACHE_SESSIONS);
+	metrics_put_head(f, "tls_verify_cache_total", "counter",
+	    "Client certificates of full handshakes by how they were verified: the chain "
+	    "verified earlier under the same trust store and CRLs (hit) or verified now (miss).");
+	fprintf(f, "certgate_tls_verify_cache_total{result=\"hit\"} %ld\n",
+	    metrics_get(M_TLS_VERIFY_HIT));
+	fprintf(f, "certgate_tls_verify_cache_total{result=\"miss\"} %ld\n",
+	    metrics_get(M_TLS_VERIFY_MISS));
 }
 
 char *

@@ -1,6 +1,7 @@
 /* An asynchronous Redis connection with reconnect and command deadlines (rconn.h). */
 #include "rconn.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -9,13 +10,21 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
+#include "file.h"
 #include "log.h"
 #include "metrics.h"
 
 #define RCONN_BACKOFF_MIN_MS 100
 #define RCONN_BACKOFF_MAX_MS 5000
 
-enum rconn_state { RC_DOWN, RC_CONNECTING, RC_UP };
+/* RC_AUTH: connected, AUTH sent, not usable until Redis accepted it. */
+enum rconn_state { RC_DOWN, RC_CONNECTING, RC_AUTH, RC_UP };
+
+/* The Redis password (cluster.password_file / password_env), read once at start by
+ * the main thread before any rconn exists, then only read; wiped at exit. */
+#define RCONN_SECRET_MAX 512
+static char rconn_secret[RCONN_SECRET_MAX];
+static size_t rconn_secret_len;
 
 struct rconn {
 	struct event_base *base;
@@ -90,19 +99,10 @@ rconn_drop(struct rconn *rc, const char *why)
 	redisAsyncFree(ac);
 }
 
+/* Connected (and authenticated when a password is set): usable from now on. */
 static void
-rconn_on_connect(const redisAsyncContext *ac, int status)
+rconn_up(struct rconn *rc)
 {
-	struct rconn *rc = ac->data;
-
-	if (rc == NULL)
-		return;
-	if (status != REDIS_OK) {
-		/* hiredis frees ac after this callback */
-		((redisAsyncContext *)ac)->data = NULL;
-		rconn_went_down(rc, ac->errstr[0] ? ac->errstr : "connect failed");
-		return;
-	}
 	evtimer_del(rc->deadline);
 	rc->state = RC_UP;
 	rc->backoff_ms = RCONN_BACKOFF_MIN_MS;
@@ -116,6 +116,111 @@ rconn_on_connect(const redisAsyncContext *ac, int status)
 		(void)redisAsyncCommand(rc->ac, NULL, NULL, "SELECT %d", rc->cc->redis_db);
 	if (rc->on_up != NULL)
 		rc->on_up(rc, rc->arg);
+}
+
+static void
+rconn_on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct rconn *rc = privdata;
+	redisReply *r = reply;
+	char why[256];
+
+	/* NULL: the connection went away first (its own callbacks say so). */
+	if (r == NULL || ac->data != rc || rc->state != RC_AUTH)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* A wrong password fails closed like an unreachable Redis: the connection
+		 * is dropped and retried with back-off (the password is not re-read). */
+		snprintf(why, sizeof(why), "AUTH refused: %.*s", (int)(r->len < 200 ? r->len : 200),
+		    r->str);
+		rconn_drop(rc, why);
+		return;
+	}
+	rconn_up(rc);
+}
+
+static void
+rconn_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rconn *rc = ac->data;
+	int r;
+
+	if (rc == NULL)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees ac after this callback */
+		((redisAsyncContext *)ac)->data = NULL;
+		rconn_went_down(rc, ac->errstr[0] ? ac->errstr : "connect failed");
+		return;
+	}
+	if (rconn_secret_len == 0) {
+		rconn_up(rc);
+		return;
+	}
+	/* The connect deadline keeps running until Redis answered AUTH. */
+	rc->state = RC_AUTH;
+	if (rc->cc->user != NULL)
+		r = redisAsyncCommand(rc->ac, rconn_on_auth, rc, "AUTH %s %b", rc->cc->user,
+		    rconn_secret, rconn_secret_len);
+	else
+		r = redisAsyncCommand(rc->ac, rconn_on_auth, rc, "AUTH %b", rconn_secret,
+		    rconn_secret_len);
+	if (r != REDIS_OK)
+		rconn_drop(rc, "cannot send AUTH");
+}
+
+int
+rconn_secret_load(const struct config_cluster *cc, char *err, size_t errlen)
+{
+	const char *v = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	rconn_secret_wipe();
+	if (cc->password_env != NULL) {
+		if ((v = getenv(cc->password_env)) == NULL || *v == '\0') {
+			snprintf(err, errlen, "environment variable %s (cluster.password_env) is "
+			    "not set or empty", cc->password_env);
+			return -1;
+		}
+		len = strlen(v);
+	} else if (cc->password_file != NULL) {
+		if (file_read(cc->password_file, RCONN_SECRET_MAX, &buf, &len) == -1) {
+			snprintf(err, errlen, "cannot read cluster.password_file %s: %s",
+			    cc->password_file, strerror(errno));
+			return -1;
+		}
+		v = buf;
+		while (len > 0 && (v[len - 1] == '\n' || v[len - 1] == '\r'))
+			len--;
+		if (len == 0) {
+			snprintf(err, errlen, "cluster.password_file %s is empty", cc->password_file);
+			goto out;
+		}
+	} else
+		return 0;
+	if (len >= RCONN_SECRET_MAX) {
+		snprintf(err, errlen, "the Redis password is longer than %d bytes",
+		    RCONN_SECRET_MAX - 1);
+		goto out;
+	}
+	memcpy(rconn_secret, v, len);
+	rconn_secret_len = len;
+	rc = 0;
+out:
+	if (buf != NULL) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	return rc;
+}
+
+void
+rconn_secret_wipe(void)
+{
+	explicit_bzero(rconn_secret, sizeof(rconn_secret));
+	rconn_secret_len = 0;
 }
 
 static void
@@ -135,6 +240,8 @@ rconn_deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (rc->state == RC_CONNECTING)
 		rconn_drop(rc, "connect timed out");
+	else if (rc->state == RC_AUTH)
+		rconn_drop(rc, "no answer to AUTH in time");
 }
 
 static void

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "p11.h"
 #include "ticketkeys.h"
+#include "tlsvcache.h"
 
 #define TLS12_CIPHERS \
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
@@ -388,6 +389,17 @@ tls_sess_usable(SSL *s, SSL_SESSION *sess)
 	return 1;
 }
 
+const unsigned char *
+tls_trust_id(SSL_CTX *ctx, unsigned int *len)
+{
+	const struct tls_sid *sid;
+
+	if (tls_cache.sid_idx < 0 || (sid = SSL_CTX_get_ex_data(ctx, tls_cache.sid_idx)) == NULL)
+		return NULL;
+	*len = sid->len;
+	return sid->md;
+}
+
 /* The client offered a session id (TLS 1.2) or a stateful ticket (TLS 1.3). The
  * session returned is decoded for this handshake; OpenSSL owns it (*copy = 0). */
 static SSL_SESSION *
@@ -544,7 +556,9 @@ tls_set_sid_ctx(SSL_CTX *ctx, const char *ca_path, const char *label)
 		mdlen = SSL_MAX_SID_CTX_LENGTH;
 	if (SSL_CTX_set_session_id_context(ctx, md, mdlen) != 1)
 		goto fail;
-	if (tls_cache.ok) {
+	/* Kept with the context for resumption (tls_sess_usable) and for telling whether
+	 * an open connection was verified under the same bundle (tls_trust_id). */
+	if (tls_cache.sid_idx >= 0) {
 		if ((sid = calloc(1, sizeof(*sid))) == NULL)
 			goto fail;
 		sid->len = mdlen;
@@ -667,6 +681,12 @@ tls_ctx_verify(SSL_CTX *ctx, const struct config *cfg, int flags, STACK_OF(X509_
 	SSL_CTX_set_verify(ctx, (flags & TLS_CTX_OPTIONAL_CERT) ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
+	/* The store and CRLs are fixed for ctx's life: a certificate verified once
+	 * need not be verified again while its times hold (tlsvcache.h). */
+	if (tlsvcache_attach(ctx, cfg->tls.crl_check ? crls : NULL) == -1) {
+		log_err("no memory for the verified-certificate cache");
+		return -1;
+	}
 	if ((names = SSL_load_client_CA_file(cfg->tls.ca)) == NULL) {
 		log_sslerr("cannot read CA names from %s", cfg->tls.ca);
 		return -1;

@@ -299,6 +299,31 @@ worker_listen_socket(const struct worker_listener *l, int reuseport)
 	return fd;
 }
 
+/* The worker's loop with conn.h's priorities: handshake steps after everything
+ * else, one per iteration. */
+static struct event_base *
+worker_base_new(void)
+{
+	struct event_config *ec;
+	struct event_base *base = NULL;
+
+	if ((ec = event_config_new()) == NULL ||
+	    event_config_set_max_dispatch_interval(ec, NULL, 1, CONN_PRI_HANDSHAKE) == -1 ||
+	    (base = event_base_new_with_config(ec)) == NULL) {
+		log_err("cannot make a worker's event loop");
+		goto out;
+	}
+	if (event_base_priority_init(base, CONN_PRIORITIES) == -1) {
+		log_err("cannot set a worker's event priorities");
+		event_base_free(base);
+		base = NULL;
+	}
+out:
+	if (ec != NULL)
+		event_config_free(ec);
+	return base;
+}
+
 static int
 worker_init(struct worker *w, int idx, const struct config *cfg, int async_sign)
 {
@@ -312,10 +337,8 @@ worker_init(struct worker *w, int idx, const struct config *cfg, int async_sign)
 	w->gen = state_generation();
 	for (i = 0; i < WORKER_MAX_LISTENERS; i++)
 		w->sock[i].lfd = -1;
-	if ((w->base = event_base_new()) == NULL) {
-		log_err("event_base_new failed");
+	if ((w->base = worker_base_new()) == NULL)
 		return -1;
-	}
 	for (i = 0; i < wk.nls; i++) {
 		ws = &w->sock[i];
 		w->nsock++;

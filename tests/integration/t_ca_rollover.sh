@@ -129,13 +129,53 @@ until_status 000 "$T/old-ca.pem" "$T/alice-old.pem" "$T/alice-old.key"
 # on a worker whose store is swapped a moment after the state is refused by the second.
 gw_wait_log "handshake failed from .*certificate revoked|refused revoked from .*serial $ALICE_OLD_SERIAL" 5 ||
     { tail -n 20 "$GW_LOG" >&2; cg_fail "alice's old certificate not refused as revoked"; }
-echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL in force"
+# certgate's OCSP responder (enrollment listener, /ocsp) answers for both CAs during the
+# transition, each answer signed by the certificate's own issuer
+ocsp_ask() {   # NAME ISSUER CERT: the status line of an answer that verifies with ISSUER
+	openssl ocsp -issuer "$2" -cert "$3" -no_nonce -reqout "$T/$1.req" >/dev/null 2>&1 ||
+	    cg_fail "openssl ocsp -reqout $1"
+	curl -sS --cacert "$T/old-ca.pem" -H 'Content-Type: application/ocsp-request' \
+	    --data-binary @"$T/$1.req" -o "$T/$1.resp" "https://127.0.0.1:$EPORT/ocsp" || cg_fail "OCSP POST $1"
+	openssl ocsp -respin "$T/$1.resp" -issuer "$2" -cert "$3" -CAfile "$2" -no_nonce \
+	    >"$T/$1.txt" 2>&1 || { cat "$T/$1.txt" >&2; cg_fail "OCSP answer $1 does not verify with its issuer"; }
+	cg_assert_contains "$T/$1.txt" "Response verify OK"
+}
+ocsp_ask ocsp-alice-old "$T/old-ca.pem" "$T/alice-old.pem"
+cg_assert_contains "$T/ocsp-alice-old.txt" "alice-old.pem: revoked"
+ocsp_ask ocsp-bob-old "$T/old-ca.pem" "$B.pem"
+cg_assert_contains "$T/ocsp-bob-old.txt" "bob.pem: good"
+ocsp_ask ocsp-carol "$T/new-ca.pem" "$PKI/agents/carol/cert.pem"
+cg_assert_contains "$T/ocsp-carol.txt" "cert.pem: good"
+echo "transition: old certificates work, renewals (agent renew, EST) and issuance under the new CA, the old CA's CRL and OCSP in force"
 
 # --- retire ---
 cg_expect_fail 1 "$CERTGATE_BIN" ca retire -c "$CFG" --serial ABCDEF
 cg_assert_contains "$T/err" "no CA certificate with serial ABCDEF"
+# bob holds a keep-alive connection on his old-CA certificate across the retirement
+# (pings 100 ms apart for up to 30 s): once the gateway trusts only the new CA, it is
+# verified again and cut, as a revoked one would be
+gw_rpc_request "$T/ping.req" ping /echo
+BOB_SERIAL=$(openssl x509 -in "$B.pem" -noout -serial | cut -d= -f2)
+gw_client --ca "$T/old-ca.pem" --cert "$B.pem" --key "$B.key" --request "$T/ping.req" \
+    --repeat 300 --keepalive-gap-ms 100 >"$T/hold.out" 2>&1 &
+HOLD=$!
+cg_track_pid "$HOLD"
+for i in $(seq 1 50); do
+	grep -q "response: HTTP/1.1 200" "$T/hold.out" 2>/dev/null && break
+	sleep 0.1
+done
+cg_assert_contains "$T/hold.out" "response: HTTP/1.1 200"
 "$CERTGATE_BIN" ca retire -c "$CFG" --serial "$OLD_SERIAL" >"$T/retire.out" 2>"$T/retire.err" ||
     { cat "$T/retire.out" "$T/retire.err" >&2; cg_fail "ca retire"; }
+# the gateway reloads changed files once a second; 10 s covers a loaded machine
+gw_wait_log "closing connection from .*serial $BOB_SERIAL\): untrusted" 10 ||
+    { tail -n 20 "$GW_LOG" >&2; cg_fail "bob's open old-CA connection not cut after the retirement"; }
+for i in $(seq 1 50); do
+	grep -q "closed by peer" "$T/hold.out" && break
+	sleep 0.1
+done
+cg_assert_contains "$T/hold.out" "closed by peer"
+kill "$HOLD" 2>/dev/null || true
 cg_assert_contains "$T/retire.err" "1 valid agent certificate(s) from the retired CA"
 cg_assert_eq "$(ncerts "$PKI/ca/ca.pem")" 1 "CAs in ca/ca.pem after the retirement"
 cg_assert_eq "$(grep -c 'BEGIN X509 CRL' "$PKI/ca/crl.pem")" 1 "CRLs in ca/crl.pem after the retirement"

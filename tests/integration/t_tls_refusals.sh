@@ -113,8 +113,11 @@ cg_assert_contains "$T/tls10.out" "protocol version"
 cg_assert_contains "$T/tls11.out" "protocol version"
 gw_log_contains "unsupported protocol" || cg_fail "log does not name the protocol refusal"
 
-# Revoked: works before, refused after agent-revoke (which signals the gateway).
+# Revoked: works before, refused after agent-revoke (which signals the gateway). The
+# second handshake before the revocation is verified from the cache of verified
+# certificates (tlsvcache.h); the revocation must refuse it all the same.
 expect_hs ok gone-before --ca "$CA" --cert "$A/gone/cert.pem" --key "$A/gone/key.pem"
+expect_hs ok gone-before2 --ca "$CA" --cert "$A/gone/cert.pem" --key "$A/gone/key.pem"
 "$CG_SRC/scripts/agent-revoke" --dir "$PKI" --agent gone >/dev/null 2>&1 || cg_fail "agent-revoke failed"
 ok=0
 for i in $(seq 1 20); do
@@ -138,6 +141,10 @@ cg_assert_contains "$T/healthz" '"status":"ok"'
 cg_assert_contains "$T/healthz" '"token":"ok"'
 curl -sS "$ADMIN/metrics" >"$T/metrics"
 cg_assert_contains "$T/metrics" 'certgate_handshakes_total'
+# good and gone each made full handshakes with the same certificate under one
+# trust store: at least gone-before2 came from the cache
+hits=$(sed -n 's/^certgate_tls_verify_cache_total{result="hit"} //p' "$T/metrics")
+[ -n "$hits" ] && [ "$hits" -ge 1 ] || cg_fail "no verified-certificate cache hit (got '$hits')"
 grep -Eq '^certgate_handshakes_total\{result="failed"\} [1-9]' "$T/metrics" ||
     { grep handshakes "$T/metrics" >&2; cg_fail "/metrics does not count failed handshakes"; }
 cg_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN/nope")" 404 "/nope status"

@@ -636,9 +636,72 @@ test_readme_example(void)
 	identity_map_free(m);
 }
 
+/* A certificate named cn, signed by ikey under issuer's name (self-signed without). */
+static X509 *
+make_signed(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *ikey)
+{
+	X509 *x = X509_new();
+
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+	    (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+	ASN1_TIME_set(X509_getm_notBefore(x), 1700000000);
+	ASN1_TIME_set(X509_getm_notAfter(x), 1800000000);
+	X509_set_pubkey(x, key);
+	X509_sign(x, ikey ? ikey : key, EVP_sha256());
+	return x;
+}
+
+/* Issuer binding: by signature (identity_peer_own_ca) and from a verified chain
+ * (identity_peer_own_ca_chain); a foreign CA with certgate's CA name is never own. */
+static void
+test_own_ca(void)
+{
+	EVP_PKEY *kown = EVP_EC_gen("P-256"), *kfake = EVP_EC_gen("P-256"),
+	    *ka = EVP_EC_gen("P-256"), *kb = EVP_EC_gen("P-256");
+	X509 *own = make_signed("certgate CA", kown, NULL, NULL);
+	X509 *fake = make_signed("certgate CA", kfake, NULL, NULL);  /* same name */
+	X509 *a = make_signed("alice", ka, own, kown);
+	X509 *b = make_signed("alice", kb, fake, kfake);
+	STACK_OF(X509) *owns = sk_X509_new_null(), *ca = sk_X509_new_null(),
+	    *cb = sk_X509_new_null(), *lone = sk_X509_new_null();
+	struct identity_peer p;
+
+	memset(&p, 0, sizeof(p));
+	sk_X509_push(owns, own);
+	sk_X509_push(ca, a);
+	sk_X509_push(ca, own);
+	sk_X509_push(cb, b);
+	sk_X509_push(cb, fake);
+	sk_X509_push(lone, a);
+	CHECK(identity_peer_own_ca(&p, a, owns) == 1 && p.own_ca == 1);
+	CHECK(identity_peer_own_ca(&p, b, owns) == 0 && p.own_ca == 0);
+	CHECK(identity_peer_own_ca_chain(&p, ca, owns) == 1 && p.own_ca == 1);
+	CHECK(identity_peer_own_ca_chain(&p, cb, owns) == 0 && p.own_ca == 0);
+	p.own_ca = 1;
+	CHECK(identity_peer_own_ca_chain(&p, lone, owns) == 0 && p.own_ca == 0);
+	CHECK(identity_peer_own_ca_chain(&p, NULL, owns) == 0);
+	CHECK(identity_peer_own_ca_chain(&p, ca, NULL) == 0);
+	sk_X509_free(owns);
+	sk_X509_free(ca);
+	sk_X509_free(cb);
+	sk_X509_free(lone);
+	X509_free(own);
+	X509_free(fake);
+	X509_free(a);
+	X509_free(b);
+	EVP_PKEY_free(kown);
+	EVP_PKEY_free(kfake);
+	EVP_PKEY_free(ka);
+	EVP_PKEY_free(kb);
+}
+
 int
 main(void)
 {
+	test_own_ca();
 	test_example();
 	test_bad_maps();
 	test_rules();
