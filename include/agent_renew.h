@@ -25,8 +25,9 @@
  * gateway refuses as unmapped is tried again until then (the gateway loads a new
  * agent within about a second). On success *out gets the new credential (one
  * reference) and the files are replaced. Returns 0, or -1 with err (the old files
- * stay) and, when retry_after is not NULL, the server's Retry-After in seconds there
- * (-1 without one). cancel, when not NULL, aborts the HTTP exchange (and a wait)
+ * stay) and, when retry_after is not NULL, whether to try again: the server's
+ * Retry-After in seconds, 0 when it was busy (503) or out of reach without saying
+ * when, -1 when another attempt would fail the same way. cancel, when not NULL, aborts the HTTP exchange (and a wait)
  * when it becomes non-zero. Any thread. */
 int agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur,
     int force, struct agent_cred **out, int *adopted, long *retry_after, char *err,

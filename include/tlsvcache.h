@@ -50,6 +50,11 @@ int tlsvcache_verify(struct tlsvcache *vc, X509_STORE_CTX *xs, time_t now, int *
  * same bundle: what that verification found, without verifying again. */
 STACK_OF(X509) *tlsvcache_lookup(SSL_CTX *ctx, X509 *leaf, time_t now);
 
+/* ctx is no longer used for new connections (a reload replaced it; connections made
+ * under it may keep it alive for hours): its cache is emptied and takes nothing more,
+ * so superseded contexts hold no cached chains. NULL is a no-op. */
+void tlsvcache_retire(SSL_CTX *ctx);
+
 /* Makes ctx verify client certificates through a new cache (TLSVCACHE_SLOTS, crls
  * as above), owned by ctx from then on. */
 int tlsvcache_attach(SSL_CTX *ctx, STACK_OF(X509_CRL) *crls);

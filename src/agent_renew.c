@@ -185,8 +185,11 @@ agent_renew_once(const char *dir, const char *origin, struct agent_cred *cur, in
 	if (agent_est_csr(key, NULL, agent_cred_leaf(use), &csr, err, errlen) == -1)
 		goto done;
 	certs = agent_renew_post(origin, use, csr.p, &ans, err, errlen, cancel);
+	/* Worth another attempt: the server said when (429, 503 with Retry-After), or
+	 * it was busy or out of reach for now (503, a timeout or a refused connect: 0). */
 	if (retry_after != NULL)
-		*retry_after = ans.retry_after;
+		*retry_after = ans.retry_after >= 0 ? ans.retry_after :
+		    ans.status == 503 || (ans.status == 0 && ans.transient) ? 0 : -1;
 	if (certs == NULL)
 		goto done;
 	if (agent_est_leaf(certs, key, &leaf, &chain, perr, sizeof(perr)) == -1) {
@@ -249,16 +252,28 @@ agent_renew_run(const char *url, const char *dir)
 	struct agent_cred *c = NULL;
 	struct agent_url u;
 	char err[1200], when[40];
-	int adopted, rc = 1;
+	long retry_after, delay;
+	int adopted, tries, rc = 1;
 
 	if (agent_url_parse(url, &u, err, sizeof(err)) == -1) {
 		log_err("--url %s", err);
 		return 1;
 	}
-	if (agent_renew_once(dir, u.origin, NULL, 1, &c, &adopted, NULL, err, sizeof(err),
-	    NULL) == -1) {
-		log_err("renewal failed: %s", err);
-		goto done;
+	/* As `agent enroll` does: a busy CA (503) or a gateway out of reach is tried
+	 * again a few times, honouring Retry-After; each attempt is a new key, and the
+	 * current certificate stays valid until one works. */
+	for (tries = 0;; tries++) {
+		if (agent_renew_once(dir, u.origin, NULL, 1, &c, &adopted, &retry_after, err,
+		    sizeof(err), NULL) == 0)
+			break;
+		if (retry_after < 0 || tries >= AGENT_EST_RETRIES) {
+			log_err("renewal failed: %s", err);
+			goto done;
+		}
+		delay = agent_est_retry_delay(tries + 1, retry_after, 0);
+		log_warn("%s; trying again in %ld s (%d of %d)", err, delay, tries + 1,
+		    AGENT_EST_RETRIES);
+		sleep((unsigned)delay);
 	}
 	printf("renewed: certificate %s (serial %s), valid until %s, in %s/cert.pem\n",
 	    agent_cred_subject(c), agent_cred_serial(c),

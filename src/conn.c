@@ -391,6 +391,8 @@ conn_close(struct conn *c, enum conn_end why)
 /* ------------------------------------------------------------------------- */
 /* Handshake */
 
+static enum conn_end conn_retrust(struct conn *c, const struct gw_state *st);
+
 /* Why an established peer may not continue: expired; with st also revoked and
  * (check_map) unmapped. CONN_END_NONE when fine. */
 static enum conn_end
@@ -536,7 +538,11 @@ conn_hs_done(struct conn *c)
 		else
 			identity_peer_own_ca(&c->peer_id, peer, st->own_ca);
 	}
-	refusal = conn_peer_refusal(c, st, 0, time(NULL));
+	/* A handshake that began under the CA bundle a reload just replaced is judged
+	 * by the new one, as the sweep judges open connections. */
+	refusal = st != NULL ? conn_retrust(c, st) : CONN_END_NONE;
+	if (refusal == CONN_END_NONE)
+		refusal = conn_peer_refusal(c, st, 0, time(NULL));
 	state_put(st);
 	if (refusal != CONN_END_NONE) {
 		log_info("refused %s from %s (serial %s, %s handshake)", conn_end_name(refusal),

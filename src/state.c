@@ -25,6 +25,7 @@
 #include "dn.h"
 #include "tls.h"
 #include "tlscrl.h"
+#include "tlsvcache.h"
 
 /* What a file looked like when it was last loaded. */
 struct state_fsig {
@@ -135,6 +136,10 @@ state_free(struct gw_state *st)
 
 	if (st == NULL)
 		return;
+	/* Connections made under these contexts keep them alive until they close;
+	 * their verified-certificate caches are of no use to anyone any more. */
+	tlsvcache_retire(st->ssl_ctx);
+	tlsvcache_retire(st->enroll_ctx);
 	SSL_CTX_free(st->ssl_ctx);
 	SSL_CTX_free(st->enroll_ctx);
 	identity_map_free(st->map);

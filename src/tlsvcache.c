@@ -24,6 +24,7 @@ struct tlsvcache {
 	pthread_mutex_t mtx;
 	size_t n;
 	time_t crl_from, crl_until;     /* over every CRL of the context */
+	int retired;                    /* tlsvcache_retire: empty, takes nothing */
 	struct tlsvcache_ent *slot;
 };
 
@@ -223,7 +224,8 @@ tlsvcache_verify(struct tlsvcache *vc, X509_STORE_CTX *xs, time_t now, int *hit)
 	r = X509_verify_cert(xs);
 	if (r == 1 && X509_STORE_CTX_get_error(xs) == X509_V_OK) {
 		pthread_mutex_lock(&vc->mtx);
-		tlsvcache_put(vc, e, der, len, X509_STORE_CTX_get0_chain(xs));
+		if (!vc->retired)
+			tlsvcache_put(vc, e, der, len, X509_STORE_CTX_get0_chain(xs));
 		pthread_mutex_unlock(&vc->mtx);
 	}
 	return r;
@@ -263,6 +265,22 @@ static int
 tlsvcache_cb(X509_STORE_CTX *xs, void *arg)
 {
 	return tlsvcache_verify(arg, xs, time(NULL), NULL);
+}
+
+void
+tlsvcache_retire(SSL_CTX *ctx)
+{
+	struct tlsvcache *vc;
+	size_t i;
+
+	if (ctx == NULL || tlsvcache_idx < 0 ||
+	    (vc = SSL_CTX_get_ex_data(ctx, tlsvcache_idx)) == NULL)
+		return;
+	pthread_mutex_lock(&vc->mtx);
+	vc->retired = 1;
+	for (i = 0; i < vc->n; i++)
+		tlsvcache_ent_clear(&vc->slot[i]);
+	pthread_mutex_unlock(&vc->mtx);
 }
 
 int

@@ -9,7 +9,9 @@
 #    for it, the gateway answers 503 after its 10 s deadline, the service resumes;
 #    the agent's retry with the same key gets 200, and the token was spent once: the
 #    service takes the first request up after the gateway's deadline and refuses it
-#    as busy without spending anything ("deadline" in the CA protocol).
+#    as busy without spending anything ("deadline" in the CA protocol);
+#  - `certgate agent renew` retries the gateway's 503 while the CA service is stopped
+#    and renews once it is back.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/gw.sh"
@@ -157,4 +159,30 @@ assert len(late) == 1 and late[0]["op"] == "enroll", late
 EOF
 cg_assert_eq "$(audit_count enroll_redelivered "$ID")" 0 "re-deliveries after a refused late request"
 echo "lost answer: the late request was refused as busy, the retry got $s3"
+
+# 5. `certgate agent renew` while the CA service is stopped: its first attempt gets
+#    the gateway's 503 (after the 10 s deadline), it tries again after Retry-After,
+#    and once the service is back the renewal works.
+"$CG_SRC/scripts/agent-issue" --dir "$PKI" --agent bot4 --role member >/dev/null 2>"$T/issue.err" ||
+    { cat "$T/issue.err" >&2; cg_fail "agent-issue bot4"; }
+A4=$PKI/agents/bot4
+old4=$(openssl x509 -in "$A4/cert.pem" -noout -serial)
+sleep 1.5	# the gateway maps bot4 (it reloads the identity map once a second)
+kill -STOP "$CAPID"
+"$CERTGATE_BIN" agent renew --url "https://127.0.0.1:$GW_PORT" --dir "$A4" >"$T/renew.out" \
+    2>"$T/renew.err" &
+RPID=$!
+cg_track_pid "$RPID"
+for i in $(seq 1 300); do	# the gateway's deadline is 10 s; 30 s for a loaded machine
+	grep -q "trying again in" "$T/renew.err" && break
+	sleep 0.1
+done
+kill -CONT "$CAPID"
+grep -q "trying again in" "$T/renew.err" || { cat "$T/renew.err" >&2; cg_fail "agent renew did not retry the 503"; }
+rc=0
+wait "$RPID" || rc=$?
+[ "$rc" = 0 ] || { cat "$T/renew.out" "$T/renew.err" >&2; cg_fail "agent renew failed after the CA service came back (rc $rc)"; }
+cg_assert_contains "$T/renew.out" "renewed: certificate"
+[ "$(openssl x509 -in "$A4/cert.pem" -noout -serial)" != "$old4" ] || cg_fail "bot4's certificate was not replaced"
+echo "agent renew: a busy CA service (503) was retried and the renewal went through"
 cg_pass
