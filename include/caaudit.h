@@ -28,5 +28,9 @@ struct caaudit_rec {
  * path NULL: nothing is written, 0. Returns 0/-1 with errno; the event itself has
  * already happened and is not undone. */
 int caaudit_write(const char *path, const struct caaudit_rec *a, json_t *extra);
+/* a[0..n) as n lines in one append and one fsync (the CA service's group commit),
+ * each with extra. Same returns. */
+int caaudit_write_many(const char *path, const struct caaudit_rec *a, size_t n,
+    json_t *extra);
 
 #endif

@@ -38,6 +38,17 @@ void caops_free(struct caops *o);
  * lock for the time of an enrollment, renewal or OCSP signature. */
 void caops_handle(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep);
 
+/* Answers reqs[0..n) as one batch (group commit, cabatch.h): one CA lock, one load
+ * of the database, and the enrollments and renewals that pass their checks issued
+ * together. Each request gets the answer it would have got alone, handled in order;
+ * reps[i] is filled (free each with caproto_reply_clear) unless deferred[i] is set:
+ * the request touches a token or an agent an earlier request of the batch is
+ * changing (or i >= CABATCH_MAX), and must be passed again in a later batch, where
+ * it sees that change committed. Requests other than enroll and renew are answered
+ * as caops_handle does. */
+void caops_handle_batch(struct caops *o, const struct caproto_req *const *reqs,
+    struct caproto_reply *reps, int *deferred, size_t n);
+
 /* The CA certificate's SHA-256 fingerprint (lowercase hex). */
 const char *caops_fingerprint(const struct caops *o);
 

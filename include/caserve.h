@@ -4,9 +4,11 @@
  * enrollment and renewal itself (caops.h), so a compromised gateway cannot mint
  * arbitrary certificates.
  *
- * One thread, one libevent loop; a request is handled to the end (signatures in the
- * token are synchronous) before the next is read, while slow peers only hold their
- * own connection. */
+ * One thread, one libevent loop; slow peers only hold their own connection.
+ * Enrollments and renewals read in the same turn of the loop are answered together
+ * as one batch (group commit, cabatch.h: one lock, one database save, shared
+ * fsyncs); a batch is handled to the end (signatures in the token are synchronous)
+ * before the next. Pings and OCSP queries are answered at once. */
 #ifndef CERTGATE_CASERVE_H
 #define CERTGATE_CASERVE_H
 

@@ -115,6 +115,11 @@ struct castore_issue {
 	 * (enrollment marks its token used here); -1 stops the issuance. */
 	int (*before_sign)(void *arg, const char *serial, char *err, size_t errlen);
 	void *arg;
+	/* Where before_sign staged its write (e.g. catoken_update_staged), and the
+	 * directory of it, or NULL: committed and the directory fsync'd with the
+	 * others of the batch (cabatch.h) before anything is signed. */
+	struct file_stage *before_sign_stage;
+	const char *before_sign_dir;
 	struct caaudit_rec audit;        /* what/agent/via/peer/token/old_serial; serial,
 	                                  * subject and not_after are filled in */
 };
@@ -125,9 +130,20 @@ struct castore_issued {
 	time_t not_after;
 };
 
-/* Issues under the lock with db loaded; db gains the row (and is saved). */
+/* Issues under the lock with db loaded; db gains the row (and is saved). A batch of
+ * one (cabatch.h). */
 int castore_issue(struct castore *s, struct cadb *db, const struct castore_issue *in,
     struct castore_issued *out, char *err, size_t errlen);
+
+/* For cabatch.c. castore_archive staged (file.h, file_stage_write): the caller
+ * commits the stage and fsyncs ca.certs_dir, once for several certificates;
+ * castore_write_out writes in->out_dir's key.pem, cert.pem and ca.pem for x.
+ * 0/-1 err. */
+struct file_stage;
+int castore_archive_stage(struct castore *s, X509 *x, const char *serial,
+    struct file_stage *stage, char *err, size_t errlen);
+int castore_write_out(struct castore *s, const struct castore_issue *in, X509 *x,
+    char *err, size_t errlen);
 
 /* Records every archived certificate that has no row (see above) as revoked
  * (cessationOfOperation), saves db and re-signs the CRL when anything changed.

@@ -77,6 +77,12 @@ int catoken_get(const char *dir, const unsigned char hash[32], struct catoken_re
     char *err, size_t errlen);
 int catoken_update(const char *dir, const unsigned char hash[32],
     const struct catoken_rec *r, char *err, size_t errlen);
+/* catoken_update staged (file.h, file_stage_write): the record replaces the old
+ * one when the caller commits stage (file_stage_commit), durable once it fsyncs dir
+ * too (cabatch.h does both for a batch). */
+struct file_stage;
+int catoken_update_staged(const char *dir, const unsigned char hash[32],
+    const struct catoken_rec *r, struct file_stage *stage, char *err, size_t errlen);
 /* Removes records whose expiry is more than keep_s before now. Returns the number
  * removed, or -1. */
 int catoken_prune(const char *dir, time_t now, long keep_s);

@@ -19,6 +19,27 @@ int file_read(const char *path, size_t max, char **out, size_t *len);
  * removed). */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* file_write_atomic without the directory's fsync: the file is fsync'd and renamed,
+ * and the caller fsyncs the directory once (file_fsync_dir) after several files
+ * in it (the CA's group commit, cabatch.h). Durable only after that fsync. */
+int file_write_atomic_nodirsync(const char *path, const void *data, size_t len, mode_t mode);
+/* Several replacements made durable together (the CA's group commit): each
+ * file_stage_write writes a temporary file next to path and starts its writeback;
+ * file_stage_commit fsyncs every one, then renames each over its path, so the
+ * fsyncs one after the other cost about one disk flush. The directories are the
+ * caller's to fsync (file_fsync_dir) afterwards. commit takes st[0..n), pointers. A path that is not a regular file
+ * is written at once (as file_write_atomic). write: 0/-1 errno, nothing left behind.
+ * commit: 0, or -1 errno with every stage not yet renamed discarded (those renamed
+ * before the failure stay). discard: removes an uncommitted temporary file. A
+ * zeroed struct file_stage is empty (tmp NULL: commit and discard skip it). */
+struct file_stage {
+	char *path, *tmp;
+	int fd;
+};
+int file_stage_write(struct file_stage *st, const char *path, const void *data, size_t len,
+    mode_t mode);
+int file_stage_commit(struct file_stage *const *st, size_t n);
+void file_stage_discard(struct file_stage *st);
 /* fsync of a directory (after a rename or an unlink in it). 0/-1. */
 int file_fsync_dir(const char *dir);
 

@@ -15,5 +15,7 @@ int jsonl_write(int fd, const char *line, size_t len);
 /* Appends obj as one compact line (keys in insertion order) to path, created 0600,
  * fsync'd when sync is set. Returns 0/-1 (errno). obj is borrowed. */
 int jsonl_append(const char *path, json_t *obj, int sync);
+/* Appends objs[0..n) as n lines in one write(2) (one fsync when sync is set). */
+int jsonl_append_many(const char *path, json_t *const *objs, size_t n, int sync);
 
 #endif

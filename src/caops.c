@@ -17,12 +17,14 @@
 #include <openssl/x509.h>
 
 #include "caaudit.h"
+#include "cabatch.h"
 #include "cadb.h"
 #include "castore.h"
 #include "catime.h"
 #include "catoken.h"
 #include "certify.h"
 #include "config.h"
+#include "file.h"
 #include "identity.h"
 #include "log.h"
 #include "rate.h"
@@ -296,6 +298,7 @@ struct caops_consume {
 	const unsigned char *hash;
 	struct catoken_rec *rec;
 	const char *key;            /* SHA-256 hex of the SPKI being certified */
+	struct file_stage *stage;   /* the record's write, committed by cabatch */
 };
 
 /* Marks the token used for serial before anything is signed. The key hash goes into
@@ -308,7 +311,8 @@ caops_consume(void *arg, const char *serial, char *err, size_t errlen)
 	c->rec->used_at = (long long)time(NULL);
 	snprintf(c->rec->serial, sizeof(c->rec->serial), "%s", serial);
 	snprintf(c->rec->key, sizeof(c->rec->key), "%s", c->key);
-	return catoken_update(c->dir, c->hash, c->rec, err, errlen);
+	/* Made durable with the batch's other tokens (before_sign_stage). */
+	return catoken_update_staged(c->dir, c->hash, c->rec, c->stage, err, errlen);
 }
 
 /* A retry of an enrollment whose answer was lost (the gateway gave up waiting, the
@@ -362,139 +366,234 @@ out:
 	return rc;
 }
 
-static void
-caops_enroll(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep)
-{
-	const struct config *cfg = o->cfg;
-	struct mapedit_agent m = { 0 };
-	struct caaudit_rec ctx = { 0 };
-	struct castore_issue in;
-	struct castore_issued is = { 0 };
-	struct caops_consume cons;
-	struct catoken_rec rec = { 0 };
-	struct cadb db = { 0 };
-	unsigned char hash[32];
-	char fp[65], id[17], err[1024], why[1024], used[CATIME_RFC3339_LEN], key[65];
-	EVP_PKEY *pub = NULL;
-	time_t now = time(NULL);
-	int r;
+/* Where a request of a batch is (caops_handle_batch). */
+enum caops_state {
+	CAOPS_DONE,     /* rep holds the answer */
+	CAOPS_LOCKED,   /* checked what needs no lock: goes on under the lock */
+	CAOPS_ISSUE,    /* every check passed: in the batch's issuance */
+	CAOPS_DEFER     /* touches a token or agent an earlier request of the batch is
+	                 * changing: handled in the next batch, as it would have been
+	                 * one request after the other */
+};
 
-	ctx.agent = req->agent[0] ? req->agent : NULL;
-	if (catoken_parse(req->token, fp, hash, err, sizeof(err)) == -1) {
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx, "%s", err);
+/* One enrollment or renewal of a batch, from its checks to its reply. */
+struct caops_job {
+	const struct caproto_req *req;
+	struct caproto_reply *rep;
+	enum caops_state state;
+	struct caaudit_rec ctx;
+	struct castore_issue in;
+	struct cabatch_item item;
+	EVP_PKEY *pub;
+	char key[65];               /* SHA-256 hex of the SPKI */
+	/* enroll */
+	struct mapedit_agent m;
+	struct caops_consume cons;
+	struct file_stage stage;
+	struct catoken_rec rec;
+	unsigned char hash[32];
+	char tid[17];
+	/* renew */
+	X509 *old;
+	struct identity_peer peer;
+	int got_peer;
+	char agent[CERTIFY_AGENT_MAX + 2];
+};
+
+/* What the requests of one batch share under the lock, loaded once when needed. */
+struct caops_shared {
+	struct cadb db;
+	int have_db;
+	struct identity_map *map;
+};
+
+static int
+caops_shared_db(struct caops *o, struct caops_shared *sh, char *err, size_t errlen)
+{
+	if (sh->have_db)
+		return 0;
+	if (castore_load_db(&o->store, &sh->db, err, errlen) == -1)
+		return -1;
+	sh->have_db = 1;
+	return 0;
+}
+
+static void
+caops_internal(struct caops *o, struct caops_job *j, const char *op, const char *err)
+{
+	log_err("%s failed: %s", strcmp(op, "enroll") == 0 ? "enrollment" : "renewal", err);
+	caops_refuse(o, j->rep, CAPROTO_E_INTERNAL, op, j->req, &j->ctx, "the CA failed: %s",
+	    err);
+	j->state = CAOPS_DONE;
+}
+
+/* 1 when an earlier request of the batch issues for agent. */
+static int
+caops_agent_busy(const struct caops_job *jobs, size_t upto, const char *agent)
+{
+	size_t k;
+
+	for (k = 0; k < upto; k++)
+		if (jobs[k].state == CAOPS_ISSUE && strcmp(jobs[k].in.agent, agent) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+caops_enroll_pre(struct caops *o, struct caops_job *j)
+{
+	const struct caproto_req *req = j->req;
+	char fp[65], err[1024];
+
+	j->state = CAOPS_DONE;
+	j->ctx.agent = req->agent[0] ? req->agent : NULL;
+	if (catoken_parse(req->token, fp, j->hash, err, sizeof(err)) == -1) {
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx, "%s", err);
 		return;
 	}
-	catoken_id(hash, id);
-	ctx.token = id;
+	catoken_id(j->hash, j->tid);
+	j->ctx.token = j->tid;
 	if (strcmp(fp, o->store.fp) != 0 && !caops_ours_fp(o, fp)) {
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx,
 		    "the token was made for another CA (fingerprint %.16s...)", fp);
 		return;
 	}
-	if ((pub = caops_spki(req->spki, req->spki_len, err, sizeof(err))) == NULL) {
-		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "enroll", req, &ctx, "%s", err);
+	if ((j->pub = caops_spki(req->spki, req->spki_len, err, sizeof(err))) == NULL) {
+		caops_refuse(o, j->rep, CAPROTO_E_BAD_REQUEST, "enroll", req, &j->ctx, "%s", err);
 		return;
 	}
-	if (catoken_key_hash(req->spki, req->spki_len, key) == -1) {
-		snprintf(err, sizeof(err), "cannot hash the public key");
-		goto internal;
+	if (catoken_key_hash(req->spki, req->spki_len, j->key) == -1) {
+		caops_internal(o, j, "enroll", "cannot hash the public key");
+		return;
 	}
-	if (castore_lock(&o->store, err, sizeof(err)) == -1)
-		goto internal;
-	if (caops_too_late(o, req, rep, "enroll", &ctx))
-		goto out;
-	/* Under the lock: a token is looked up and spent by one request at a time. */
-	if ((r = catoken_get(cfg->ca.tokens_dir, hash, &rec, err, sizeof(err))) == -1)
-		goto internal;
+	j->state = CAOPS_LOCKED;
+}
+
+/* Under the lock: a token is looked up and spent by one request at a time. */
+static void
+caops_enroll_locked(struct caops *o, struct caops_job *jobs, size_t i, struct caops_shared *sh)
+{
+	const struct config *cfg = o->cfg;
+	struct caops_job *j = &jobs[i];
+	const struct caproto_req *req = j->req;
+	struct catoken_rec *rec = &j->rec;
+	char err[1024], why[1024], used[CATIME_RFC3339_LEN];
+	time_t now = time(NULL);
+	size_t k;
+	int r;
+
+	j->state = CAOPS_DONE;
+	if (caops_too_late(o, req, j->rep, "enroll", &j->ctx))
+		return;
+	for (k = 0; k < i; k++)
+		if (jobs[k].state == CAOPS_ISSUE && jobs[k].req->op == CAPROTO_ENROLL &&
+		    memcmp(jobs[k].hash, j->hash, sizeof(j->hash)) == 0) {
+			j->state = CAOPS_DEFER;
+			return;
+		}
+	if ((r = catoken_get(cfg->ca.tokens_dir, j->hash, rec, err, sizeof(err))) == -1) {
+		caops_internal(o, j, "enroll", err);
+		return;
+	}
 	if (r == 1) {
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx, "unknown token");
-		goto out;
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx,
+		    "unknown token");
+		return;
 	}
-	ctx.agent = rec.agent;
-	if (rec.used_at != 0) {
-		catime_rfc3339((time_t)rec.used_at, used, sizeof(used));
+	j->ctx.agent = rec->agent;
+	if (rec->used_at != 0) {
+		catime_rfc3339((time_t)rec->used_at, used, sizeof(used));
 		why[0] = '\0';
-		if (catoken_redeliverable(&rec, key, (long long)now) &&
-		    (!req->agent[0] || strcmp(req->agent, rec.agent) == 0)) {
-			if ((r = caops_redeliver(o, &rec, rep, why, sizeof(why))) == -1) {
-				snprintf(err, sizeof(err), "%s", why);
-				goto internal;
+		if (catoken_redeliverable(rec, j->key, (long long)now) &&
+		    (!req->agent[0] || strcmp(req->agent, rec->agent) == 0)) {
+			if ((r = caops_redeliver(o, rec, j->rep, why, sizeof(why))) == -1) {
+				caops_internal(o, j, "enroll", why);
+				return;
 			}
 			if (r == 1) {
 				struct caaudit_rec a = { .what = "enroll_redelivered",
-				    .agent = rec.agent, .token = id, .serial = rep->serial,
-				    .not_after = rep->not_after, .via = "est",
+				    .agent = rec->agent, .token = j->tid, .serial = j->rep->serial,
+				    .not_after = j->rep->not_after, .via = "est",
 				    .peer = req->peer[0] ? req->peer : NULL };
 
 				if (caaudit_write(cfg->ca.audit, &a, NULL) == -1)
 					log_warn("cannot append to the CA audit log %s: %s",
 					    cfg->ca.audit, strerror(errno));
 				log_info("re-delivered certificate %s to %s (token %s, same key, "
-				    "the first answer was lost)", rep->serial, rec.agent, id);
-				goto out;
+				    "the first answer was lost)", j->rep->serial, rec->agent, j->tid);
+				return;
 			}
 		}
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx,
 		    "the token was already used (at %s, for certificate %s)%s%s", used,
-		    rec.serial, why[0] ? "; " : "", why);
-		goto out;
+		    rec->serial, why[0] ? "; " : "", why);
+		return;
 	}
-	if (rec.expires <= (long long)now) {
-		catime_rfc3339((time_t)rec.expires, used, sizeof(used));
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
+	if (rec->expires <= (long long)now) {
+		catime_rfc3339((time_t)rec->expires, used, sizeof(used));
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx,
 		    "the token expired at %s", used);
-		goto out;
+		return;
 	}
-	if (req->agent[0] && strcmp(req->agent, rec.agent) != 0) {
-		caops_refuse(o, rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &ctx,
+	if (req->agent[0] && strcmp(req->agent, rec->agent) != 0) {
+		caops_refuse(o, j->rep, CAPROTO_E_UNAUTHORIZED, "enroll", req, &j->ctx,
 		    "the token is not for agent %s", req->agent);
-		goto out;
+		return;
 	}
-	if (castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
-		goto internal;
-	m.roles = (const char *const *)rec.roles;
-	m.nroles = rec.nroles;
-	m.set_roles = rec.set_roles;
-	m.scopes = (const char *const *)rec.scopes;
-	m.nscopes = rec.nscopes;
-	m.set_scopes = rec.set_scopes;
-	cons.dir = cfg->ca.tokens_dir;
-	cons.hash = hash;
-	cons.rec = &rec;
-	cons.key = key;
-	memset(&in, 0, sizeof(in));
-	in.agent = rec.agent;
-	in.pubkey = pub;
-	in.seconds = rec.lifetime_s < CASTORE_MIN_LIFETIME ? CASTORE_MIN_LIFETIME :
-	    rec.lifetime_s > CASTORE_MAX_LIFETIME ? CASTORE_MAX_LIFETIME : rec.lifetime_s;
-	in.map = &m;
-	in.before_sign = caops_consume;
-	in.arg = &cons;
-	in.audit = (struct caaudit_rec){ .what = "enroll", .agent = rec.agent, .token = id,
-	    .via = "est", .peer = req->peer[0] ? req->peer : NULL };
-	if (castore_issue(&o->store, &db, &in, &is, err, sizeof(err)) == -1) {
+	if (caops_agent_busy(jobs, i, rec->agent)) {
+		j->state = CAOPS_DEFER;
+		return;
+	}
+	if (caops_shared_db(o, sh, err, sizeof(err)) == -1) {
+		caops_internal(o, j, "enroll", err);
+		return;
+	}
+	j->m.roles = (const char *const *)rec->roles;
+	j->m.nroles = rec->nroles;
+	j->m.set_roles = rec->set_roles;
+	j->m.scopes = (const char *const *)rec->scopes;
+	j->m.nscopes = rec->nscopes;
+	j->m.set_scopes = rec->set_scopes;
+	j->cons.dir = cfg->ca.tokens_dir;
+	j->cons.hash = j->hash;
+	j->cons.rec = rec;
+	j->cons.key = j->key;
+	memset(&j->in, 0, sizeof(j->in));
+	j->in.agent = rec->agent;
+	j->in.pubkey = j->pub;
+	j->in.seconds = rec->lifetime_s < CASTORE_MIN_LIFETIME ? CASTORE_MIN_LIFETIME :
+	    rec->lifetime_s > CASTORE_MAX_LIFETIME ? CASTORE_MAX_LIFETIME : rec->lifetime_s;
+	j->in.map = &j->m;
+	j->in.before_sign = caops_consume;
+	j->in.arg = &j->cons;
+	j->cons.stage = &j->stage;
+	j->in.before_sign_stage = &j->stage;
+	j->in.before_sign_dir = cfg->ca.tokens_dir;
+	j->in.audit = (struct caaudit_rec){ .what = "enroll", .agent = rec->agent,
+	    .token = j->tid, .via = "est", .peer = req->peer[0] ? req->peer : NULL };
+	j->state = CAOPS_ISSUE;
+}
+
+static void
+caops_enroll_done(struct caops *o, struct caops_job *j)
+{
+	j->state = CAOPS_DONE;
+	if (j->item.rc == -1) {
 		/* Refused before the token was spent (the grant cannot be applied to the
 		 * map any more, e.g. a role was removed): the token stays usable. */
-		if (rec.used_at != 0)
-			goto internal;
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "enroll", req, &ctx, "%s", err);
-		goto out;
+		if (j->rec.used_at != 0)
+			caops_internal(o, j, "enroll", j->item.err);
+		else
+			caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "enroll", j->req, &j->ctx,
+			    "%s", j->item.err);
+		return;
 	}
-	if (caops_reply_cert(o, rep, &is, rec.agent) == -1) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto internal;
+	if (caops_reply_cert(o, j->rep, &j->item.out, j->rec.agent) == -1) {
+		caops_internal(o, j, "enroll", "out of memory");
+		return;
 	}
-	log_info("enrolled %s: certificate %s (token %s)", rec.agent, is.serial, id);
-	goto out;
-internal:
-	log_err("enrollment failed: %s", err);
-	caops_refuse(o, rep, CAPROTO_E_INTERNAL, "enroll", req, &ctx, "the CA failed: %s", err);
-out:
-	castore_unlock(&o->store);
-	X509_free(is.cert);
-	EVP_PKEY_free(pub);
-	catoken_rec_free(&rec);
-	cadb_free(&db);
+	log_info("enrolled %s: certificate %s (token %s)", j->rec.agent, j->item.out.serial,
+	    j->tid);
 }
 
 /* The agent id of a certificate: its one RDN CN=ID and the SAN URI for it. */
@@ -525,123 +624,140 @@ caops_cert_agent(const struct config *cfg, X509 *x, const struct identity_peer *
 }
 
 static void
-caops_renew(struct caops *o, const struct caproto_req *req, struct caproto_reply *rep)
+caops_renew_pre(struct caops *o, struct caops_job *j)
 {
 	const struct config *cfg = o->cfg;
-	const struct identity_agent *ag;
-	struct identity_map *map = NULL;
-	struct identity_peer peer;
-	struct caaudit_rec ctx = { 0 };
-	struct castore_issue in;
-	struct castore_issued is = { 0 };
-	struct cadb db = { 0 };
-	struct cadb_row *row;
+	const struct caproto_req *req = j->req;
 	const unsigned char *p = req->cert;
-	char err[1024], id[CERTIFY_AGENT_MAX + 2], subject[CERTIFY_AGENT_MAX + 8];
-	EVP_PKEY *pub = NULL;
-	X509 *old = NULL;
+	char err[1024];
+	time_t now = time(NULL), nb, na;
+
+	j->state = CAOPS_DONE;
+	if ((j->old = d2i_X509(NULL, &p, (long)req->cert_len)) == NULL ||
+	    p != req->cert + req->cert_len) {
+		ERR_clear_error();
+		caops_refuse(o, j->rep, CAPROTO_E_BAD_REQUEST, "renew", req, &j->ctx,
+		    "the presented certificate is not DER");
+		return;
+	}
+	if (identity_peer_from_cert(j->old, &j->peer) == -1) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "the presented certificate cannot be read");
+		return;
+	}
+	j->got_peer = 1;
+	j->ctx.old_serial = j->peer.serial;
+	if (!caops_ours_signed(o, j->old)) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "the certificate was not issued by this CA");
+		return;
+	}
+	j->peer.own_ca = 1;        /* verified with this CA's key just above */
+	if (caops_cert_agent(cfg, j->old, &j->peer, j->agent, sizeof(j->agent)) == -1) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "the certificate is not an agent certificate (CN=ID with SAN "
+		    "spiffe://%s/agent/ID)", cfg->ca.trust_domain);
+		return;
+	}
+	j->ctx.agent = j->agent;
+	if (catime_from_asn1(X509_get0_notBefore(j->old), &nb) == -1 ||
+	    catime_from_asn1(X509_get0_notAfter(j->old), &na) == -1 || nb > now || na <= now) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "the certificate is not valid now (expired or not yet valid)");
+		return;
+	}
+	if ((j->pub = caops_spki(req->spki, req->spki_len, err, sizeof(err))) == NULL) {
+		caops_refuse(o, j->rep, CAPROTO_E_BAD_REQUEST, "renew", req, &j->ctx, "%s", err);
+		return;
+	}
+	j->state = CAOPS_LOCKED;
+}
+
+static void
+caops_renew_locked(struct caops *o, struct caops_job *jobs, size_t i, struct caops_shared *sh)
+{
+	const struct config *cfg = o->cfg;
+	struct caops_job *j = &jobs[i];
+	const struct caproto_req *req = j->req;
+	const struct identity_agent *ag;
+	const struct cadb_row *row;
+	const char *id = j->agent;
+	char err[1024], subject[CERTIFY_AGENT_MAX + 8];
 	time_t now = time(NULL), nb, na;
 	double retry = 0;
 	long life;
-	int got_peer = 0;
 
-	if ((old = d2i_X509(NULL, &p, (long)req->cert_len)) == NULL ||
-	    p != req->cert + req->cert_len) {
-		ERR_clear_error();
-		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "renew", req, &ctx,
-		    "the presented certificate is not DER");
-		goto out;
+	j->state = CAOPS_DONE;
+	if (caops_too_late(o, req, j->rep, "renew", &j->ctx))
+		return;
+	if (caops_agent_busy(jobs, i, id)) {
+		j->state = CAOPS_DEFER;
+		return;
 	}
-	if (identity_peer_from_cert(old, &peer) == -1) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "the presented certificate cannot be read");
-		goto out;
+	if (caops_shared_db(o, sh, err, sizeof(err)) == -1) {
+		caops_internal(o, j, "renew", err);
+		return;
 	}
-	got_peer = 1;
-	ctx.old_serial = peer.serial;
-	if (!caops_ours_signed(o, old)) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "the certificate was not issued by this CA");
-		goto out;
-	}
-	peer.own_ca = 1;        /* verified with this CA's key just above */
-	if (caops_cert_agent(cfg, old, &peer, id, sizeof(id)) == -1) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "the certificate is not an agent certificate (CN=ID with SAN "
-		    "spiffe://%s/agent/ID)", cfg->ca.trust_domain);
-		goto out;
-	}
-	ctx.agent = id;
-	if (catime_from_asn1(X509_get0_notBefore(old), &nb) == -1 ||
-	    catime_from_asn1(X509_get0_notAfter(old), &na) == -1 || nb > now || na <= now) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "the certificate is not valid now (expired or not yet valid)");
-		goto out;
-	}
-	if ((pub = caops_spki(req->spki, req->spki_len, err, sizeof(err))) == NULL) {
-		caops_refuse(o, rep, CAPROTO_E_BAD_REQUEST, "renew", req, &ctx, "%s", err);
-		goto out;
-	}
-	if (castore_lock(&o->store, err, sizeof(err)) == -1)
-		goto internal;
-	if (caops_too_late(o, req, rep, "renew", &ctx))
-		goto out;
-	if (castore_load_db(&o->store, &db, err, sizeof(err)) == -1)
-		goto internal;
 	snprintf(subject, sizeof(subject), "/CN=%s", id);
-	if ((row = cadb_find_serial(&db, peer.serial)) == NULL || strcmp(row->subject, subject) != 0) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "certificate %s is not in the CA database", peer.serial);
-		goto out;
+	if ((row = cadb_find_serial(&sh->db, j->peer.serial)) == NULL ||
+	    strcmp(row->subject, subject) != 0) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "certificate %s is not in the CA database", j->peer.serial);
+		return;
 	}
 	if (cadb_status(row, now) != CADB_VALID) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
-		    "certificate %s is %s", peer.serial, cadb_status_name(cadb_status(row, now)));
-		goto out;
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
+		    "certificate %s is %s", j->peer.serial,
+		    cadb_status_name(cadb_status(row, now)));
+		return;
 	}
-	if (identity_map_load(cfg->identity_map, &map, err, sizeof(err)) == -1)
-		goto internal;
-	if ((ag = identity_lookup(map, &peer)) == NULL || strcmp(ag->id, id) != 0) {
-		caops_refuse(o, rep, CAPROTO_E_FORBIDDEN, "renew", req, &ctx,
+	if (sh->map == NULL && identity_map_load(cfg->identity_map, &sh->map, err,
+	    sizeof(err)) == -1) {
+		sh->map = NULL;
+		caops_internal(o, j, "renew", err);
+		return;
+	}
+	if ((ag = identity_lookup(sh->map, &j->peer)) == NULL || strcmp(ag->id, id) != 0) {
+		caops_refuse(o, j->rep, CAPROTO_E_FORBIDDEN, "renew", req, &j->ctx,
 		    "agent %s is not in the identity map", id);
-		goto out;
+		return;
 	}
 	if (!rate_take(o->rates, id, cfg->ca.renew_per_hour / 3600.0, cfg->ca.renew_burst,
 	    caops_mono(), &retry)) {
-		rep->retry_after = retry < 1 ? 1 : (int)(retry + 0.999);
-		caops_refuse(o, rep, CAPROTO_E_RATE_LIMITED, "renew", req, &ctx,
+		j->rep->retry_after = retry < 1 ? 1 : (int)(retry + 0.999);
+		caops_refuse(o, j->rep, CAPROTO_E_RATE_LIMITED, "renew", req, &j->ctx,
 		    "too many renewals for agent %s (%d per hour); retry in %d s", id,
-		    cfg->ca.renew_per_hour, rep->retry_after);
-		goto out;
+		    cfg->ca.renew_per_hour, j->rep->retry_after);
+		return;
 	}
+	(void)catime_from_asn1(X509_get0_notBefore(j->old), &nb);
+	(void)catime_from_asn1(X509_get0_notAfter(j->old), &na);
 	life = (long)(na - nb) - CERTIFY_BACKDATE;
-	memset(&in, 0, sizeof(in));
-	in.agent = id;
-	in.pubkey = pub;
-	in.seconds = life < CASTORE_MIN_LIFETIME ? CASTORE_MIN_LIFETIME :
+	memset(&j->in, 0, sizeof(j->in));
+	j->in.agent = id;
+	j->in.pubkey = j->pub;
+	j->in.seconds = life < CASTORE_MIN_LIFETIME ? CASTORE_MIN_LIFETIME :
 	    life > CASTORE_MAX_LIFETIME ? CASTORE_MAX_LIFETIME : life;
-	in.audit = (struct caaudit_rec){ .what = "renew", .agent = id, .old_serial = peer.serial,
-	    .via = "est", .peer = req->peer[0] ? req->peer : NULL };
-	if (castore_issue(&o->store, &db, &in, &is, err, sizeof(err)) == -1)
-		goto internal;
-	if (caops_reply_cert(o, rep, &is, id) == -1) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto internal;
+	j->in.audit = (struct caaudit_rec){ .what = "renew", .agent = id,
+	    .old_serial = j->peer.serial, .via = "est",
+	    .peer = req->peer[0] ? req->peer : NULL };
+	j->state = CAOPS_ISSUE;
+}
+
+static void
+caops_renew_done(struct caops *o, struct caops_job *j)
+{
+	j->state = CAOPS_DONE;
+	if (j->item.rc == -1) {
+		caops_internal(o, j, "renew", j->item.err);
+		return;
 	}
-	log_info("renewed %s: certificate %s replaces %s", id, is.serial, peer.serial);
-	goto out;
-internal:
-	log_err("renewal failed: %s", err);
-	caops_refuse(o, rep, CAPROTO_E_INTERNAL, "renew", req, &ctx, "the CA failed: %s", err);
-out:
-	castore_unlock(&o->store);
-	if (got_peer)
-		identity_peer_clear(&peer);
-	identity_map_free(map);
-	X509_free(is.cert);
-	X509_free(old);
-	EVP_PKEY_free(pub);
-	cadb_free(&db);
+	if (caops_reply_cert(o, j->rep, &j->item.out, j->agent) == -1) {
+		caops_internal(o, j, "renew", "out of memory");
+		return;
+	}
+	log_info("renewed %s: certificate %s replaces %s", j->agent, j->item.out.serial,
+	    j->peer.serial);
 }
 
 static void
@@ -743,14 +859,106 @@ caops_handle(struct caops *o, const struct caproto_req *req, struct caproto_repl
 		rep->pid = (long long)getpid();
 		return;
 	case CAPROTO_ENROLL:
-		caops_enroll(o, req, rep);
+	case CAPROTO_RENEW: {
+		int deferred;
+
+		/* A batch of one is never deferred. */
+		caops_handle_batch(o, &req, rep, &deferred, 1);
 		return;
-	case CAPROTO_RENEW:
-		caops_renew(o, req, rep);
-		return;
+	}
 	case CAPROTO_OCSP:
 		caops_ocsp(o, req, rep);
 		return;
 	}
 	caproto_reply_error(rep, CAPROTO_E_BAD_REQUEST, "unknown operation");
+}
+
+static void
+caops_job_free(struct caops_job *j)
+{
+	X509_free(j->item.out.cert);
+	file_stage_discard(&j->stage);
+	EVP_PKEY_free(j->pub);
+	catoken_rec_free(&j->rec);
+	X509_free(j->old);
+	if (j->got_peer)
+		identity_peer_clear(&j->peer);
+}
+
+void
+caops_handle_batch(struct caops *o, const struct caproto_req *const *reqs,
+    struct caproto_reply *reps, int *deferred, size_t n)
+{
+	struct caops_shared sh;
+	struct cabatch_item items[CABATCH_MAX];
+	struct caops_job *jobs;
+	size_t i, ni = 0, locked = 0;
+	char err[1024];
+
+	memset(&sh, 0, sizeof(sh));
+	for (i = 0; i < n; i++) {
+		memset(&reps[i], 0, sizeof(reps[i]));
+		deferred[i] = i >= CABATCH_MAX;
+	}
+	if (n > CABATCH_MAX)
+		n = CABATCH_MAX;
+	if ((jobs = calloc(n > 0 ? n : 1, sizeof(*jobs))) == NULL) {
+		for (i = 0; i < n; i++)
+			caproto_reply_error(&reps[i], CAPROTO_E_INTERNAL, "the CA failed: out of memory");
+		return;
+	}
+	caops_refresh(o);
+	for (i = 0; i < n; i++) {
+		jobs[i].req = reqs[i];
+		jobs[i].rep = &reps[i];
+		if (reqs[i]->op == CAPROTO_ENROLL)
+			caops_enroll_pre(o, &jobs[i]);
+		else if (reqs[i]->op == CAPROTO_RENEW)
+			caops_renew_pre(o, &jobs[i]);
+		else
+			caops_handle(o, reqs[i], &reps[i]);
+		locked += jobs[i].state == CAOPS_LOCKED;
+	}
+	if (locked == 0)
+		goto out;
+	if (castore_lock(&o->store, err, sizeof(err)) == -1) {
+		for (i = 0; i < n; i++)
+			if (jobs[i].state == CAOPS_LOCKED)
+				caops_internal(o, &jobs[i], reqs[i]->op == CAPROTO_ENROLL ? "enroll" :
+				    "renew", err);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (jobs[i].state != CAOPS_LOCKED)
+			continue;
+		if (reqs[i]->op == CAPROTO_ENROLL)
+			caops_enroll_locked(o, jobs, i, &sh);
+		else
+			caops_renew_locked(o, jobs, i, &sh);
+		if (jobs[i].state == CAOPS_ISSUE) {
+			memset(&items[ni], 0, sizeof(items[ni]));
+			items[ni++].in = &jobs[i].in;
+		}
+	}
+	if (ni > 0)
+		(void)cabatch_issue(&o->store, &sh.db, items, ni);
+	for (i = 0, ni = 0; i < n; i++) {
+		if (jobs[i].state != CAOPS_ISSUE)
+			continue;
+		jobs[i].item = items[ni++];
+		if (reqs[i]->op == CAPROTO_ENROLL)
+			caops_enroll_done(o, &jobs[i]);
+		else
+			caops_renew_done(o, &jobs[i]);
+	}
+	castore_unlock(&o->store);
+out:
+	for (i = 0; i < n; i++) {
+		if (jobs[i].state == CAOPS_DEFER)
+			deferred[i] = 1;
+		caops_job_free(&jobs[i]);
+	}
+	free(jobs);
+	cadb_free(&sh.db);
+	identity_map_free(sh.map);
 }

@@ -20,6 +20,7 @@
 #include <event2/listener.h>
 
 #include "buf.h"
+#include "cabatch.h"
 #include "caops.h"
 #include "caproto.h"
 #include "config.h"
@@ -40,6 +41,12 @@ struct caserve_conn {
 	int closing;          /* reply queued, close once written */
 };
 
+/* An enrollment or renewal read and waiting for the next batch. */
+struct caserve_pending {
+	struct caserve_conn *c;   /* NULL when the connection went away meanwhile */
+	struct caproto_req req;
+};
+
 struct caserve {
 	const struct config *cfg;
 	struct event_base *base;
@@ -49,13 +56,25 @@ struct caserve {
 	struct caserve_conn *conns;
 	size_t nconns;
 	uid_t uid;
+	/* Group commit: requests read in one turn of the loop are queued, and a
+	 * zero-timeout event (run after the reads of that turn) answers up to
+	 * CABATCH_MAX of them as one batch (caops_handle_batch). At most one request
+	 * per connection is queued (reading stops until its reply is sent), so the
+	 * queue never holds more than CASERVE_MAX_CONNS. */
+	struct event *flush;
+	struct caserve_pending *q;
+	size_t nq;
 };
 
 static void
 caserve_conn_free(struct caserve_conn *c)
 {
 	struct caserve *s = c->srv;
+	size_t i;
 
+	for (i = 0; i < s->nq; i++)
+		if (s->q[i].c == c)
+			s->q[i].c = NULL;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -88,6 +107,68 @@ caserve_send(struct caserve_conn *c, const struct caproto_reply *rep)
 	/* One request at a time per connection: the next is read once this is sent. */
 	bufferevent_disable(c->bev, EV_READ);
 	return 0;
+}
+
+static void
+caserve_queue(struct caserve_conn *c, struct caproto_req *req)
+{
+	struct caserve *s = c->srv;
+	struct caproto_reply rep;
+	struct timeval now = { 0, 0 };
+
+	if (s->nq >= CASERVE_MAX_CONNS) {	/* cannot happen: one per connection */
+		caproto_req_clear(req);
+		memset(&rep, 0, sizeof(rep));
+		caproto_reply_error(&rep, CAPROTO_E_UNAVAILABLE, "busy");
+		(void)caserve_send(c, &rep);
+		caproto_reply_clear(&rep);
+		return;
+	}
+	s->q[s->nq].c = c;
+	s->q[s->nq++].req = *req;
+	memset(req, 0, sizeof(*req));
+	/* One request at a time per connection: the next is read once this is answered. */
+	bufferevent_disable(c->bev, EV_READ);
+	if (!evtimer_pending(s->flush, NULL))
+		evtimer_add(s->flush, &now);
+}
+
+/* Answers the first CABATCH_MAX queued requests as one batch; a request deferred
+ * by caops_handle_batch (its token or agent was in use by an earlier one) and the
+ * rest wait for the next batch, which starts at once. */
+static void
+caserve_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct caserve *s = arg;
+	const struct caproto_req *reqs[CABATCH_MAX];
+	struct caproto_reply reps[CABATCH_MAX];
+	int deferred[CABATCH_MAX];
+	struct timeval now = { 0, 0 };
+	size_t i, n, keep = 0;
+
+	(void)fd;
+	(void)what;
+	if ((n = s->nq < CABATCH_MAX ? s->nq : CABATCH_MAX) == 0)
+		return;
+	for (i = 0; i < n; i++)
+		reqs[i] = &s->q[i].req;
+	if (n > 1)
+		log_debug("answering %zu queued requests as one batch", n);
+	caops_handle_batch(s->ops, reqs, reps, deferred, n);
+	for (i = 0; i < n; i++) {
+		if (deferred[i] && s->q[i].c != NULL) {
+			s->q[keep++] = s->q[i];
+			continue;
+		}
+		if (s->q[i].c != NULL && !deferred[i])
+			(void)caserve_send(s->q[i].c, &reps[i]);
+		caproto_reply_clear(&reps[i]);
+		caproto_req_clear(&s->q[i].req);
+	}
+	memmove(&s->q[keep], &s->q[n], (s->nq - n) * sizeof(*s->q));
+	s->nq = keep + (s->nq - n);
+	if (s->nq > 0)
+		evtimer_add(s->flush, &now);
 }
 
 static void
@@ -124,6 +205,11 @@ caserve_read(struct bufferevent *bev, void *arg)
 	if (caproto_req_decode((const char *)body, n, &req, err, sizeof(err)) == -1) {
 		log_info("refused a malformed request: %s", err);
 		caproto_reply_error(&rep, CAPROTO_E_BAD_REQUEST, "%s", err);
+	} else if (req.op == CAPROTO_ENROLL || req.op == CAPROTO_RENEW) {
+		/* Answered with the others of this turn of the loop (caserve_flush). */
+		evbuffer_drain(in, n);
+		caserve_queue(c, &req);
+		return;
 	} else {
 		caops_handle(c->srv->ops, &req, &rep);
 		caproto_req_clear(&req);
@@ -334,6 +420,11 @@ caserve_main(const struct config *cfg, int watch_fd)
 		goto out;
 	}
 	fd = -1;
+	if ((s.q = calloc(CASERVE_MAX_CONNS, sizeof(*s.q))) == NULL ||
+	    (s.flush = evtimer_new(s.base, caserve_flush, &s)) == NULL) {
+		log_err("cannot set up the request queue");
+		goto out;
+	}
 	s.sigterm = evsignal_new(s.base, SIGTERM, caserve_signal, &s);
 	s.sigint = evsignal_new(s.base, SIGINT, caserve_signal, &s);
 	if (s.sigterm == NULL || s.sigint == NULL || evsignal_add(s.sigterm, NULL) == -1 ||
@@ -357,6 +448,11 @@ caserve_main(const struct config *cfg, int watch_fd)
 out:
 	while ((c = s.conns) != NULL)
 		caserve_conn_free(c);
+	while (s.nq > 0)
+		caproto_req_clear(&s.q[--s.nq].req);
+	free(s.q);
+	if (s.flush)
+		event_free(s.flush);
 	if (s.lst) {
 		evconnlistener_free(s.lst);
 		(void)unlink(cfg->ca.socket);

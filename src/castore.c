@@ -15,6 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "cabatch.h"
 #include "catime.h"
 #include "certify.h"
 #include "config.h"
@@ -519,6 +520,35 @@ castore_archive(struct castore *s, X509 *x, const char *serial, char *err, size_
 	return rc;
 }
 
+int
+castore_archive_stage(struct castore *s, X509 *x, const char *serial,
+    struct file_stage *stage, char *err, size_t errlen)
+{
+	BIO *b = NULL;
+	char *path = NULL, *data;
+	long len;
+	int rc = -1;
+
+	if (castore_mkdir(s->cfg->ca.certs_dir, 0755, err, errlen) == -1)
+		return -1;
+	if ((path = castore_archive_path(s, serial)) == NULL ||
+	    (b = BIO_new(BIO_s_mem())) == NULL || !PEM_write_bio_X509(b, x)) {
+		ERR_clear_error();
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	len = BIO_get_mem_data(b, &data);
+	if (file_stage_write(stage, path, data, (size_t)len, 0644) == -1) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	BIO_free(b);
+	free(path);
+	return rc;
+}
+
 struct castore_taken {
 	struct castore *s;
 	const struct cadb *db;
@@ -549,7 +579,7 @@ castore_serial(struct castore *s, const struct cadb *db, char **hex, char *err, 
 }
 
 /* OUT/key.pem, OUT/cert.pem, OUT/ca.pem for the commands. */
-static int
+int
 castore_write_out(struct castore *s, const struct castore_issue *in, X509 *x, char *err,
     size_t errlen)
 {
@@ -594,123 +624,15 @@ int
 castore_issue(struct castore *s, struct cadb *db, const struct castore_issue *in,
     struct castore_issued *out, char *err, size_t errlen)
 {
-	const struct config *cfg = s->cfg;
-	const char *td = cfg->ca.trust_domain ? cfg->ca.trust_domain : "certgate.local";
-	struct certify_spec spec;
-	struct caaudit_rec audit = in->audit;
-	ASN1_INTEGER *sn = NULL;
-	X509_NAME *name = NULL;
-	char *hex = NULL, *uri = NULL, *subject = NULL, *maptext = NULL, *newmap = NULL;
-	char expiry[CATIME_INDEX_LEN], na[CATIME_RFC3339_LEN];
-	size_t maplen = 0, newlen = 0;
-	X509 *x = NULL;
-	int rc = -1;
+	struct cabatch_item it;
 
-	memset(out, 0, sizeof(*out));
-	if (s->lock == -1 || s->key == NULL) {
-		snprintf(err, errlen, "internal error: issuing without the CA lock or key");
-		return -1;
-	}
-	if (!certify_agent_id_valid(in->agent)) {
-		snprintf(err, errlen, "bad agent id: want [A-Za-z0-9][A-Za-z0-9._-]{0,63}");
-		return -1;
-	}
-	if (in->seconds < CASTORE_MIN_LIFETIME || in->seconds > CASTORE_MAX_LIFETIME) {
-		snprintf(err, errlen, "lifetime %ld s is outside 2m..365d", in->seconds);
-		return -1;
-	}
-	if (asprintf(&uri, "spiffe://%s/agent/%s", td, in->agent) < 0 ||
-	    asprintf(&subject, "/CN=%s", in->agent) < 0) {
-		uri = subject = NULL;
-		goto oom;
-	}
-	/* Everything that can be refused is decided before the token is spent. */
-	if (in->map != NULL) {
-		struct mapedit_agent m = *in->map;
-
-		m.id = in->agent;
-		m.uri = uri;
-		if (mapedit_read(cfg->identity_map, &maptext, &maplen, err, errlen) == -1)
-			goto fail;
-		if (mapedit_set_agent(maptext, maplen, &m, &newmap, &newlen, err, errlen) == -1) {
-			char why[512];
-
-			snprintf(why, sizeof(why), "%s", err);
-			snprintf(err, errlen, "%s: %s", cfg->identity_map, why);
-			goto fail;
-		}
-	}
-	if ((name = X509_NAME_new()) == NULL ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)in->agent, -1, -1, 0)) {
-		snprintf(err, errlen, "cannot build the subject");
-		goto fail;
-	}
-	if ((sn = castore_serial(s, db, &hex, err, errlen)) == NULL)
-		goto fail;
-	if (in->before_sign && in->before_sign(in->arg, hex, err, errlen) == -1)
-		goto fail;
-	castore_crashpoint("before_sign");
-	memset(&spec, 0, sizeof(spec));
-	spec.profile = CERTIFY_AGENT;
-	spec.subject = name;
-	spec.pubkey = in->pubkey;
-	spec.issuer = s->cert;
-	spec.signer = s->key;
-	spec.seconds = in->seconds;
-	spec.serial = sn;
-	spec.san = uri;
-	spec.ocsp_url = cfg->ca.ocsp_url;
-	if ((x = certify_cert(&spec, err, errlen)) == NULL)
-		goto fail;
-	castore_crashpoint("after_sign");
-	if (catime_from_asn1(X509_get0_notAfter(x), &out->not_after) == -1) {
-		snprintf(err, errlen, "cannot read the certificate's notAfter");
-		goto fail;
-	}
-	catime_format(out->not_after, expiry, sizeof(expiry));
-	catime_rfc3339(out->not_after, na, sizeof(na));
-	if (in->out_dir && castore_write_out(s, in, x, err, errlen) == -1)
-		goto fail;
-	if (castore_archive(s, x, hex, err, errlen) == -1)
-		goto fail;
-	castore_crashpoint("after_archive");
-	if (newmap != NULL && mapedit_write(cfg->identity_map, newmap, newlen, err, errlen) == -1)
-		goto fail;
-	castore_crashpoint("after_map");
-	audit.serial = hex;
-	audit.subject = subject;
-	audit.not_after = na;
-	if (caaudit_write(cfg->ca.audit, &audit, NULL) == -1)
-		log_warn("cannot append to the CA audit log %s: %s", cfg->ca.audit, strerror(errno));
-	castore_crashpoint("after_audit");
-	/* The commit point: the row makes the certificate part of the CA's record. */
-	if (cadb_add_valid(db, expiry, hex, subject) == -1)
-		goto oom;
-	if (cadb_save(cfg->ca.db, db) == -1) {
-		snprintf(err, errlen, "cannot write the CA database %s: %s", cfg->ca.db,
-		    strerror(errno));
-		cadb_pop(db);	/* the row is not on disk: forget it */
-		goto fail;
-	}
-	castore_crashpoint("after_commit");
-	snprintf(out->serial, sizeof(out->serial), "%s", hex);
-	out->cert = x;
-	x = NULL;
-	rc = 0;
-	goto fail;
-oom:
-	snprintf(err, errlen, "out of memory");
-fail:
-	X509_free(x);
-	X509_NAME_free(name);
-	ASN1_INTEGER_free(sn);
-	OPENSSL_free(hex);
-	free(uri);
-	free(subject);
-	free(maptext);
-	free(newmap);
-	return rc;
+	memset(&it, 0, sizeof(it));
+	it.in = in;
+	(void)cabatch_issue(s, db, &it, 1);
+	*out = it.out;
+	if (it.rc == -1)
+		snprintf(err, errlen, "%s", it.err);
+	return it.rc;
 }
 
 /* Serial of an archive file name "HEX.pem", or NULL. */

@@ -293,7 +293,7 @@ catoken_path(const char *dir, const unsigned char hash[32])
 
 static int
 catoken_write(const char *dir, const unsigned char hash[32], const struct catoken_rec *r,
-    int create, char *err, size_t errlen)
+    int create, int syncdir, struct file_stage *stage, char *err, size_t errlen)
 {
 	struct stat st;
 	json_t *o = NULL;
@@ -317,7 +317,9 @@ catoken_write(const char *dir, const unsigned char hash[32], const struct catoke
 		snprintf(err, errlen, "no such token");
 		goto fail;
 	}
-	if (file_write_atomic(path, text, strlen(text), 0600) == -1) {
+	if ((stage ? file_stage_write(stage, path, text, strlen(text), 0600) :
+	    syncdir ? file_write_atomic(path, text, strlen(text), 0600) :
+	    file_write_atomic_nodirsync(path, text, strlen(text), 0600)) == -1) {
 		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
 		goto fail;
 	}
@@ -333,14 +335,21 @@ int
 catoken_put(const char *dir, const unsigned char hash[32], const struct catoken_rec *r,
     char *err, size_t errlen)
 {
-	return catoken_write(dir, hash, r, 1, err, errlen);
+	return catoken_write(dir, hash, r, 1, 1, NULL, err, errlen);
 }
 
 int
 catoken_update(const char *dir, const unsigned char hash[32], const struct catoken_rec *r,
     char *err, size_t errlen)
 {
-	return catoken_write(dir, hash, r, 0, err, errlen);
+	return catoken_write(dir, hash, r, 0, 1, NULL, err, errlen);
+}
+
+int
+catoken_update_staged(const char *dir, const unsigned char hash[32],
+    const struct catoken_rec *r, struct file_stage *stage, char *err, size_t errlen)
+{
+	return catoken_write(dir, hash, r, 0, 0, stage, err, errlen);
 }
 
 int

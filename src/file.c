@@ -81,8 +81,8 @@ file_fsync_dir(const char *dir)
 	return rc;
 }
 
-int
-file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+static int
+file_write_atomic_do(const char *path, const void *data, size_t len, mode_t mode, int syncdir)
 {
 	const char *base = strrchr(path, '/'), *p = data;
 	char *dir = NULL, *tmp = NULL;
@@ -148,7 +148,8 @@ file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 		goto fail;
 	free(tmp);
 	tmp = NULL;
-	(void)file_fsync_dir(dir);
+	if (syncdir)
+		(void)file_fsync_dir(dir);
 	rc = 0;
 fail:
 	saved = errno;
@@ -161,6 +162,116 @@ fail:
 	free(dir);
 	errno = saved;
 	return rc;
+}
+
+int
+file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return file_write_atomic_do(path, data, len, mode, 1);
+}
+
+int
+file_write_atomic_nodirsync(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return file_write_atomic_do(path, data, len, mode, 0);
+}
+
+int
+file_stage_write(struct file_stage *st, const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	const char *base = strrchr(path, '/'), *p = data;
+	char *dir = NULL;
+	struct stat st_;
+	ssize_t w;
+	int saved;
+
+	memset(st, 0, sizeof(*st));
+	st->fd = -1;
+	/* Not a regular file (a device, a FIFO): written at once, as file_write_atomic. */
+	if (stat(path, &st_) == 0 && !S_ISREG(st_.st_mode))
+		return file_write_atomic_nodirsync(path, data, len, mode);
+	base = base != NULL ? base + 1 : path;
+	if ((st->path = strdup(path)) == NULL || (dir = file_dirname(path)) == NULL ||
+	    asprintf(&st->tmp, "%s/.%s.XXXXXX", dir, base) == -1) {
+		st->tmp = NULL;
+		errno = ENOMEM;
+		goto fail;
+	}
+	if ((st->fd = mkostemp(st->tmp, O_CLOEXEC)) == -1) {
+		free(st->tmp);
+		st->tmp = NULL;
+		goto fail;
+	}
+	if (fchmod(st->fd, mode) == -1)
+		goto fail;
+	while (len > 0) {
+		if ((w = write(st->fd, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	/* Start the writeback now: the fsyncs of file_stage_commit then mostly wait
+	 * for one journal commit instead of one each. */
+	(void)sync_file_range(st->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	free(dir);
+	return 0;
+fail:
+	saved = errno;
+	file_stage_discard(st);
+	free(dir);
+	errno = saved;
+	return -1;
+}
+
+int
+file_stage_commit(struct file_stage *const *st, size_t n)
+{
+	size_t i;
+	int saved;
+
+	for (i = 0; i < n; i++)
+		if (st[i]->tmp != NULL && fsync(st[i]->fd) == -1)
+			goto fail;
+	for (i = 0; i < n; i++) {
+		if (st[i]->tmp == NULL)
+			continue;
+		if (close(st[i]->fd) == -1) {
+			st[i]->fd = -1;
+			goto fail;
+		}
+		st[i]->fd = -1;
+		if (rename(st[i]->tmp, st[i]->path) == -1)
+			goto fail;
+		free(st[i]->tmp);
+		st[i]->tmp = NULL;
+		free(st[i]->path);
+		st[i]->path = NULL;
+	}
+	return 0;
+fail:
+	saved = errno;
+	for (i = 0; i < n; i++)
+		file_stage_discard(st[i]);
+	errno = saved;
+	return -1;
+}
+
+void
+file_stage_discard(struct file_stage *st)
+{
+	if (st->tmp != NULL) {
+		if (st->fd != -1)
+			close(st->fd);
+		unlink(st->tmp);
+	}
+	st->fd = -1;
+	free(st->tmp);
+	free(st->path);
+	st->tmp = st->path = NULL;
 }
 
 int

@@ -36,13 +36,25 @@ jsonl_dump_cb(const char *p, size_t n, void *arg)
 int
 jsonl_append(const char *path, json_t *obj, int sync)
 {
+	return jsonl_append_many(path, &obj, 1, sync);
+}
+
+int
+jsonl_append_many(const char *path, json_t *const *objs, size_t n, int sync)
+{
 	struct buf b;
+	size_t i;
 	int fd = -1, rc = -1, saved;
 
 	buf_init(&b);
-	if (json_dump_callback(obj, jsonl_dump_cb, &b, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
-	    buf_addc(&b, '\n') == -1) {
-		errno = ENOMEM;
+	for (i = 0; i < n; i++)
+		if (json_dump_callback(objs[i], jsonl_dump_cb, &b,
+		    JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 || buf_addc(&b, '\n') == -1) {
+			errno = ENOMEM;
+			goto fail;
+		}
+	if (n == 0) {
+		rc = 0;
 		goto fail;
 	}
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) == -1)

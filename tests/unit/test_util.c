@@ -101,6 +101,39 @@ test_file(const char *dir)
 		snprintf(path, sizeof(path), "%s/a", dir);
 		CHECK(file_write_atomic(path, "x", 1, 0600) == -1 && errno == EISDIR);
 	}
+	/* staged replacements: nothing visible before the commit, both after it; a
+	 * discarded stage leaves nothing behind */
+	{
+		struct file_stage st[3], *sp[2];
+		char p2[512];
+
+		memset(st, 0, sizeof(st));
+		snprintf(path, sizeof(path), "%s/a/s1", dir);
+		snprintf(p2, sizeof(p2), "%s/a/f.txt", dir);
+		CHECK(file_stage_write(&st[0], path, "one", 3, 0644) == 0);
+		CHECK(file_stage_write(&st[1], p2, "two", 3, 0600) == 0);
+		CHECK(access(path, F_OK) == -1 && errno == ENOENT);
+		CHECK(file_read(p2, 0, &out, &len) == 0 && len == 0);
+		free(out);
+		sp[0] = &st[0];
+		sp[1] = &st[1];
+		CHECK(file_stage_commit(sp, 2) == 0);
+		CHECK(file_read(path, 0, &out, &len) == 0 && strcmp(out, "one") == 0);
+		free(out);
+		CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644);
+		CHECK(file_read(p2, 0, &out, &len) == 0 && strcmp(out, "two") == 0);
+		free(out);
+		file_stage_discard(&st[0]);	/* committed: nothing to do */
+		snprintf(path, sizeof(path), "%s/a/s3", dir);
+		CHECK(file_stage_write(&st[2], path, "three", 5, 0644) == 0);
+		CHECK(st[2].tmp != NULL && access(st[2].tmp, F_OK) == 0);
+		snprintf(p2, sizeof(p2), "%s", st[2].tmp);
+		file_stage_discard(&st[2]);
+		CHECK(access(p2, F_OK) == -1 && access(path, F_OK) == -1);
+		snprintf(path, sizeof(path), "%s/nodir/x", dir);
+		CHECK(file_stage_write(&st[2], path, "x", 1, 0600) == -1 && errno == ENOENT);
+		CHECK(file_stage_commit(sp, 0) == 0);
+	}
 	out = file_dirname("/x/y/z");
 	CHECK_STR(out, "/x/y");
 	free(out);
